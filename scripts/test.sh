@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command (README quick start, .ci/run): builds/refreshes .venv, installs the CPU torch first,
+# then contrastlab with its test extras and the peer libraries the equivalence tests compare against, and
+# runs pytest. Extra arguments go to pytest (e.g. `scripts/test.sh -m slow`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${CONTRASTLAB_VENV:-.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
+
+# torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
+pip install "torch==2.13.0"
+pip install -e ".[dev]"
+# lightly and open_clip pin torchvision, whose CPU wheel for torch 2.13 does not exist; the tests load
+# only their pure-torch loss modules.
+pip install --no-deps "lightly==1.6.0" "open_clip_torch==3.3.0"
+
+"$py" -m ruff check src tests
+"$py" -m mypy
+exec "$py" -m pytest "$@"
