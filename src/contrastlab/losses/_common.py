@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrastlab import distributed
+
 __all__ = [
     "check_embeddings",
     "check_labels",
@@ -22,6 +24,7 @@ __all__ = [
     "compute_dtype",
     "connected_zero",
     "full_precision",
+    "gather_columns",
     "prepare",
 ]
 
@@ -126,3 +129,18 @@ def connected_zero(*tensors: Tensor) -> Tensor:
     for t in tensors[1:]:
         total = total + t.sum() * 0.0
     return total
+
+
+def gather_columns(x: Tensor, gather_distributed: bool) -> tuple[Tensor, int]:
+    """The columns a loss contrasts its local rows against, and where the local rows sit among them.
+
+    Without gathering (or without a process group) the columns are the local rows themselves (offset 0);
+    with it they are every rank's rows, gradients flowing back to their owners, and the local rows start at
+    ``rank · n``.
+
+    Shape:
+        - x: (n, D); returns ((W·n, D), offset).
+    """
+    if not gather_distributed or distributed.world_size() == 1:
+        return x, 0
+    return distributed.all_gather_with_grad(x), distributed.rank() * x.shape[0]

@@ -1,13 +1,14 @@
 """InfoNCE-family losses for paired views: NT-Xent (SimCLR), one-directional InfoNCE (MoCo) and CLIP.
 
-All three are cross-entropies over rows of a similarity matrix whose positive sits at a known column, so
-all three go through ``F.cross_entropy`` on float32 logits (STYLE.md, rule 11).
+All three are cross-entropies over rows of a similarity matrix whose positive sits at a known column:
+``mean(logsumexp_j s_ij - s_i,pos)``. The positive logit is a row-wise dot product, and the log-sum-exp
+comes from ``_tiled``, dense (``torch.logsumexp``) or streamed in tiles, always on float32 logits
+(STYLE.md, rule 11).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.losses._common import (
@@ -16,7 +17,15 @@ from contrastlab.losses._common import (
     check_same_shape,
     compute_dtype,
     full_precision,
+    gather_columns,
     prepare,
+)
+from contrastlab.losses._tiled import (
+    ChunkSize,
+    check_chunk_size,
+    pair_logsumexp,
+    resolve_chunk_size,
+    row_logsumexp,
 )
 
 __all__ = ["ClipLoss", "InfoNCELoss", "NTXentLoss", "clip_loss", "info_nce", "nt_xent"]
@@ -25,7 +34,15 @@ __all__ = ["ClipLoss", "InfoNCELoss", "NTXentLoss", "clip_loss", "info_nce", "nt
 MAX_LOGIT_SCALE = 100.0
 
 
-def nt_xent(z_a: Tensor, z_b: Tensor, *, temperature: float = 0.5, normalize: bool = True) -> Tensor:
+def nt_xent(
+    z_a: Tensor,
+    z_b: Tensor,
+    *,
+    temperature: float = 0.5,
+    normalize: bool = True,
+    chunk_size: ChunkSize = "auto",
+    gather_distributed: bool = False,
+) -> Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR.
 
     Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020, Eq. 1.
@@ -39,6 +56,10 @@ def nt_xent(z_a: Tensor, z_b: Tensor, *, temperature: float = 0.5, normalize: bo
         z_b: Second view, row ``i`` paired with row ``i`` of ``z_a``.
         temperature: τ > 0.
         normalize: L2-normalise the rows first, so ``s`` is the cosine similarity.
+        chunk_size: Tile side for the exact streaming computation that never stores the 2N x 2N matrix;
+            None is dense; "auto" is dense for small batches and tiled above ~2048 x 2048 logits.
+        gather_distributed: Contrast the local anchors against every rank's embeddings (see
+            ``contrastlab.distributed``); returns the mean over the local anchors.
 
     Shape:
         - z_a, z_b: (N, D).
@@ -62,16 +83,16 @@ def nt_xent(z_a: Tensor, z_b: Tensor, *, temperature: float = 0.5, normalize: bo
     check_embeddings("z_a", z_a)
     check_embeddings("z_b", z_b)
     check_same_shape("z_a", z_a, "z_b", z_b)
-    t = check_positive("temperature", temperature)
+    scale = 1.0 / check_positive("temperature", temperature)
     n = z_a.shape[0]
     with full_precision(z_a):
         z = prepare(torch.cat([z_a, z_b]), normalize=normalize)  # (2N, D)
-        logits = (z @ z.T) / t  # (2N, 2N)
-        eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-        logits = logits.masked_fill(eye, float("-inf"))  # an anchor is never its own negative
-        idx = torch.arange(n, device=z.device)
-        targets = torch.cat([idx + n, idx])  # row i's positive is its other view
-        return F.cross_entropy(logits, targets)
+        positive = scale * (z[:n] * z[n:]).sum(dim=1).repeat(2)  # (2N,): row i's positive is its other view
+        cols, offset = gather_columns(z, gather_distributed)
+        tile = resolve_chunk_size(chunk_size, z.shape[0], cols.shape[0], z.device)
+        # An anchor is never its own negative: exclude column (i + offset) of row i.
+        lse = row_logsumexp(z, cols, scale=scale, self_offset=offset, tile=tile)  # (2N,)
+        return (lse - positive).mean()
 
 
 def info_nce(
@@ -81,6 +102,8 @@ def info_nce(
     negatives: Tensor | None = None,
     temperature: float = 0.07,
     normalize: bool = True,
+    chunk_size: ChunkSize = "auto",
+    gather_distributed: bool = False,
 ) -> Tensor:
     """One-directional InfoNCE: each query against its positive key and every other key.
 
@@ -98,6 +121,9 @@ def info_nce(
             step). They receive no special treatment: pass a detached queue (the queue stores detached keys).
         temperature: τ > 0.
         normalize: L2-normalise queries, keys and negatives first.
+        chunk_size: Tile side for the streaming computation (None: dense; "auto": by size).
+        gather_distributed: In-batch keys come from every rank; ``negatives`` are used as given (a MoCo
+            queue is already global: enqueue gathered keys).
 
     Shape:
         - query, positive: (N, D).
@@ -126,15 +152,17 @@ def info_nce(
                 f"negatives must have shape (K, {query.shape[1]}) to match query's D, "
                 f"got {tuple(negatives.shape)}"
             )
-    t = check_positive("temperature", temperature)
+    scale = 1.0 / check_positive("temperature", temperature)
     with full_precision(query):
         q = prepare(query, normalize=normalize)
         k = prepare(positive, normalize=normalize)
+        positive_logit = scale * (q * k).sum(dim=1)  # (N,)
+        cols, _ = gather_columns(k, gather_distributed)  # (W·N, D)
         if negatives is not None:
-            k = torch.cat([k, prepare(negatives, normalize=normalize)])  # (N + K, D)
-        logits = (q @ k.T) / t  # (N, N + K)
-        targets = torch.arange(q.shape[0], device=q.device)
-        return F.cross_entropy(logits, targets)
+            cols = torch.cat([cols, prepare(negatives, normalize=normalize)])  # (W·N + K, D)
+        tile = resolve_chunk_size(chunk_size, q.shape[0], cols.shape[0], q.device)
+        lse = row_logsumexp(q, cols, scale=scale, tile=tile)  # (N,)
+        return (lse - positive_logit).mean()
 
 
 def _logit_scale(logit_scale: Tensor | None, temperature: float | None, dtype: torch.dtype) -> Tensor | float:
@@ -166,6 +194,8 @@ def clip_loss(
     temperature: float | None = None,
     logit_scale: Tensor | None = None,
     normalize: bool = True,
+    chunk_size: ChunkSize = "auto",
+    gather_distributed: bool = False,
 ) -> Tensor:
     """Symmetric cross-modal InfoNCE of CLIP: a-to-b and b-to-a cross-entropies, averaged.
 
@@ -183,6 +213,10 @@ def clip_loss(
             ``min(exp(logit_scale), 100)`` and the gradient reaches it. The loss owns no parameter: the
             model holds it and passes it in. Mutually exclusive with ``temperature``.
         normalize: L2-normalise both towers' rows first.
+        chunk_size: Tile side for the streaming computation (None: dense; "auto": by size). Tiled, both
+            directions' statistics come from one pass over the tiles.
+        gather_distributed: Local rows of each tower against every rank's rows of the other (open_clip's
+            ``local_loss=True, gather_with_grad=True``).
 
     Shape:
         - z_a, z_b: (N, D).
@@ -212,9 +246,16 @@ def clip_loss(
     with full_precision(z_a):
         a = prepare(z_a, normalize=normalize)
         b = prepare(z_b, normalize=normalize)
-        logits = scale * (a @ b.T)  # (N, N): rows are a-anchors, columns b-candidates
-        targets = torch.arange(a.shape[0], device=a.device)
-        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        positive = scale * (a * b).sum(dim=1)  # (N,)
+        cols_b, _ = gather_columns(b, gather_distributed)
+        tile = resolve_chunk_size(chunk_size, a.shape[0], cols_b.shape[0], a.device)
+        if cols_b is b:  # one process: a-to-b rows and b-to-a columns of the same matrix
+            lse_a, lse_b = pair_logsumexp(a, b, scale=scale, tile=tile)  # (N,), (N,)
+        else:
+            cols_a, _ = gather_columns(a, gather_distributed)
+            lse_a = row_logsumexp(a, cols_b, scale=scale, tile=tile)
+            lse_b = row_logsumexp(b, cols_a, scale=scale, tile=tile)
+        return ((lse_a - positive).mean() + (lse_b - positive).mean()) / 2
 
 
 class NTXentLoss(nn.Module):
@@ -226,16 +267,32 @@ class NTXentLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, temperature: float = 0.5, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.5,
+        normalize: bool = True,
+        chunk_size: ChunkSize = "auto",
+        gather_distributed: bool = False,
+    ) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         self.normalize = normalize
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.gather_distributed = gather_distributed
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        return nt_xent(z_a, z_b, temperature=self.temperature, normalize=self.normalize)
+        return nt_xent(
+            z_a,
+            z_b,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            chunk_size=self.chunk_size,
+            gather_distributed=self.gather_distributed,
+        )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}"
+        return f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size!r}"
 
 
 class InfoNCELoss(nn.Module):
@@ -247,18 +304,33 @@ class InfoNCELoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, temperature: float = 0.07, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.07,
+        normalize: bool = True,
+        chunk_size: ChunkSize = "auto",
+        gather_distributed: bool = False,
+    ) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         self.normalize = normalize
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.gather_distributed = gather_distributed
 
     def forward(self, query: Tensor, positive: Tensor, negatives: Tensor | None = None) -> Tensor:
         return info_nce(
-            query, positive, negatives=negatives, temperature=self.temperature, normalize=self.normalize
+            query,
+            positive,
+            negatives=negatives,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            chunk_size=self.chunk_size,
+            gather_distributed=self.gather_distributed,
         )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}"
+        return f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size!r}"
 
 
 class ClipLoss(nn.Module):
@@ -274,19 +346,31 @@ class ClipLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, temperature: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float | None = None,
+        normalize: bool = True,
+        chunk_size: ChunkSize = "auto",
+        gather_distributed: bool = False,
+    ) -> None:
         super().__init__()
         self.temperature = None if temperature is None else check_positive("temperature", temperature)
         self.normalize = normalize
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.gather_distributed = gather_distributed
 
     def forward(self, z_a: Tensor, z_b: Tensor, logit_scale: Tensor | None = None) -> Tensor:
-        temperature = self.temperature
-        if logit_scale is None and temperature is None:
-            temperature = 0.07
         return clip_loss(
-            z_a, z_b, temperature=temperature, logit_scale=logit_scale, normalize=self.normalize
+            z_a,
+            z_b,
+            temperature=self.temperature,
+            logit_scale=logit_scale,
+            normalize=self.normalize,
+            chunk_size=self.chunk_size,
+            gather_distributed=self.gather_distributed,
         )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}"
+        return f"temperature={self.temperature}, normalize={self.normalize}, chunk_size={self.chunk_size!r}"
 

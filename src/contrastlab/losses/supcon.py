@@ -8,18 +8,27 @@ is still connected to the graph.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from contrastlab import distributed
 from contrastlab.losses._common import (
     check_embeddings,
     check_labels,
     check_positive,
     connected_zero,
     full_precision,
+    gather_columns,
     prepare,
+)
+from contrastlab.losses._tiled import (
+    ChunkSize,
+    check_chunk_size,
+    focal_positive_sum,
+    resolve_chunk_size,
+    row_logsumexp,
 )
 
 __all__ = [
@@ -72,30 +81,45 @@ def _check_contrast_mode(contrast_mode: str) -> ContrastMode:
     return contrast_mode  # type: ignore[return-value]
 
 
-def _log_prob_and_positives(
+def _sample_labels(features: Tensor, labels: Tensor | None, gather_distributed: bool) -> Tensor | None:
+    """Without labels every sample is its own class; across ranks those ids must not collide."""
+    if labels is not None or not gather_distributed:
+        return labels
+    n = features.shape[0]
+    return torch.arange(n, device=features.device) + distributed.rank() * n
+
+
+class _Contrast(NamedTuple):
+    """Local anchors against (possibly gathered) columns, with class ids shared by both."""
+
+    anchors: Tensor  # (A, D)
+    cols: Tensor  # (M, D)
+    anchor_cls: Tensor  # (A,) class index into [0, C)
+    col_cls: Tensor  # (M,)
+    offset: int  # anchor k is column k + offset
+    n_pos: Tensor  # (A,) positives per anchor
+    tile: int | None
+
+
+def _contrast(
     features: Tensor,
     labels: Tensor | None,
     *,
-    temperature: float,
     normalize: bool,
     contrast_mode: ContrastMode,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """log p_ij = s_ij/τ - logsumexp_{k != i} s_ik/τ for every anchor i and column j, and the positive mask.
-
-    Returns (log_prob (A, M), positives (A, M) bool, prepared embeddings (M, D)); A = M for "all" and N
-    (the first view) for "one".
-    """
-    flat, flat_labels = flatten_views(features, labels)
-    z = prepare(flat, normalize=normalize)  # (M, D)
-    n = features.shape[0]
-    anchors = z if contrast_mode == "all" else z[:n]
-    logits = (anchors @ z.T) / temperature  # (A, M)
-    a = anchors.shape[0]
-    is_self = torch.zeros_like(logits, dtype=torch.bool)
-    is_self[torch.arange(a), torch.arange(a)] = True  # anchor k is column k in both modes
-    log_prob = logits - torch.logsumexp(logits.masked_fill(is_self, float("-inf")), dim=1, keepdim=True)
-    positives = (flat_labels[:a, None] == flat_labels[None, :]) & ~is_self  # (A, M)
-    return log_prob, positives, z
+    chunk_size: ChunkSize,
+    gather_distributed: bool,
+) -> _Contrast:
+    flat, flat_labels = flatten_views(features, _sample_labels(features, labels, gather_distributed))
+    z = prepare(flat, normalize=normalize)  # (M_local, D)
+    anchors = z if contrast_mode == "all" else z[: features.shape[0]]
+    cols, offset = gather_columns(z, gather_distributed)
+    col_labels = distributed.all_gather(flat_labels) if cols is not z else flat_labels
+    _, cls = torch.unique(torch.cat([flat_labels[: anchors.shape[0]], col_labels]), return_inverse=True)
+    anchor_cls, col_cls = cls[: anchors.shape[0]], cls[anchors.shape[0] :]
+    n_pos = torch.bincount(col_cls)[anchor_cls] - 1  # same class, minus the anchor itself
+    tile = resolve_chunk_size(chunk_size, anchors.shape[0], cols.shape[0], z.device)
+    return _Contrast(anchors, cols, anchor_cls, col_cls, offset, n_pos, tile)
 
 
 def supcon(
@@ -106,6 +130,8 @@ def supcon(
     base_temperature: float | None = None,
     contrast_mode: ContrastMode = "all",
     normalize: bool = True,
+    chunk_size: ChunkSize = "auto",
+    gather_distributed: bool = False,
 ) -> Tensor:
     """Supervised contrastive loss, L_out of Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 
@@ -126,6 +152,9 @@ def supcon(
         contrast_mode: "all" uses every view as an anchor; "one" only the first view (the reference's
             ``contrast_mode='one'``), still contrasted against all views.
         normalize: L2-normalise rows first.
+        chunk_size: Tile side for the streaming computation (None: dense; "auto": by size).
+        gather_distributed: Contrast local anchors against every rank's views; labels are gathered too, so
+            positives may live on other ranks.
 
     Shape:
         - features: (N, V, D) or (N, D).
@@ -148,18 +177,28 @@ def supcon(
         0.5514
     """
     t = check_positive("temperature", temperature)
-    scale = 1.0 if base_temperature is None else t / check_positive("base_temperature", base_temperature)
+    factor = 1.0 if base_temperature is None else t / check_positive("base_temperature", base_temperature)
     mode = _check_contrast_mode(contrast_mode)
     with full_precision(features):
-        log_prob, positives, z = _log_prob_and_positives(
-            features, labels, temperature=t, normalize=normalize, contrast_mode=mode
+        c = _contrast(
+            features,
+            labels,
+            normalize=normalize,
+            contrast_mode=mode,
+            chunk_size=chunk_size,
+            gather_distributed=gather_distributed,
         )
-        n_pos = positives.sum(dim=1)  # (A,)
-        has_pos = n_pos > 0
+        has_pos = c.n_pos > 0
         if not bool(has_pos.any()):
-            return connected_zero(z)
-        mean_log_prob_pos = (log_prob * positives).sum(dim=1)[has_pos] / n_pos[has_pos]
-        return -scale * mean_log_prob_pos.mean()
+            return connected_zero(c.anchors)
+        # Σ_p s_ip = a_i · (Σ of its class's columns - a_i): O(N·D), no mask, no N x N tensor.
+        class_sum = c.cols.new_zeros(int(c.col_cls.max()) + 1, c.cols.shape[1]).index_add(
+            0, c.col_cls, c.cols
+        )
+        positive_sum = (c.anchors * (class_sum[c.anchor_cls] - c.anchors)).sum(dim=1) / t  # (A,)
+        lse = row_logsumexp(c.anchors, c.cols, scale=1.0 / t, self_offset=c.offset, tile=c.tile)  # (A,)
+        mean_log_prob_pos = positive_sum[has_pos] / c.n_pos[has_pos] - lse[has_pos]
+        return -factor * mean_log_prob_pos.mean()
 
 
 def focal_supcon(
@@ -169,6 +208,8 @@ def focal_supcon(
     temperature: float = 0.07,
     gamma: float = 2.0,
     normalize: bool = True,
+    chunk_size: ChunkSize = "auto",
+    gather_distributed: bool = False,
 ) -> Tensor:
     """Focal supervised contrastive loss: SupCon with each positive weighted by (1 - p)^γ.
 
@@ -186,6 +227,8 @@ def focal_supcon(
         temperature: τ > 0.
         gamma: Focusing parameter γ >= 0.
         normalize: L2-normalise rows first.
+        chunk_size: Tile side for the streaming computation (None: dense; "auto": by size).
+        gather_distributed: As in :func:`supcon`.
 
     Shape:
         - features: (N, V, D) or (N, D).
@@ -209,23 +252,32 @@ def focal_supcon(
     t = check_positive("temperature", temperature)
     g = check_positive("gamma", gamma, allow_zero=True)
     with full_precision(features):
-        log_prob, positives, z = _log_prob_and_positives(
-            features, labels, temperature=t, normalize=normalize, contrast_mode="all"
+        c = _contrast(
+            features,
+            labels,
+            normalize=normalize,
+            contrast_mode="all",
+            chunk_size=chunk_size,
+            gather_distributed=gather_distributed,
         )
-        n_pos = positives.sum(dim=1)
-        has_pos = n_pos > 0
+        has_pos = c.n_pos > 0
         if not bool(has_pos.any()):
-            return connected_zero(z)
-        log_p = log_prob.masked_fill(~positives, 0.0)  # p = 1 off the positives, so their terms vanish
-        if g == 0.0:
-            per_pair = -log_p
-        else:
-            # 1 - p computed as -expm1(log p) keeps precision near p = 1; the floor keeps the gradient of
-            # (1 - p)^γ finite for γ < 1 when p rounds to exactly 1.
-            one_minus_p = (-torch.expm1(log_p)).clamp_min(torch.finfo(log_p.dtype).tiny)
-            per_pair = -(one_minus_p**g) * log_p
-        per_anchor = (per_pair * positives).sum(dim=1)[has_pos] / n_pos[has_pos]
-        return per_anchor.mean()
+            return connected_zero(c.anchors)
+        lse = row_logsumexp(c.anchors, c.cols, scale=1.0 / t, self_offset=c.offset, tile=c.tile)  # (A,)
+        weight = torch.where(has_pos, 1.0 / c.n_pos.clamp_min(1).to(lse.dtype), 0.0)  # (A,)
+        total = focal_positive_sum(
+            c.anchors,
+            c.cols,
+            lse,
+            weight,
+            c.anchor_cls,
+            c.col_cls,
+            scale=1.0 / t,
+            gamma=g,
+            self_offset=c.offset,
+            tile=c.tile,
+        )
+        return total / has_pos.sum()
 
 
 def margin_contrastive(
@@ -323,6 +375,8 @@ class SupConLoss(nn.Module):
         base_temperature: float | None = None,
         contrast_mode: ContrastMode = "all",
         normalize: bool = True,
+        chunk_size: ChunkSize = "auto",
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
@@ -331,6 +385,8 @@ class SupConLoss(nn.Module):
         )
         self.contrast_mode = _check_contrast_mode(contrast_mode)
         self.normalize = normalize
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.gather_distributed = gather_distributed
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
         return supcon(
@@ -340,12 +396,15 @@ class SupConLoss(nn.Module):
             base_temperature=self.base_temperature,
             contrast_mode=self.contrast_mode,
             normalize=self.normalize,
+            chunk_size=self.chunk_size,
+            gather_distributed=self.gather_distributed,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
-            f"contrast_mode={self.contrast_mode!r}, normalize={self.normalize}"
+            f"contrast_mode={self.contrast_mode!r}, normalize={self.normalize}, "
+            f"chunk_size={self.chunk_size!r}"
         )
 
 
@@ -357,19 +416,38 @@ class FocalSupConLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, *, temperature: float = 0.07, gamma: float = 2.0, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.07,
+        gamma: float = 2.0,
+        normalize: bool = True,
+        chunk_size: ChunkSize = "auto",
+        gather_distributed: bool = False,
+    ) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         self.gamma = check_positive("gamma", gamma, allow_zero=True)
         self.normalize = normalize
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.gather_distributed = gather_distributed
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
         return focal_supcon(
-            features, labels, temperature=self.temperature, gamma=self.gamma, normalize=self.normalize
+            features,
+            labels,
+            temperature=self.temperature,
+            gamma=self.gamma,
+            normalize=self.normalize,
+            chunk_size=self.chunk_size,
+            gather_distributed=self.gather_distributed,
         )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, gamma={self.gamma}, normalize={self.normalize}"
+        return (
+            f"temperature={self.temperature}, gamma={self.gamma}, normalize={self.normalize}, "
+            f"chunk_size={self.chunk_size!r}"
+        )
 
 
 class MarginContrastiveLoss(nn.Module):
