@@ -32,11 +32,15 @@ def _worker(
             if s.is_floating_point():
                 s.requires_grad_()
         loss = loss_fn(*shards)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         grads = [s.grad if s.is_floating_point() else None for s in shards]
         torch.save({"loss": loss.detach(), "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    return lambda message: f"{prefix}: {message}"
 
 
 def assert_distributed_equivalence(
@@ -84,11 +88,11 @@ def assert_distributed_equivalence(
             )
     full = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
     reference = loss_fn(*full)
-    reference.backward()
+    reference.backward()  # type: ignore[no-untyped-call]
 
     with tempfile.TemporaryDirectory(prefix="contrastlab-dist-") as tmp:
         store = os.path.join(tmp, "store")
-        mp.start_processes(
+        mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
             _worker,
             args=(world_size, store, tmp, loss_fn, [x.detach() for x in inputs]),
             nprocs=world_size,
@@ -111,10 +115,5 @@ def assert_distributed_equivalence(
         expected = x.grad.chunk(world_size)
         for r, result in enumerate(results):
             got = result["grads"][i] / world_size
-            torch.testing.assert_close(
-                got,
-                expected[r],
-                rtol=rtol,
-                atol=atol,
-                msg=lambda m, i=i, r=r: f"gradient of inputs[{i}] on rank {r} (divided by W) differs: {m}",
-            )
+            where = f"gradient of inputs[{i}] on rank {r} (divided by W) differs"
+            torch.testing.assert_close(got, expected[r], rtol=rtol, atol=atol, msg=_prefixed(where))

@@ -4,6 +4,7 @@ SigLIP test is the model): 1, uneven last tiles, exactly the batch, larger than 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
@@ -28,7 +29,9 @@ CASES: dict[str, Case] = {
     "supcon_one": lambda x, s, c: L.supcon(x, LABELS, temperature=0.1, contrast_mode="one", chunk_size=c),
     "supcon_unlabelled": lambda x, s, c: L.supcon(x[:, :2], temperature=0.5, chunk_size=c),
     "focal_supcon": lambda x, s, c: L.focal_supcon(x, LABELS, temperature=0.1, gamma=2.0, chunk_size=c),
-    "focal_supcon_half_gamma": lambda x, s, c: L.focal_supcon(x, LABELS, temperature=0.3, gamma=0.5, chunk_size=c),
+    "focal_supcon_half_gamma": lambda x, s, c: L.focal_supcon(
+        x, LABELS, temperature=0.3, gamma=0.5, chunk_size=c
+    ),
 }
 
 
@@ -84,17 +87,19 @@ def test_tiled__underflow_falls_back_to_exact_maxima(monkeypatch):
     for c in (None, 3):
         loss = L.clip_loss(a, b, temperature=0.01, chunk_size=c)
         assert loss.item() == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-6)
-    x = torch.nn.functional.normalize(torch.randn(8, 2, 32, generator=torch.Generator().manual_seed(1)), dim=-1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.randn(8, 2, 32, generator=g), dim=-1)
     x = torch.stack([x[:, 0], -x[:, 0] + 0.01 * x[:, 1]], dim=1)  # positives far below the bound
     for name in ("nt_xent", "supcon", "clip_loss"):
-        dense = _value_and_grads(lambda f, s, c: _low_tau(name, f, c), x, torch.tensor(1.0), None)
-        tiled = _value_and_grads(lambda f, s, c: _low_tau(name, f, c), x, torch.tensor(1.0), 3)
+        case = partial(_low_tau, name)
+        dense = _value_and_grads(case, x, torch.tensor(1.0), None)
+        tiled = _value_and_grads(case, x, torch.tensor(1.0), 3)
         torch.testing.assert_close(tiled[0], dense[0], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(tiled[1][0], dense[1][0], rtol=1e-4, atol=1e-5)
     assert len(calls) >= 4  # the fallback really ran (clip on the eye, and each low-τ case)
 
 
-def _low_tau(name: str, x: torch.Tensor, chunk: object) -> torch.Tensor:
+def _low_tau(name: str, x: torch.Tensor, _scale: torch.Tensor, chunk: object) -> torch.Tensor:
     if name == "nt_xent":
         return L.nt_xent(x[:, 0], x[:, 1], temperature=0.01, chunk_size=chunk)
     if name == "clip_loss":
@@ -132,7 +137,8 @@ def test_tiled__never_builds_the_full_matrix(monkeypatch):
 
 def test_chunk_size__auto_is_dense_small_and_tiled_large():
     cpu = torch.device("cpu")
-    assert _tiled.resolve_chunk_size("auto", 512, 512, cpu) is None
+    assert _tiled.resolve_chunk_size("auto", 256, 256, cpu) is None
+    assert _tiled.resolve_chunk_size("auto", 512, 512, cpu) == 1024
     assert _tiled.resolve_chunk_size("auto", 8192, 8192, cpu) == 1024
     assert _tiled.resolve_chunk_size(None, 10**6, 10**6, cpu) is None
     assert _tiled.resolve_chunk_size(7, 2, 2, cpu) == 7

@@ -37,9 +37,10 @@ LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 #: A row sum of exp2(s - bound) below this has lost bits to underflow: recompute with exact maxima.
 _MIN_SAFE_SUM = 2.0**-100
-#: "auto" switches to tiles once the similarity matrix would have more entries than this (measured on
-#: 2 CPU cores in bench/losses.py: below it dense is as fast, above it tiles win on time and memory).
-AUTO_DENSE_MAX_ENTRIES = 2048 * 2048
+#: "auto" switches to tiles once the similarity matrix would have more entries than this. Measured on
+#: 2 CPU cores with bench/losses.py: dense wins at N = 128 (autograd through one small matrix is cheap),
+#: tiles already win at N = 512 (one exp2 per entry, no N x N autograd buffers) and beyond.
+AUTO_DENSE_MAX_ENTRIES = 256 * 256
 _DEFAULT_TILE = {"cpu": 1024}
 _DEFAULT_TILE_ACCELERATOR = 4096
 

@@ -57,7 +57,7 @@ def nt_xent(
         temperature: τ > 0.
         normalize: L2-normalise the rows first, so ``s`` is the cosine similarity.
         chunk_size: Tile side for the exact streaming computation that never stores the 2N x 2N matrix;
-            None is dense; "auto" is dense for small batches and tiled above ~2048 x 2048 logits.
+            None is dense; "auto" is dense for tiny batches (up to 256 x 256 logits) and tiled above.
         gather_distributed: Contrast the local anchors against every rank's embeddings (see
             ``contrastlab.distributed``); returns the mean over the local anchors.
 
