@@ -6,7 +6,8 @@
 
 Each case (family x implementation x N) runs in a fresh subprocess, so peak memory is the case's own:
 forward + backward, median wall time, and the peak extra memory above the inputs (RSS high-water mark on
-CPU, ``max_memory_allocated`` on CUDA). On CPU each child gets an address-space limit, so a peer that
+CPU, ``max_memory_allocated`` on CUDA), measured after one warm-up call on a 64-sample batch so that
+one-time library initialisation is charged to no one. On CPU each child gets an address-space limit, so a peer that
 needs more memory than the machine has is reported as OOM instead of swapping the machine to death.
 
 Families (D = 128 by default):
@@ -141,6 +142,9 @@ def _child(args: argparse.Namespace) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (CPU_MEMORY_LIMIT, CPU_MEMORY_LIMIT))
     out: dict[str, object] = {}
     try:
+        # One call on a tiny batch first: one-time library initialisation (autograd threads, BLAS buffers,
+        # CUDA context) is then not charged to the case's memory, for us and the peers alike.
+        _build(args.family, args.impl, 64, args.dim, args.device, args.dtype)()
         fn = _build(args.family, args.impl, args.n, args.dim, args.device, args.dtype)
         sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
         if args.device.startswith("cuda"):
@@ -184,7 +188,8 @@ def run_case(family: str, impl: str, n: int, args: argparse.Namespace) -> Result
         sys.executable, "-m", "bench.losses", "--child", "--family", family, "--impl", impl, "--n", str(n),
         "--dim", str(args.dim), "--device", args.device, "--dtype", args.dtype, "--reps", str(args.reps),
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -278,12 +283,15 @@ def _targets(by: dict[tuple[str, str, int], Result], args: argparse.Namespace) -
         r = get(family, "ours-tiled", 65536)
         mem = "n/a" if r is None or r.status != "ok" else f"{r.extra_mib:,.0f} MiB in {r.seconds:.1f} s"
         out.append(f"{family} N=65536 tiled: {mem} (target < 1 GiB)")
-    from contrastlab.losses._tiled import AUTO_DENSE_MAX_ENTRIES
+    import torch
+
+    from contrastlab.losses._tiled import resolve_chunk_size
 
     for n in (512, 2048):
         for family in args.families:
             rows = n if family == "clip" else 2 * n
-            auto = "ours-dense" if rows * rows <= AUTO_DENSE_MAX_ENTRIES else "ours-tiled"
+            tiled = resolve_chunk_size("auto", rows, rows, torch.device(args.device)) is not None
+            auto = "ours-tiled" if tiled else "ours-dense"
             peers = [get(family, i, n) for i in IMPLS[family] if i not in ("floor", "ours-dense", "ours-tiled")]
             times = [p.seconds for p in peers if p and p.status == "ok" and p.seconds]
             ours_r = get(family, auto, n)
@@ -295,7 +303,8 @@ def _targets(by: dict[tuple[str, str, int], Result], args: argparse.Namespace) -
     return out
 
 
-def write_section(text: str, device: str, path: Path = RESULTS) -> None:
+def write_section(text: str, device: str, path: Path) -> None:
+    """Replaces this device's section of the results file (or appends it), keeping the others."""
     old = (
         path.read_text() if path.exists() else "# Benchmark results\n\nWritten by the benchmarks in bench/.\n"
     )
@@ -320,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--peer-max", type=int, default=16384, help="largest N at which peers run")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not touch RESULTS.md")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file to update (default: %(default)s)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--family", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -345,8 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     text = render(results, args)
     print(text)
     if not args.no_write:
-        write_section(text, args.device)
-        print(f"\nwrote {RESULTS}")
+        write_section(text, args.device, args.out)
+        print(f"\nwrote {args.out}")
 
 
 def _device_name(device: str) -> str:

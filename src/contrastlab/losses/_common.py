@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab import distributed
@@ -102,10 +102,37 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+class _CastNormalize(torch.autograd.Function):
+    """y = x / max(|x|, eps) in the compute dtype, saving only y and the row norms for backward.
+
+    ``F.normalize(x.float())`` would keep both the float32 copy of x and y alive until backward; at large
+    batch that is a whole extra copy of the embeddings (512 MiB for two 262144 x 256 towers).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dtype: torch.dtype) -> Tensor:
+        x32 = x.to(dtype)
+        norm = x32.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (..., 1), F.normalize's eps
+        y: Tensor = x32 / norm
+        ctx.save_for_backward(y, norm)
+        ctx.input_dtype = x.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        y, norm = ctx.saved_tensors
+        # d(x/|x|) = (g - y (y·g)) / |x|
+        dx = (grad - y * (y * grad).sum(dim=-1, keepdim=True)) / norm
+        return dx.to(ctx.input_dtype), None
+
+
 def prepare(x: Tensor, *, normalize: bool) -> Tensor:
     """Casts to the compute dtype *before* normalising, so a half-precision norm cannot overflow."""
-    x = x.to(compute_dtype(x))
-    return F.normalize(x, dim=-1) if normalize else x
+    dtype = compute_dtype(x)
+    if not normalize:
+        return x.to(dtype)
+    out: Tensor = _CastNormalize.apply(x, dtype)  # type: ignore[no-untyped-call]
+    return out
 
 
 @contextmanager

@@ -37,10 +37,12 @@ LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 #: A row sum of exp2(s - bound) below this has lost bits to underflow: recompute with exact maxima.
 _MIN_SAFE_SUM = 2.0**-100
-#: "auto" switches to tiles once the similarity matrix would have more entries than this. Measured on
-#: 2 CPU cores with bench/losses.py: dense wins at N = 128 (autograd through one small matrix is cheap),
-#: tiles already win at N = 512 (one exp2 per entry, no N x N autograd buffers) and beyond.
+#: "auto" switches to tiles once the similarity matrix would have more entries than this. Measured with
+#: bench/losses.py. On 2 CPU cores dense wins at N = 128 (autograd through one small matrix is cheap) and
+#: tiles already win at N = 512 (one exp2 per entry, no N x N autograd buffers). On an H100 dense is a few
+#: milliseconds faster up to N ~ 8192 but costs gigabytes; tiles take over from 4096 x 4096 logits.
 AUTO_DENSE_MAX_ENTRIES = 256 * 256
+AUTO_DENSE_MAX_ENTRIES_ACCELERATOR = 4096 * 4096
 _DEFAULT_TILE = {"cpu": 1024}
 _DEFAULT_TILE_ACCELERATOR = 4096
 
@@ -65,7 +67,8 @@ def resolve_chunk_size(chunk_size: ChunkSize, n_rows: int, n_cols: int, device: 
     chunk_size = check_chunk_size(chunk_size)
     if chunk_size != "auto":
         return chunk_size  # type: ignore[return-value]
-    if n_rows * n_cols <= AUTO_DENSE_MAX_ENTRIES:
+    limit = AUTO_DENSE_MAX_ENTRIES if device.type == "cpu" else AUTO_DENSE_MAX_ENTRIES_ACCELERATOR
+    if n_rows * n_cols <= limit:
         return None
     return _DEFAULT_TILE.get(device.type, _DEFAULT_TILE_ACCELERATOR)
 
@@ -106,7 +109,7 @@ class _TiledLogSumExp(torch.autograd.Function):
         bound2 = k2 * float(rows.norm(dim=1).max()) * float(cols.norm(dim=1).max())
         row_sum = torch.zeros(n_rows, dtype=dtype, device=device)
         col_sum = torch.zeros(n_cols if want_cols else 0, dtype=dtype, device=device)
-        buffer = torch.empty(tile * tile, dtype=dtype, device=device)
+        buffer = torch.empty(min(tile, n_rows) * min(tile, n_cols), dtype=dtype, device=device)
         for i0, i1 in _blocks(n_rows, tile):
             for j0, j1 in _blocks(n_cols, tile):
                 t = buffer[: (i1 - i0) * (j1 - j0)].view(i1 - i0, j1 - j0)
@@ -151,7 +154,8 @@ class _TiledLogSumExp(torch.autograd.Function):
             # the forward pass checked that every 2^(bound2 - lse2) is finite.
             u = g_rows * torch.exp2(bound2 - lse2_rows)
             v = g_cols.to(rows.dtype) * torch.exp2(bound2 - lse2_cols)
-        buffers = torch.empty(3, tile * tile, dtype=rows.dtype, device=rows.device)
+        tile_area = min(tile, rows.shape[0]) * min(tile, cols.shape[0])
+        buffers = torch.empty(3, tile_area, dtype=rows.dtype, device=rows.device)
         for i0, i1 in _blocks(rows.shape[0], tile):
             for j0, j1 in _blocks(cols.shape[0], tile):
                 dot, w, extra = (b[: (i1 - i0) * (j1 - j0)].view(i1 - i0, j1 - j0) for b in buffers)
