@@ -321,12 +321,7 @@ class _TiledFocalPositives(torch.autograd.Function):
         self_offset: int | None,
         tile: int,
     ) -> Tensor:
-        total = torch.zeros((), dtype=anchors.dtype, device=anchors.device)
-        for i0, i1, _, _, x, positive in _focal_tiles(
-            anchors, cols, lse, anchor_cls, col_cls, scale, self_offset, tile
-        ):
-            f, _ = _focal_terms(x, gamma)
-            total += (f * positive).sum(dim=1).mul(weight[i0:i1]).sum()
+        total = _focal_sum(anchors, cols, lse, weight, anchor_cls, col_cls, scale, gamma, self_offset, tile)
         ctx.save_for_backward(anchors, cols, lse, weight, anchor_cls, col_cls)
         ctx.args = (scale, gamma, self_offset, tile)
         return total
@@ -349,6 +344,27 @@ class _TiledFocalPositives(torch.autograd.Function):
             grad_anchors[i0:i1].addmm_(w, cols[j0:j1], alpha=scale)  # (bi, D)
             grad_cols[j0:j1].addmm_(w.T, anchors[i0:i1], alpha=scale)  # (bj, D)
         return grad_anchors, grad_cols, grad_lse, None, None, None, None, None, None, None
+
+
+def _focal_sum(
+    anchors: Tensor,
+    cols: Tensor,
+    lse: Tensor,
+    weight: Tensor,
+    anchor_cls: Tensor,
+    col_cls: Tensor,
+    scale: float,
+    gamma: float,
+    offset: int | None,
+    tile: int,
+) -> Tensor:
+    total = anchors.new_zeros(())
+    for i0, i1, _, _, x, positive in _focal_tiles(
+        anchors, cols, lse, anchor_cls, col_cls, scale, offset, tile
+    ):
+        f, _ = _focal_terms(x, gamma)
+        total = total + ((f * positive).sum(dim=1) * weight[i0:i1]).sum()
+    return total
 
 
 def _focal_tiles(
@@ -400,11 +416,6 @@ def focal_positive_sum(
             anchors, cols, lse, weight, anchor_cls, col_cls, scale, gamma, self_offset, tile
         )
         return out
-    total = anchors.new_zeros(())
-    n = anchors.shape[0]
-    for i0, i1, _, _, x, positive in _focal_tiles(
-        anchors, cols, lse, anchor_cls, col_cls, scale, self_offset, max(n, cols.shape[0])
-    ):
-        f, _ = _focal_terms(x, gamma)
-        total = total + ((f * positive).sum(dim=1) * weight[i0:i1]).sum()
-    return total
+    # Dense: the same sum in one tile, differentiated by autograd.
+    whole = max(anchors.shape[0], cols.shape[0])
+    return _focal_sum(anchors, cols, lse, weight, anchor_cls, col_cls, scale, gamma, self_offset, whole)

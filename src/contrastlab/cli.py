@@ -1,0 +1,114 @@
+"""The ``contrastlab`` command: argument parsing only; every command calls the library's functions.
+
+contrastlab train RECIPE.yaml [key.path=value ...] [--name NAME] [--runs-dir runs]
+contrastlab resume RUN_DIR [key.path=value ...]
+contrastlab datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from contrastlab.train import load_config, train
+
+    config, raw = load_config(args.recipe, args.overrides)
+    name = args.name or config.name
+    run_dir = Path(args.runs_dir) / name
+    if (run_dir / "checkpoints" / "last.pt").exists() and not args.overwrite:
+        print(
+            f"error: {run_dir} already holds a run; use `contrastlab resume {run_dir}` to continue it, "
+            "--name for a new one, or --overwrite",
+            file=sys.stderr,
+        )
+        return 2
+    result = train(config, run_dir, raw_config=raw, override_note=args.overrides)
+    _summary(result)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import yaml
+
+    from contrastlab.train import train
+    from contrastlab.train.config import apply_overrides, validate
+
+    run_dir = Path(args.run_dir)
+    recorded = run_dir / "config.yaml"
+    if not recorded.is_file():
+        print(f"error: {run_dir} has no config.yaml; is it a contrastlab run directory?", file=sys.stderr)
+        return 2
+    saved = yaml.safe_load(recorded.read_text())
+    raw = apply_overrides(saved["config"], args.overrides)  # the recorded, fully resolved config
+    config = validate(raw)
+    result = train(
+        config, run_dir, raw_config=saved.get("raw", {}), resume=True, override_note=args.overrides
+    )
+    _summary(result)
+    return 0
+
+
+def _datasets(_: argparse.Namespace) -> int:
+    from contrastlab.data import list_datasets
+
+    rows = [(d.name, d.task, d.size, d.requires or "built in", d.description) for d in list_datasets()]
+    widths = [max(len(str(r[i])) for r in [("name", "task", "size", "install", ""), *rows]) for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(("name", "task", "size", "install"), widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}")
+    return 0
+
+
+def _summary(result: object) -> None:
+    from contrastlab.train import RunResult
+
+    assert isinstance(result, RunResult)
+    best = result.best
+    print(f"run: {result.run_dir}")
+    print(f"best {best.get('metric')} = {best.get('value'):.4f} at epoch {best.get('epoch')}")
+    if result.test:
+        print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in result.test.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contrastlab", description="Contrastive representation learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe into runs/<name>/")
+    p.add_argument("recipe", help="a YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.supcon.weight=0.2")
+    p.add_argument("--name", help="run name (default: the recipe's `name`)")
+    p.add_argument("--runs-dir", default="runs", help="parent of run directories (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="start over in an existing run directory")
+    p.set_defaults(fn=_train)
+
+    p = sub.add_parser("resume", help="continue a run from its last checkpoint, optionally with overrides")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", help="e.g. objective.supcon.weight=0.1 (recorded in config.yaml)")
+    p.set_defaults(fn=_resume)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets")
+    p.set_defaults(fn=_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
+        from contrastlab.train import CheckpointError, ConfigError, TrainingDiverged
+
+        if isinstance(exc, ConfigError | CheckpointError | TrainingDiverged | KeyError | FileNotFoundError):
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(f"error: {message}", file=sys.stderr)
+            if isinstance(exc, TrainingDiverged):
+                for k, v in exc.report.items():
+                    print(f"  {k}: {v}", file=sys.stderr)
+            return 2
+        raise

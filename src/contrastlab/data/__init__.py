@@ -1,0 +1,22 @@
+"""Datasets, splits and samplers.
+
+Built-in datasets live in a registry (``list_datasets()``, ``contrastlab datasets``); a config names one by
+its registry key, never by import path. Domain datasets (molecules, text) register themselves from their
+modules behind the ``graph`` and ``text`` extras.
+"""
+
+from contrastlab.data.registry import ArrayDataset, DatasetInfo, get_dataset, list_datasets, register_dataset
+from contrastlab.data.samplers import ClassBalancedBatchSampler, RandomBatchSampler, batch_statistics
+from contrastlab.data.splits import stratified_split
+
+__all__ = [
+    "ArrayDataset",
+    "ClassBalancedBatchSampler",
+    "DatasetInfo",
+    "RandomBatchSampler",
+    "batch_statistics",
+    "get_dataset",
+    "list_datasets",
+    "register_dataset",
+    "stratified_split",
+]

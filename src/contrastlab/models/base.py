@@ -1,0 +1,79 @@
+"""The model contract the trainer relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ContrastiveModel", "ModelOutput", "build_model"]
+
+
+@dataclass
+class ModelOutput:
+    """What one forward pass gives the objective.
+
+    Shape:
+        - logits: (N, C) for classification, (N, 1) for regression.
+        - embedding: (N, E), the representation diagnostics look at.
+        - projection: (N, P), L2-normalised, what contrastive terms see (keeps their gradients bounded).
+    """
+
+    logits: Tensor
+    embedding: Tensor
+    projection: Tensor
+
+
+class ContrastiveModel(nn.Module):
+    """An encoder, a task head on its embedding and a projection head for the contrastive terms.
+
+    Args:
+        encoder: Maps inputs to (N, E) embeddings; must expose ``layers`` (bottom to top).
+        embedding_dim: E.
+        num_outputs: Classes, or 1 for regression.
+        projection_dim: P.
+    """
+
+    def __init__(self, encoder: nn.Module, embedding_dim: int, num_outputs: int, projection_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(embedding_dim, num_outputs)
+        self.projection = nn.Sequential(
+            nn.Linear(embedding_dim, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, projection_dim)
+        )
+
+    def forward(self, x: Any) -> ModelOutput:
+        embedding = self.encoder(x)  # (N, E)
+        return ModelOutput(
+            logits=self.head(embedding),
+            embedding=embedding,
+            projection=F.normalize(self.projection(embedding), dim=-1),
+        )
+
+    def encoder_layers(self) -> list[nn.Module]:
+        """The encoder's layers, bottom to top (freezing and layer-wise LR decay count from the top)."""
+        layers = self.encoder.layers
+        assert isinstance(layers, nn.ModuleList), "an encoder exposes its layers as an nn.ModuleList"
+        return list(layers)
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.head, self.projection]
+
+
+def build_model(name: str, *, num_features: int, num_outputs: int, **options: Any) -> ContrastiveModel:
+    """Builds a registered model by name (configs never name an import path).
+
+    Raises:
+        KeyError: unknown model name.
+    """
+    from contrastlab.models.mlp import MLPEncoder
+
+    registry = {"mlp": MLPEncoder}
+    if name not in registry:
+        raise KeyError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")
+    embedding_dim = int(options.pop("embedding_dim"))
+    projection_dim = int(options.pop("projection_dim"))
+    encoder = registry[name](num_features=num_features, embedding_dim=embedding_dim, **options)
+    return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim)

@@ -1,0 +1,151 @@
+"""Checkpoints and run-directory files, written atomically and loaded safely.
+
+Every file is written to a temporary name in the same directory, flushed to disk and renamed over the
+target, so a run killed at any moment leaves either the old file or the new one, never half of one.
+Checkpoints hold only plain data (tensors, numbers, strings, lists, dicts) and load with
+``torch.load(..., weights_only=True)``: loading one cannot run code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import yaml
+
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "atomic_write",
+    "capture_rng",
+    "load_checkpoint",
+    "read_history",
+    "restore_rng",
+    "save_checkpoint",
+    "write_history",
+    "write_json",
+    "write_yaml",
+]
+
+FORMAT = "contrastlab-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, or not written by contrastlab."""
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file beside ``path``; on success it is fsynced and renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Saves ``state`` (plain data only) atomically, tagged with the checkpoint format."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Loads a checkpoint with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing, truncated or foreign file, with the path and what was wrong.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, random bytes...
+        raise CheckpointError(
+            f"{path} is not a readable contrastlab checkpoint (truncated, corrupted, or written by another "
+            f"program): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a {FORMAT} file (found format {found!r})")
+    return state
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every random number generator a training step touches, as plain data."""
+    np_state: Any = np.random.get_state()  # noqa: NPY002 - the global RNG user code draws from
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": _python_state_to_plain(random.getstate()),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+
+
+def _python_state_to_plain(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def write_yaml(data: Any, path: Path) -> None:
+    with atomic_write(path, "w") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False)
+
+
+def write_json(data: Any, path: Path) -> None:
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rewrites ``history.csv`` with one row per epoch; columns are the union of all rows' keys."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with atomic_write(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_history(path: Path) -> list[dict[str, float | str]]:
+    """Reads ``history.csv`` back, numbers as floats."""
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+
+    def value(text: str) -> float | str:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    return [{k: value(v) for k, v in row.items()} for row in rows]

@@ -1,0 +1,304 @@
+"""The run configuration: typed, validated, loaded from YAML with dotted command-line overrides.
+
+A recipe is YAML whose keys read like the seeds' flags::
+
+    objective:
+      task: cross_entropy
+      supcon: {weight: 0.2, temperature: 0.1}
+      rdrop: {weight: 0.5}
+    trainer: {epochs: 20, lr: 1e-3, early_stopping: {monitor: val/accuracy, mode: max, patience: 5}}
+
+and ``contrastlab train recipe.yaml objective.supcon.weight=0.3`` changes one value. Unknown keys get a
+"did you mean" error naming the full dotted path; wrong types and out-of-range values name key and value.
+Components are named from registries (dataset, model, loss terms), never by importable path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "TrainConfig",
+    "TrainerConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not validate; the message names every bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScheduleConfig(_Strict):
+    """How a term's weight λ(epoch) evolves; epochs count from 0.
+
+    - constant: λ from the start.
+    - linear_warmup: 0 → λ linearly over ``warmup_epochs``.
+    - start_at: 0 before ``start_epoch`` (train on the task first), then λ.
+    - cosine_ramp: 0 → λ along a half cosine from ``start_epoch`` over ``warmup_epochs``.
+    """
+
+    kind: Literal["constant", "linear_warmup", "start_at", "cosine_ramp"] = "constant"
+    warmup_epochs: int = Field(default=0, ge=0)
+    start_epoch: int = Field(default=0, ge=0)
+
+
+class TermConfig(_Strict):
+    """One weighted auxiliary term. A weight of 0 switches the term off (the baseline arm)."""
+
+    weight: float = Field(default=0.0, ge=0.0)
+    schedule: ScheduleConfig = ScheduleConfig()
+    #: Target ||∇(λ·term)|| / ||∇ task|| on the shared encoder; λ then adapts (None: fixed λ).
+    auto_ratio: float | None = Field(default=None, gt=0.0)
+
+
+class ContrastiveTermConfig(TermConfig):
+    temperature: float = Field(default=0.1, gt=0.0)
+    chunk_size: int | Literal["auto"] | None = "auto"
+
+
+class SupConTermConfig(ContrastiveTermConfig):
+    base_temperature: float | None = Field(default=None, gt=0.0)
+
+
+class FocalSupConTermConfig(ContrastiveTermConfig):
+    gamma: float = Field(default=2.0, ge=0.0)
+
+
+class MarginTermConfig(TermConfig):
+    margin: float = Field(default=0.2, ge=0.0)
+
+
+class ObjectiveConfig(_Strict):
+    """The task loss plus named weighted terms (``objective.supcon.weight``, ...)."""
+
+    task: Literal["cross_entropy", "focal", "mse", "l1", "none"] = "cross_entropy"
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    focal_gamma: float = Field(default=2.0, ge=0.0)
+    supcon: SupConTermConfig | None = None
+    focal_supcon: FocalSupConTermConfig | None = None
+    margin: MarginTermConfig | None = None
+    nt_xent: ContrastiveTermConfig | None = None
+    rdrop: TermConfig | None = None
+
+    def terms(self) -> dict[str, TermConfig]:
+        """The configured terms by name (weight 0 included: they are logged, not optimised)."""
+        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop")
+        return {name: term for name in names if (term := getattr(self, name)) is not None}
+
+
+class ViewsConfig(_Strict):
+    """How the V views of a sample are made for the contrastive terms and R-Drop.
+
+    count: number of views (1: single view, SupCon then pairs same-label rows).
+    mode: "two_stage" runs V forward passes; "one_stage" duplicates the batch inside one forward.
+    Dropout differs between views in both modes, so R-Drop and dropout-view SupCon work either way.
+    """
+
+    count: int = Field(default=1, ge=1, le=8)
+    mode: Literal["one_stage", "two_stage"] = "two_stage"
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["none", "warmup_cosine", "plateau"] = "none"
+    warmup_epochs: int = Field(default=0, ge=0)
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    patience: int = Field(default=5, ge=0)
+    min_lr: float = Field(default=0.0, ge=0.0)
+
+
+class EarlyStoppingConfig(_Strict):
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int | None = Field(default=None, ge=1)  # None: never stop early; still pick best.pt
+
+
+class SamplerConfig(_Strict):
+    name: Literal["random", "class_balanced"] = "random"
+    #: class_balanced: at least this many samples of each class drawn into a batch (SupCon needs ≥ 2).
+    m_per_class: int = Field(default=2, ge=1)
+
+
+class TrainerConfig(_Strict):
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-3, gt=0.0)
+    head_lr: float | None = Field(default=None, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    layer_decay: float = Field(default=1.0, gt=0.0, le=1.0)  # LR multiplier per encoder layer downward
+    freeze_all_but_last: int | None = Field(default=None, ge=0)  # train only the last k encoder layers
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    grad_clip: float | None = Field(default=1.0, gt=0.0)
+    accumulate: int = Field(default=1, ge=1)
+    max_consecutive_skips: int = Field(default=5, ge=1)
+    term_grad_norm_every: int = Field(default=10, ge=0)  # steps between per-term gradient norms; 0: off
+    scheduler: SchedulerConfig = SchedulerConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    views: ViewsConfig = ViewsConfig()
+    seed: int = 0
+    device: str = "cpu"
+
+
+class DataConfig(_Strict):
+    """A dataset from the registry (``contrastlab datasets`` lists them) and how it is split."""
+
+    name: str = "blobs"
+    options: dict[str, Any] = Field(default_factory=dict)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 to leave training data, got "
+                f"{self.val_fraction} + {self.test_fraction}"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = "mlp"
+    hidden_dims: list[int] = Field(default_factory=lambda: [64, 64])
+    embedding_dim: int = Field(default=32, ge=1)
+    projection_dim: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Strict):
+    name: str = "run"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="after")
+    def _views_fit_terms(self) -> TrainConfig:
+        needs_two = [n for n in ("nt_xent", "rdrop") if getattr(self.objective, n) is not None]
+        if needs_two and self.trainer.views.count < 2:
+            raise ValueError(
+                f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "
+                f"{self.trainer.views.count}; set trainer.views.count=2"
+            )
+        return self
+
+
+# --- loading, overrides, friendly errors -----------------------------------------------------------------
+
+
+def _fields_at(path: tuple[str | int, ...]) -> list[str]:
+    """The field names valid at a dotted location, for "did you mean"."""
+    model: Any = TrainConfig
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        model = next(
+            (a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None
+        )
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else ""
+            lines.append(f"unknown key '{key}'{hint} (valid here: {', '.join(sorted(known))})")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def validate(raw: dict[str, Any]) -> TrainConfig:
+    """Builds a TrainConfig from plain data.
+
+    Raises:
+        ConfigError: unknown keys (with a suggestion), wrong types or out-of-range values.
+    """
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"objective.supcon.weight=0.2"`` → (["objective", "supcon", "weight"], 0.2); values parse as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value (e.g. trainer.epochs=5)")
+    key, value = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key segment")
+    parsed = yaml.safe_load(value) if value != "" else None
+    if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; users mean the number
+        with contextlib.suppress(ValueError):
+            parsed = float(parsed)
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Returns a copy of ``raw`` with each dotted override set (intermediate mappings are created)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{part}' holds {child!r}, not a mapping")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """Reads a recipe (YAML, safe loader), applies overrides, validates.
+
+    Returns:
+        The validated config and the raw mapping it came from (what the run directory records).
+
+    Raises:
+        ConfigError: the file is not a YAML mapping, or the result does not validate.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
+        raw = loaded or {}
+    raw = apply_overrides(raw, overrides or [])
+    return validate(raw), raw

@@ -1,0 +1,204 @@
+"""An objective: a task loss plus named weighted terms, ``task + Σ_k λ_k(epoch) · term_k``.
+
+Each term is a contrastlab loss fed from the model outputs of the V views of a batch. Terms with weight 0
+are still evaluated (without gradient) so that a baseline run logs what the term would have been: the
+curves of both arms of a comparison then show the same quantities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from contrastlab.losses import focal_supcon, margin_contrastive, nt_xent, rdrop_kl, supcon
+from contrastlab.models import ModelOutput
+from contrastlab.train.config import (
+    FocalSupConTermConfig,
+    MarginTermConfig,
+    ObjectiveConfig,
+    ScheduleConfig,
+    SupConTermConfig,
+    TermConfig,
+)
+
+__all__ = ["Objective", "ObjectiveValue", "scheduled_weight", "task_loss"]
+
+TermFn = Callable[[Sequence[ModelOutput], Tensor | None], Tensor]
+
+
+def scheduled_weight(weight: float, schedule: ScheduleConfig, epoch: int) -> float:
+    """λ at ``epoch`` (0-based) under ``schedule``.
+
+    Example:
+        >>> from contrastlab.train.config import ScheduleConfig
+        >>> warmup = ScheduleConfig(kind="linear_warmup", warmup_epochs=4)
+        >>> [scheduled_weight(0.5, warmup, e) for e in range(5)]
+        [0.125, 0.25, 0.375, 0.5, 0.5]
+        >>> [scheduled_weight(1.0, ScheduleConfig(kind="start_at", start_epoch=2), e) for e in range(4)]
+        [0.0, 0.0, 1.0, 1.0]
+    """
+    if schedule.kind == "constant":
+        return weight
+    if schedule.kind == "start_at":
+        return weight if epoch >= schedule.start_epoch else 0.0
+    if schedule.kind == "linear_warmup":
+        if schedule.warmup_epochs == 0:
+            return weight
+        return weight * min(1.0, (epoch + 1) / schedule.warmup_epochs)
+    # cosine_ramp: 0 before start_epoch, then a half cosine up to λ over warmup_epochs
+    if epoch < schedule.start_epoch:
+        return 0.0
+    if schedule.warmup_epochs == 0:
+        return weight
+    progress = min(1.0, (epoch - schedule.start_epoch + 1) / schedule.warmup_epochs)
+    return weight * (1.0 - math.cos(math.pi * progress)) / 2.0
+
+
+def task_loss(cfg: ObjectiveConfig, logits: Tensor, targets: Tensor) -> Tensor:
+    """The supervised loss on one view's logits, in float32.
+
+    Shape:
+        - logits: (N, C) for classification, (N, 1) for regression; targets: (N,).
+    """
+    logits = logits.float()
+    if cfg.task == "cross_entropy":
+        return F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+    if cfg.task == "focal":
+        # Lin et al. 2017: -(1 - p_t)^γ log p_t, with label smoothing folded into the target distribution.
+        log_p = F.log_softmax(logits, dim=-1)  # (N, C)
+        n_classes = logits.shape[-1]
+        target = F.one_hot(targets, n_classes).float()
+        target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_classes
+        focal = (1 - log_p.exp()).pow(cfg.focal_gamma)
+        return -(target * focal * log_p).sum(dim=-1).mean()
+    prediction = logits.squeeze(-1)
+    if cfg.task == "mse":
+        return F.mse_loss(prediction, targets.float())
+    if cfg.task == "l1":
+        return F.l1_loss(prediction, targets.float())
+    return logits.sum() * 0.0  # "none": pretraining on the terms alone
+
+
+def _views(outputs: Sequence[ModelOutput]) -> Tensor:
+    return torch.stack([o.projection for o in outputs], dim=1)  # (N, V, P)
+
+
+def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
+    classification = task in ("cross_entropy", "focal")
+
+    def labels_for(y: Tensor | None) -> Tensor | None:
+        return y if classification else None
+
+    if name == "supcon":
+        assert isinstance(term, SupConTermConfig)
+        return lambda outs, y: supcon(
+            _views(outs),
+            labels_for(y),
+            temperature=term.temperature,
+            base_temperature=term.base_temperature,
+            chunk_size=term.chunk_size,
+            gather_distributed=gather,
+        )
+    if name == "focal_supcon":
+        assert isinstance(term, FocalSupConTermConfig)
+        return lambda outs, y: focal_supcon(
+            _views(outs),
+            labels_for(y),
+            temperature=term.temperature,
+            gamma=term.gamma,
+            chunk_size=term.chunk_size,
+            gather_distributed=gather,
+        )
+    if name == "margin":
+        assert isinstance(term, MarginTermConfig)
+        if not classification:
+            raise ValueError("objective.margin needs class labels; the task is not a classification")
+        def margin_term(outs: Sequence[ModelOutput], y: Tensor | None) -> Tensor:
+            assert y is not None
+            return margin_contrastive(_views(outs), y, margin=term.margin)
+
+        return margin_term
+    if name == "nt_xent":
+        t = getattr(term, "temperature", 0.1)
+        return lambda outs, y: nt_xent(
+            outs[0].projection, outs[1].projection, temperature=t, gather_distributed=gather
+        )
+    if name == "rdrop":
+        if classification:
+            return lambda outs, y: rdrop_kl(outs[0].logits, outs[1].logits)
+        return lambda outs, y: F.mse_loss(outs[0].logits.float(), outs[1].logits.float())
+    raise KeyError(f"no objective term named {name!r}")  # pragma: no cover - the config forbids it
+
+
+@dataclass
+class ObjectiveValue:
+    """One batch's objective: the total to optimise and every part, unweighted, for logging."""
+
+    total: Tensor
+    task: Tensor
+    terms: dict[str, Tensor]
+    weights: dict[str, float]
+    non_finite: list[str] = field(default_factory=list)
+
+
+class Objective:
+    """``task + Σ_k λ_k(epoch) · term_k`` built from an :class:`ObjectiveConfig`.
+
+    ``base_weights`` start at the configured weights; automatic λ (``auto_ratio``) rescales them in
+    :meth:`adapt` and they are part of the checkpointed state.
+    """
+
+    def __init__(self, cfg: ObjectiveConfig, *, gather_distributed: bool = False) -> None:
+        self.cfg = cfg
+        self.term_cfgs = cfg.terms()
+        self.fns = {
+            name: _term_fn(name, t, cfg.task, gather_distributed) for name, t in self.term_cfgs.items()
+        }
+        self.base_weights = {name: t.weight for name, t in self.term_cfgs.items()}
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        return {
+            name: scheduled_weight(self.base_weights[name], t.schedule, epoch)
+            for name, t in self.term_cfgs.items()
+        }
+
+    def __call__(self, outputs: Sequence[ModelOutput], targets: Tensor, epoch: int) -> ObjectiveValue:
+        """Evaluates the objective on the V views' outputs of one batch.
+
+        The task loss is averaged over the views (R-Drop's convention: every pass is supervised).
+        """
+        task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in outputs]).mean()
+        weights = self.weights(epoch)
+        total = task
+        terms: dict[str, Tensor] = {}
+        for name, fn in self.fns.items():
+            if weights[name] > 0:
+                terms[name] = fn(outputs, targets)
+                total = total + weights[name] * terms[name]
+            else:
+                with torch.no_grad():  # logged for comparison, not optimised
+                    terms[name] = fn(outputs, targets)
+        parts = {"task": task, **terms}
+        non_finite = [name for name, value in parts.items() if not bool(torch.isfinite(value))]
+        return ObjectiveValue(total, task, terms, weights, non_finite)
+
+    def adapt(self, ratios: dict[str, float]) -> None:
+        """Moves each auto-λ term's weight toward its target gradient-norm ratio (damped: x0.5..x2)."""
+        for name, ratio in ratios.items():
+            target = self.term_cfgs[name].auto_ratio
+            if target is None or ratio <= 0 or not math.isfinite(ratio):
+                continue
+            self.base_weights[name] *= min(2.0, max(0.5, target / ratio))
+
+    def state_dict(self) -> dict[str, float]:
+        return dict(self.base_weights)
+
+    def load_state_dict(self, state: dict[str, float], *, keep_configured: bool = False) -> None:
+        """Restores adapted weights; with ``keep_configured`` (resume with a new λ) the config wins."""
+        if not keep_configured:
+            self.base_weights.update({k: v for k, v in state.items() if k in self.base_weights})

@@ -1,0 +1,514 @@
+"""The training loop: read it top to bottom.
+
+``train(config, run_dir)`` builds data, model, optimiser and objective from the config, then for each
+epoch: batches from a sampler seeded by (seed, epoch), V views per batch, the objective, a guard against
+non-finite values, backward (with a GradScaler under fp16), clipping, the step; then evaluation on train
+and val, one history row, schedulers and early stopping, and an atomic checkpoint. A run killed at any
+moment resumes from its last checkpoint with the same history as an uninterrupted run (on CPU; the
+``seconds`` column aside).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from contrastlab.data import (
+    ArrayDataset,
+    ClassBalancedBatchSampler,
+    RandomBatchSampler,
+    batch_statistics,
+    get_dataset,
+    stratified_split,
+)
+from contrastlab.models import ContrastiveModel, ModelOutput, build_model
+from contrastlab.train.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    write_history,
+    write_json,
+    write_yaml,
+)
+from contrastlab.train.config import TrainConfig, TrainerConfig
+from contrastlab.train.objective import Objective, task_loss
+
+__all__ = ["RunResult", "StepState", "TrainingDiverged", "train"]
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after ``max_consecutive_skips`` non-finite steps; ``report`` says what went wrong where."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(
+            f"training stopped after {report['consecutive_skips']} consecutive non-finite steps "
+            f"(epoch {report['epoch']}, step {report['step']}): non-finite {report['non_finite']}; "
+            f"max |logit| {report['max_logit']:.3g} at temperature {report['temperature']}, "
+            f"feature norms up to {report['max_feature_norm']:.3g}"
+        )
+
+
+@dataclass
+class StepState:
+    """What a step callback sees (used by tests to interrupt a run at a chosen step)."""
+
+    epoch: int
+    step: int
+    global_step: int
+    loss: float
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    stopped_early: bool
+    test: dict[str, float] = field(default_factory=dict)
+
+
+# --- building blocks -------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may draw from
+    torch.manual_seed(seed)
+
+
+def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
+    """AdamW groups: the head at ``head_lr``; encoder layer i from the top at ``lr · layer_decay^i``;
+    layers below the last ``freeze_all_but_last`` are frozen (requires_grad False, in no group)."""
+    layers = model.encoder_layers()
+    groups: list[dict[str, Any]] = []
+    for depth_from_top, layer in enumerate(reversed(layers)):
+        frozen = cfg.freeze_all_but_last is not None and depth_from_top >= cfg.freeze_all_but_last
+        for p in layer.parameters():
+            p.requires_grad_(not frozen)
+        if not frozen:
+            params = list(layer.parameters())
+            groups.append({"params": params, "lr": cfg.lr * cfg.layer_decay**depth_from_top,
+                           "name": f"encoder.{len(layers) - 1 - depth_from_top}"})  # fmt: skip
+    head = [p for m in model.head_modules() for p in m.parameters()]
+    groups.append({"params": head, "lr": cfg.head_lr or cfg.lr, "name": "head"})
+    return groups
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_per_epoch: int) -> Any:
+    s = cfg.scheduler
+    if s.name == "warmup_cosine":
+        warmup, total = s.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if s.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=s.mode, factor=s.factor, patience=s.patience, min_lr=s.min_lr
+        )
+    return None
+
+
+def forward_views(model: nn.Module, x: Tensor, views: int, one_stage: bool) -> list[ModelOutput]:
+    """V outputs per sample; dropout differs between them (R-Drop, dropout views)."""
+    if views == 1:
+        return [model(x)]
+    if not one_stage:
+        return [model(x) for _ in range(views)]
+    out: ModelOutput = model(x.repeat(views, *([1] * (x.ndim - 1))))  # (V·N, ...) in one forward
+    n = x.shape[0]
+    return [ModelOutput(out.logits[v * n : (v + 1) * n], out.embedding[v * n : (v + 1) * n],
+                        out.projection[v * n : (v + 1) * n]) for v in range(views)]  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(model: ContrastiveModel, data: ArrayDataset, idx: Tensor, cfg: TrainConfig) -> dict[str, float]:
+    """Task metrics of the clean (eval-mode) model on a subset."""
+    model.eval()
+    outs = [model(data.features[idx[i : i + 1024]]) for i in range(0, idx.shape[0], 1024)]
+    logits = torch.cat([o.logits for o in outs]).float()
+    y = data.targets[idx]
+    metrics = {"loss": float(task_loss(cfg.objective, logits, y))}
+    if data.task == "classification":
+        pred = logits.argmax(dim=-1)
+        metrics["accuracy"] = float((pred == y).float().mean())
+        f1s = []
+        for c in range(logits.shape[-1]):
+            tp = float(((pred == c) & (y == c)).sum())
+            denom = float((pred == c).sum() + (y == c).sum())
+            f1s.append(2 * tp / denom if denom else 0.0)
+        metrics["macro_f1"] = sum(f1s) / len(f1s)
+    else:
+        err = logits.squeeze(-1) - y.float()
+        metrics["mae"] = float(err.abs().mean())
+        metrics["rmse"] = float(err.pow(2).mean().sqrt())
+        metrics["r2"] = float(1 - err.pow(2).sum() / (y.float() - y.float().mean()).pow(2).sum())
+    return metrics
+
+
+def _grad_norm(params: Sequence[Tensor]) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
+
+
+def _term_grad_norms(
+    value: Any, weights: dict[str, float], encoder_params: Sequence[Tensor]
+) -> dict[str, float]:
+    """||∇ task|| and ||∇(λ_k · term_k)|| on the shared encoder, one autograd pass per part."""
+    parts = {"task": value.task, **{k: weights[k] * t for k, t in value.terms.items() if weights[k] > 0}}
+    norms = {}
+    for name, part in parts.items():
+        grads = torch.autograd.grad(part, encoder_params, retain_graph=True, allow_unused=True)
+        flat = [g.norm() for g in grads if g is not None]
+        norms[name] = float(torch.linalg.vector_norm(torch.stack(flat))) if flat else 0.0
+    return norms
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    raw_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    override_note: list[str] | None = None,
+    progress: bool | None = None,
+    on_step: Callable[[StepState], None] | None = None,
+) -> RunResult:
+    """Trains ``config`` into ``run_dir`` (created), or resumes the run there.
+
+    Args:
+        config: The validated configuration.
+        run_dir: Where config.yaml, history.csv, checkpoints/, metrics.json and embeddings/ go.
+        raw_config: The mapping the config came from, recorded in config.yaml.
+        resume: Continue from ``checkpoints/last.pt``; ``config`` may differ (e.g. a new λ) and the change
+            is recorded in config.yaml's ``overrides`` history.
+        override_note: The overrides that produced ``config``, for the record.
+        progress: Show a progress bar (default: when stderr is a terminal; otherwise one line per epoch).
+        on_step: Called after every optimiser step.
+
+    Raises:
+        TrainingDiverged: ``max_consecutive_skips`` steps in a row had a non-finite loss or gradient.
+        CheckpointError: resume from a missing or unreadable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    tc = config.trainer
+    device = torch.device(tc.device)
+    seed_everything(tc.seed)
+
+    # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
+    data = get_dataset(config.data.name, **config.data.options)
+    split = stratified_split(
+        data.targets,
+        val_fraction=config.data.val_fraction,
+        test_fraction=config.data.test_fraction,
+        seed=config.data.split_seed,
+        stratify=data.task == "classification",
+    )
+    train_idx = split["train"]
+    views, one_stage = tc.views.count, tc.views.mode == "one_stage"
+
+    # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
+    model = build_model(
+        config.model.name,
+        num_features=data.num_features,
+        num_outputs=max(data.num_classes, 1),
+        hidden_dims=config.model.hidden_dims,
+        embedding_dim=config.model.embedding_dim,
+        projection_dim=config.model.projection_dim,
+        dropout=config.model.dropout,
+    ).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
+    if tc.sampler.name == "class_balanced":
+        if data.task != "classification":
+            raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
+        sampler: Any = ClassBalancedBatchSampler(
+            data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class, seed=tc.seed
+        )
+    else:
+        sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.seed)
+    steps_per_epoch = max(1, len(sampler) // tc.accumulate)
+    scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
+    objective = Objective(config.objective)
+    encoder_params = [p for layer in model.encoder_layers() for p in layer.parameters() if p.requires_grad]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    start_epoch, global_step, bad_epochs = 0, 0, 0
+    overrides_log: list[dict[str, Any]] = []
+    ckpt_dir = run_dir / "checkpoints"
+    if resume:
+        state = load_checkpoint(ckpt_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        objective.load_state_dict(state["objective"], keep_configured=bool(override_note))
+        history, best = state["history"], state["best"]
+        start_epoch, global_step, bad_epochs = state["epoch"] + 1, state["global_step"], state["bad_epochs"]
+        overrides_log = state["overrides_log"]
+        restore_rng(state["rng"])
+        for group, lr in zip(optimizer.param_groups, state["lrs"], strict=True):
+            group["lr"] = lr  # the scheduler's current LR, not the config's initial one
+    if override_note or not resume:
+        overrides_log.append({"epoch": start_epoch, "resume": resume, "overrides": override_note or []})
+    write_yaml(
+        {"config": config.model_dump(mode="json"), "raw": raw_config or {}, "overrides": overrides_log},
+        run_dir / "config.yaml",
+    )
+    write_json({k: v.tolist() for k, v in split.items()}, run_dir / "split.json")
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    es = tc.early_stopping
+    consecutive_skips = 0
+    stopped_early = False
+    for epoch in range(start_epoch, tc.epochs):
+        started = time.perf_counter()
+        sampler.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        counted, skipped, optimizer_steps, grad_norm_total = 0, 0, 0, 0.0
+        grad_norm_sums: dict[str, float] = {}
+        grad_norm_count = 0
+        batches = list(sampler)
+        bar = _progress(batches, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
+        for step, batch in enumerate(bar):
+            idx = train_idx[torch.tensor(batch)]
+            x, y = data.features[idx].to(device), data.targets[idx].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                outputs = forward_views(model, x, views, one_stage)
+            value = objective(outputs, y, epoch)
+
+            # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
+            if value.non_finite:
+                skipped += 1
+                consecutive_skips += 1
+                optimizer.zero_grad(set_to_none=True)
+                if consecutive_skips >= tc.max_consecutive_skips:
+                    raise TrainingDiverged(_divergence_report(value.non_finite, outputs, config, epoch, step,
+                                                              consecutive_skips))  # fmt: skip
+                continue
+
+            measure = tc.term_grad_norm_every > 0 and global_step % tc.term_grad_norm_every == 0
+            if measure and encoder_params:
+                norms = _term_grad_norms(value, value.weights, encoder_params)
+                for k, v in norms.items():
+                    grad_norm_sums[k] = grad_norm_sums.get(k, 0.0) + v
+                grad_norm_count += 1
+                if norms.get("task", 0.0) > 0:
+                    objective.adapt({k: v / norms["task"] for k, v in norms.items() if k != "task"})
+
+            scaler.scale(value.total / tc.accumulate).backward()  # type: ignore[no-untyped-call]
+            counted += 1
+            stats = batch_statistics(y, idx, views) if data.task == "classification" else {}
+            logged = {"loss": value.total, "task": value.task, **value.terms}
+            for k, v in {**{n: float(t.detach()) for n, t in logged.items()}, **stats}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if (step + 1) % tc.accumulate:
+                continue
+            scaler.unscale_(optimizer)
+            if not scaler.is_enabled() and not all(
+                bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None
+            ):
+                skipped += 1
+                consecutive_skips += 1
+                optimizer.zero_grad(set_to_none=True)
+                if consecutive_skips >= tc.max_consecutive_skips:
+                    raise TrainingDiverged(_divergence_report(["gradient"], outputs, config, epoch, step,
+                                                              consecutive_skips))  # fmt: skip
+                continue
+            grad_norm = (
+                float(torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip))
+                if tc.grad_clip
+                else _grad_norm(trainable)
+            )
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None and tc.scheduler.name == "warmup_cosine":
+                scheduler.step()
+            consecutive_skips = 0
+            global_step += 1
+            optimizer_steps += 1
+            grad_norm_total += grad_norm
+            if show_bar:
+                bar.set_postfix(
+                    {k: f"{v / counted:.3g}" for k, v in sums.items() if k in ("task", *value.terms)}
+                )
+            if on_step is not None:
+                on_step(StepState(epoch, step, global_step, float(value.total.detach())))
+
+        # --- end of epoch: evaluate, log, schedule, stop, checkpoint ---
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({f"train/{k}": v / max(counted, 1) for k, v in sums.items()})
+        row["train/grad_norm"] = grad_norm_total / max(optimizer_steps, 1)
+        row.update({f"weight/{k}": w for k, w in objective.weights(epoch).items()})
+        row.update({f"grad_norm/{k}": v / grad_norm_count for k, v in grad_norm_sums.items()})
+        clean_train = evaluate(model, data, train_idx, config)
+        val = evaluate(model, data, split["val"], config)
+        row.update({f"train_eval/{k}": v for k, v in clean_train.items()})
+        row.update({f"val/{k}": v for k, v in val.items()})
+        for k in val:
+            row[f"gap/{k}"] = clean_train[k] - val[k]
+            row[f"gap_ratio/{k}"] = clean_train[k] / val[k] if val[k] else float("nan")
+        row["lr"] = optimizer.param_groups[-1]["lr"]
+        row["skipped_steps"] = skipped
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+
+        monitored = row.get(es.monitor)
+        if monitored is None:
+            raise KeyError(
+                f"trainer.early_stopping.monitor={es.monitor!r} is not logged; choose one of {sorted(row)}"
+            )
+        if scheduler is not None and tc.scheduler.name == "plateau":
+            plateau_metric = row.get(tc.scheduler.monitor)
+            if plateau_metric is None:
+                raise KeyError(
+                    f"trainer.scheduler.monitor={tc.scheduler.monitor!r} is not logged; "
+                    f"choose one of {sorted(row)}"
+                )
+            scheduler.step(plateau_metric)
+        if _better(monitored, best.get("value"), es.mode):
+            best = {"epoch": epoch + 1, "metric": es.monitor, "value": monitored}
+            bad_epochs = 0
+            best_weights = {"model": model.state_dict(), "epoch": epoch}
+            save_checkpoint({**best_weights, "config": config.model_dump(mode="json")}, ckpt_dir / "best.pt")
+        else:
+            bad_epochs += 1
+        stopped_early = es.patience is not None and bad_epochs >= es.patience
+
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "scaler": scaler.state_dict(),
+                "objective": objective.state_dict(),
+                "lrs": [g["lr"] for g in optimizer.param_groups],
+                "epoch": epoch,
+                "global_step": global_step,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                "best": best,
+                "overrides_log": overrides_log,
+                "rng": capture_rng(),
+                "config": config.model_dump(mode="json"),
+            },
+            ckpt_dir / "last.pt",
+        )
+        write_history(history, run_dir / "history.csv")
+        if not show_bar:
+            print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
+        if stopped_early:
+            break
+
+    return _finish(run_dir, model, data, split, config, history, best, stopped_early)
+
+
+def _finish(
+    run_dir: Path,
+    model: ContrastiveModel,
+    data: ArrayDataset,
+    split: dict[str, Tensor],
+    config: TrainConfig,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    stopped_early: bool,
+) -> RunResult:
+    """Reloads the best weights, evaluates on test, saves embeddings and metrics.json."""
+    best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    model.load_state_dict(best_state["model"])
+    test = evaluate(model, data, split["test"], config) if split["test"].numel() else {}
+    model.eval()
+    emb_dir = run_dir / "embeddings"
+    emb_dir.mkdir(exist_ok=True)
+    with torch.no_grad():
+        for name in ("train", "val", "test"):
+            idx = split[name]
+            if idx.numel() == 0:
+                continue
+            out = model(data.features[idx])
+            np.savez(
+                emb_dir / f"{name}.npz",
+                embedding=out.embedding.float().numpy(),
+                projection=out.projection.float().numpy(),
+                targets=data.targets[idx].numpy(),
+            )
+    final = history[-1] if history else {}
+    write_json(
+        {
+            "best": best,
+            "final": final,
+            "test": test,
+            "stopped_early": stopped_early,
+            "epochs_run": len(history),
+        },
+        run_dir / "metrics.json",
+    )
+    return RunResult(run_dir, history, best, stopped_early, test)
+
+
+def _divergence_report(
+    non_finite: list[str], outputs: list[ModelOutput], config: TrainConfig, epoch: int, step: int, skips: int
+) -> dict[str, Any]:
+    proj = outputs[0].projection.detach().float()
+    temps = [getattr(t, "temperature", None) for t in config.objective.terms().values()]
+    temperature = min((t for t in temps if t is not None), default=None)
+    sims = proj @ proj.T
+    emb = outputs[0].embedding.detach().float()
+    return {
+        "epoch": epoch + 1,
+        "step": step,
+        "consecutive_skips": skips,
+        "non_finite": non_finite,
+        "temperature": temperature,
+        "max_logit": float(sims.abs().max() / (temperature or 1.0)) if sims.numel() else float("nan"),
+        "max_feature_norm": float(emb.norm(dim=-1).max()),
+        "logits_finite": bool(torch.isfinite(outputs[0].logits).all()),
+    }
+
+
+def _progress(items: list[Any], desc: str, show: bool) -> Any:
+    if not show:
+        return _Quiet(items)
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class _Quiet(list):  # type: ignore[type-arg]
+    def set_postfix(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    keys = [k for k in row if k.startswith(("train/task", "val/")) or k in ("lr", "skipped_steps")]
+    shown = ", ".join(f"{k}={row[k]:.4g}" for k in keys if isinstance(row[k], float | int))
+    return f"epoch {row['epoch']}/{epochs}: {shown}"

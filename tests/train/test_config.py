@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from contrastlab.train.config import ConfigError, apply_overrides, load_config, validate
+
+
+def test_load_config__recipe_and_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("objective:\n  supcon: {weight: 0.2, temperature: 0.1}\ntrainer: {views: {count: 2}}\n")
+    config, raw = load_config(recipe, ["objective.supcon.weight=0.3", "trainer.epochs=7", "trainer.amp=bf16"])
+    assert config.objective.supcon is not None and config.objective.supcon.weight == 0.3
+    assert config.trainer.epochs == 7 and config.trainer.amp == "bf16"
+    assert raw["objective"]["supcon"]["temperature"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        ({"objective": {"supcon": {"wieght": 0.2}}}, r"unknown key 'objective.supcon.wieght'; did you mean 'objective.supcon.weight'\?"),
+        ({"trainr": {}}, r"unknown key 'trainr'; did you mean 'trainer'\?"),
+        ({"objective": {"supcn": {}}}, r"unknown key 'objective.supcn'; did you mean 'objective.supcon'\?"),
+        ({"trainer": {"epochs": 0}}, r"trainer.epochs: Input should be greater than or equal to 1 \(got 0\)"),
+        ({"trainer": {"lr": "fast"}}, r"trainer.lr: Input should be a valid number.*\(got 'fast'\)"),
+        ({"objective": {"supcon": {"temperature": -0.1}}}, r"objective.supcon.temperature: Input should be greater than 0 \(got -0.1\)"),
+        ({"trainer": {"amp": "fp8"}}, r"trainer.amp: Input should be 'off', 'bf16' or 'fp16' \(got 'fp8'\)"),
+        ({"objective": {"rdrop": {"weight": 0.5}}}, r"compare two views of each sample, but trainer.views.count is 1"),
+        ({"data": {"val_fraction": 0.5, "test_fraction": 0.5}}, r"val_fraction \+ test_fraction must be < 1"),
+    ],
+)
+def test_validate__errors_name_key_and_value(raw, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate(raw)
+
+
+def test_overrides__parse_yaml_values_and_reject_malformed():
+    out = apply_overrides({}, ["a.b=1e-3", "a.c=[1, 2]", "d=true"])
+    assert out == {"a": {"b": 1e-3, "c": [1, 2]}, "d": True}
+    with pytest.raises(ConfigError, match=r"must look like key\.path=value"):
+        apply_overrides({}, ["trainer.epochs"])
+    with pytest.raises(ConfigError, match="'epochs' holds 3, not a mapping"):
+        apply_overrides({"epochs": 3}, ["epochs.x=1"])
+
+
+def test_load_config__not_a_mapping(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping of settings, got list"):
+        load_config(bad)

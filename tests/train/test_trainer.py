@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import contrastlab.train.objective as objective_module
+from contrastlab.cli import main as cli_main
+from contrastlab.train import TrainingDiverged, load_checkpoint, read_history, train, validate_config
+from contrastlab.train.checkpoint import CheckpointError
+
+TINY = {
+    "name": "tiny",
+    "data": {"name": "blobs", "options": {"n_samples": 240, "n_features": 8, "n_classes": 3}},
+    "model": {"hidden_dims": [16], "embedding_dim": 8, "projection_dim": 8, "dropout": 0.1},
+    "objective": {"supcon": {"weight": 0.2, "temperature": 0.2}, "rdrop": {"weight": 0.1}},
+    "trainer": {
+        "epochs": 4,
+        "batch_size": 24,
+        "lr": 0.01,
+        "views": {"count": 2},
+        "sampler": {"name": "class_balanced", "m_per_class": 4},
+        "term_grad_norm_every": 2,
+        "early_stopping": {"monitor": "val/accuracy", "mode": "max"},
+    },
+}
+
+
+def _without_time(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_train__end_to_end_writes_a_complete_run_directory(tmp_path):
+    result = train(validate_config(TINY), tmp_path / "run", raw_config=TINY, progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "history.csv", "metrics.json", "split.json", "checkpoints/last.pt",
+                 "checkpoints/best.pt", "embeddings/val.npz", "embeddings/test.npz"):  # fmt: skip
+        assert (run / name).is_file(), name
+    history = read_history(run / "history.csv")
+    assert len(history) == 4
+    row = history[-1]
+    for column in ("train/task", "train/supcon", "train/rdrop", "weight/supcon", "val/accuracy", "val/loss",
+                   "gap/accuracy", "lr", "grad_norm/task", "grad_norm/supcon", "train/positives_per_anchor",
+                   "train/no_positive_share", "skipped_steps", "seconds"):  # fmt: skip
+        assert column in row, column
+    assert row["train/no_positive_share"] == 0.0  # the class-balanced sampler guarantees positives
+    assert result.history[-1]["val/accuracy"] > 0.5  # three well-separated classes: it learned something
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best"]["metric"] == "val/accuracy" and "accuracy" in metrics["test"]
+
+
+def test_train__resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(tmp_path):
+    reference = train(validate_config(TINY), tmp_path / "ref", raw_config=TINY, progress=False)
+    killed = tmp_path / "killed"
+    steps_per_epoch = (240 * 3 // 5) // 24  # the train split's batches
+    script = Path(__file__).with_name("_killed_run.py")
+    kill_at = steps_per_epoch * 2 + 3  # mid-way through the third epoch
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(TINY), str(killed), str(kill_at)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] == 1  # two epochs were saved
+    resumed = train(validate_config(TINY), killed, resume=True, progress=False)
+    assert _without_time(resumed.history) == _without_time(reference.history)
+    ref_state = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")["model"]
+    new_state = load_checkpoint(killed / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(ref_state[k], new_state[k]) for k in ref_state)
+
+
+def test_resume__with_a_new_weight_is_allowed_and_recorded(tmp_path):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+    run = tmp_path / "run"
+    assert cli_main(["train", _recipe(tmp_path, raw), "--runs-dir", str(tmp_path), "--name", "run"]) == 0
+    assert cli_main(["resume", str(run), "trainer.epochs=3", "objective.supcon.weight=0.5"]) == 0
+    history = read_history(run / "history.csv")
+    assert [row["weight/supcon"] for row in history] == [0.2, 0.2, 0.5]
+    recorded = (run / "config.yaml").read_text()
+    assert "objective.supcon.weight=0.5" in recorded
+
+
+def test_nan_guard__skips_bad_steps_and_stops_with_a_report(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = objective_module.supcon
+
+    def sometimes_nan(*args, **kwargs):
+        calls["n"] += 1
+        value = real(*args, **kwargs)
+        return value * math.nan if calls["n"] % 3 == 0 else value
+
+    monkeypatch.setattr(objective_module, "supcon", sometimes_nan)
+    config = validate_config(TINY)
+    result = train(config, tmp_path / "flaky", progress=False)
+    assert sum(row["skipped_steps"] for row in result.history) > 0
+    assert all(math.isfinite(v) for row in result.history for k, v in row.items() if k.startswith("train/"))
+
+    monkeypatch.setattr(objective_module, "supcon", lambda *a, **k: real(*a, **k) * math.nan)
+    with pytest.raises(TrainingDiverged) as info:
+        train(config, tmp_path / "broken", progress=False)
+    report = info.value.report
+    assert report["non_finite"] == ["supcon"] and report["consecutive_skips"] == 5
+    assert report["temperature"] == 0.2 and math.isfinite(report["max_logit"])
+
+
+def test_train__amp_bf16_and_gradient_accumulation_run(tmp_path):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "amp": "bf16", "accumulate": 2}}
+    result = train(validate_config(raw), tmp_path / "amp", progress=False)
+    assert math.isfinite(result.history[0]["train/task"])
+
+
+def test_param_groups__layer_decay_head_lr_and_freezing(tmp_path):
+    from contrastlab.models import build_model
+    from contrastlab.train.config import TrainerConfig
+    from contrastlab.train.trainer import param_groups
+
+    model = build_model("mlp", num_features=4, num_outputs=2, hidden_dims=[8, 8], embedding_dim=4,
+                        projection_dim=4, dropout=0.0)  # fmt: skip
+    groups = param_groups(model, TrainerConfig(lr=1.0, head_lr=5.0, layer_decay=0.5, freeze_all_but_last=2))
+    assert [(g["name"], g["lr"]) for g in groups] == [("encoder.2", 1.0), ("encoder.1", 0.5), ("head", 5.0)]
+    assert not any(p.requires_grad for p in model.encoder.layers[0].parameters())
+
+
+def test_checkpoint__truncated_and_foreign_files_get_clear_errors(tmp_path):
+    one_epoch = validate_config({**TINY, "trainer": {**TINY["trainer"], "epochs": 1}})
+    train(one_epoch, tmp_path / "r", progress=False)
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable contrastlab checkpoint"):
+        load_checkpoint(last)
+    torch.save({"weights": torch.zeros(1)}, last)
+    with pytest.raises(CheckpointError, match="is not a contrastlab-checkpoint-v1 file"):
+        load_checkpoint(last)
+
+
+def test_cli__config_error_exits_2_with_the_message(tmp_path, capsys):
+    args = ["train", _recipe(tmp_path, TINY), "objective.supcon.wieght=1", "--runs-dir", str(tmp_path)]
+    assert cli_main(args) == 2
+    assert "did you mean 'objective.supcon.weight'" in capsys.readouterr().err
+
+
+def _recipe(tmp_path: Path, raw: dict) -> str:
+    import yaml
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
