@@ -121,8 +121,13 @@ class _CastNormalize(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         y, norm = ctx.saved_tensors
-        # d(x/|x|) = (g - y (y·g)) / |x|
-        dx = (grad - y * (y * grad).sum(dim=-1, keepdim=True)) / norm
+        # d(x/|x|) = (g - y (y·g)) / |x|, with one (N, D) allocation: the row dots come from a batched
+        # product rather than an elementwise y * g.
+        if y.ndim == 2:
+            dots = torch.bmm(y.unsqueeze(1), grad.unsqueeze(2)).squeeze(2)  # (N, 1)
+        else:
+            dots = (y * grad).sum(dim=-1, keepdim=True)
+        dx = torch.addcmul(grad, y, dots, value=-1.0).div_(norm)
         return dx.to(ctx.input_dtype), None
 
 

@@ -134,6 +134,7 @@ class _TiledLogSumExp(torch.autograd.Function):
             lse2_rows = bound2 + torch.log2(row_sum)
             lse2_cols = bound2 + torch.log2(col_sum)
         ctx.save_for_backward(rows, cols, lse2_rows, lse2_cols)
+        ctx.same = rows is cols  # NT-Xent and SupCon contrast a tensor with itself
         ctx.bound2 = None if unsafe else bound2
         ctx.scale = float(scale)
         ctx.self_offset, ctx.want_cols, ctx.tile = self_offset, want_cols, tile
@@ -146,7 +147,10 @@ class _TiledLogSumExp(torch.autograd.Function):
         k2 = k * LOG2E
         need_rows, need_cols, need_scale = ctx.needs_input_grad[:3]
         grad_rows = torch.zeros_like(rows)
-        grad_cols = torch.zeros_like(cols)
+        # Same tensor on both sides: accumulate both roles into one buffer rather than two that autograd
+        # would then add (saves two (N, D) buffers at large N).
+        same = ctx.same and need_rows and need_cols
+        grad_cols = grad_rows if same else torch.zeros_like(cols)
         grad_scale = torch.zeros((), dtype=rows.dtype, device=rows.device)
         g_rows = g_rows.to(rows.dtype)
         if ctx.want_cols and bound2 is not None:
@@ -182,7 +186,7 @@ class _TiledLogSumExp(torch.autograd.Function):
                     grad_cols[j0:j1].addmm_(w.T, rows[i0:i1], alpha=k)  # (bj, D)
         return (
             grad_rows if need_rows else None,
-            grad_cols if need_cols else None,
+            grad_cols if need_cols and not same else None,
             grad_scale if need_scale else None,
             None,
             None,
