@@ -39,6 +39,7 @@ def _without_time(history):
 def test_train__end_to_end_writes_a_complete_run_directory(tmp_path):
     result = train(validate_config(TINY), tmp_path / "run", raw_config=TINY, progress=False)
     run = tmp_path / "run"
+    assert any((tmp_path / "run" / "events").iterdir())  # TensorBoard events
     for name in ("config.yaml", "history.csv", "metrics.json", "split.json", "checkpoints/last.pt",
                  "checkpoints/best.pt", "embeddings/val.npz", "embeddings/test.npz"):  # fmt: skip
         assert (run / name).is_file(), name

@@ -11,6 +11,7 @@ moment resumes from its last checkpoint with the same history as an uninterrupte
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from contrastlab import distributed
 from contrastlab.data import (
     ArrayDataset,
     ClassBalancedBatchSampler,
@@ -216,6 +218,13 @@ def train(
     run_dir = Path(run_dir)
     tc = config.trainer
     device = torch.device(tc.device)
+    rank, world = _init_distributed(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if tc.batch_size % world:
+        raise ValueError(f"trainer.batch_size={tc.batch_size} must divide evenly over {world} processes")
+    local_batch = tc.batch_size // world
+    is_main = rank == 0
     seed_everything(tc.seed)
 
     # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
@@ -229,6 +238,8 @@ def train(
     )
     train_idx = split["train"]
     views, one_stage = tc.views.count, tc.views.mode == "one_stage"
+    if world > 1:
+        one_stage = True  # DDP expects one forward per backward: views come from one duplicated batch
 
     # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
     model = build_model(
@@ -253,7 +264,12 @@ def train(
     scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
-    objective = Objective(config.objective)
+    # Under torchrun each rank holds 1/W of every batch: DDP averages gradients and the contrastive terms
+    # gather negatives from every rank, which together give exactly the single-process gradient.
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    objective = Objective(config.objective, gather_distributed=world > 1)
     encoder_params = [p for layer in model.encoder_layers() for p in layer.parameters() if p.requires_grad]
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -278,13 +294,15 @@ def train(
             group["lr"] = lr  # the scheduler's current LR, not the config's initial one
     if override_note or not resume:
         overrides_log.append({"epoch": start_epoch, "resume": resume, "overrides": override_note or []})
-    write_yaml(
-        {"config": config.model_dump(mode="json"), "raw": raw_config or {}, "overrides": overrides_log},
-        run_dir / "config.yaml",
-    )
-    write_json({k: v.tolist() for k, v in split.items()}, run_dir / "split.json")
+    if is_main:
+        write_yaml(
+            {"config": config.model_dump(mode="json"), "raw": raw_config or {}, "overrides": overrides_log},
+            run_dir / "config.yaml",
+        )
+        write_json({k: v.tolist() for k, v in split.items()}, run_dir / "split.json")
 
-    show_bar = sys.stderr.isatty() if progress is None else progress
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main
+    events = _event_writer(run_dir / "events") if is_main else None
     es = tc.early_stopping
     consecutive_skips = 0
     stopped_early = False
@@ -299,14 +317,16 @@ def train(
         batches = list(sampler)
         bar = _progress(batches, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
         for step, batch in enumerate(bar):
-            idx = train_idx[torch.tensor(batch)]
+            idx = train_idx[torch.tensor(batch[rank * local_batch : (rank + 1) * local_batch])]
             x, y = data.features[idx].to(device), data.targets[idx].to(device)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                outputs = forward_views(model, x, views, one_stage)
+                outputs = forward_views(net, x, views, one_stage)
             value = objective(outputs, y, epoch)
 
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
-            if value.non_finite:
+            # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
+            if _on_any_rank(bool(value.non_finite), world):
+                value.non_finite = value.non_finite or ["(another rank)"]
                 skipped += 1
                 consecutive_skips += 1
                 optimizer.zero_grad(set_to_none=True)
@@ -315,7 +335,10 @@ def train(
                                                               consecutive_skips))  # fmt: skip
                 continue
 
-            measure = tc.term_grad_norm_every > 0 and global_step % tc.term_grad_norm_every == 0
+            # Per-term gradient norms need extra autograd passes outside DDP's reducer: one process only.
+            measure = (
+                world == 1 and tc.term_grad_norm_every > 0 and global_step % tc.term_grad_norm_every == 0
+            )
             if measure and encoder_params:
                 norms = _term_grad_norms(value, value.weights, encoder_params)
                 for k, v in norms.items():
@@ -365,6 +388,7 @@ def train(
                 on_step(StepState(epoch, step, global_step, float(value.total.detach())))
 
         # --- end of epoch: evaluate, log, schedule, stop, checkpoint ---
+        sums = _mean_over_ranks(sums, world)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({f"train/{k}": v / max(counted, 1) for k, v in sums.items()})
         row["train/grad_norm"] = grad_norm_total / max(optimizer_steps, 1)
@@ -398,37 +422,52 @@ def train(
         if _better(monitored, best.get("value"), es.mode):
             best = {"epoch": epoch + 1, "metric": es.monitor, "value": monitored}
             bad_epochs = 0
-            best_weights = {"model": model.state_dict(), "epoch": epoch}
-            save_checkpoint({**best_weights, "config": config.model_dump(mode="json")}, ckpt_dir / "best.pt")
+            if is_main:
+                best_weights = {"model": model.state_dict(), "epoch": epoch}
+                save_checkpoint(
+                    {**best_weights, "config": config.model_dump(mode="json")}, ckpt_dir / "best.pt"
+                )
         else:
             bad_epochs += 1
         stopped_early = es.patience is not None and bad_epochs >= es.patience
 
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "scaler": scaler.state_dict(),
-                "objective": objective.state_dict(),
-                "lrs": [g["lr"] for g in optimizer.param_groups],
-                "epoch": epoch,
-                "global_step": global_step,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "best": best,
-                "overrides_log": overrides_log,
-                "rng": capture_rng(),
-                "config": config.model_dump(mode="json"),
-            },
-            ckpt_dir / "last.pt",
-        )
-        write_history(history, run_dir / "history.csv")
-        if not show_bar:
-            print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
+        if is_main:  # only rank 0 writes
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "scaler": scaler.state_dict(),
+                    "objective": objective.state_dict(),
+                    "lrs": [g["lr"] for g in optimizer.param_groups],
+                    "epoch": epoch,
+                    "global_step": global_step,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                    "best": best,
+                    "overrides_log": overrides_log,
+                    "rng": capture_rng(),
+                    "config": config.model_dump(mode="json"),
+                },
+                ckpt_dir / "last.pt",
+            )
+            write_history(history, run_dir / "history.csv")
+            if events is not None:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, float | int) and math.isfinite(value):
+                        events.add_scalar(key, value, epoch + 1)
+                events.flush()
+            if not show_bar:
+                print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
         if stopped_early:
             break
 
+    if events is not None:
+        events.close()
+    if world > 1:
+        torch.distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
+    if not is_main:
+        return RunResult(run_dir, history, best, stopped_early)
     return _finish(run_dir, model, data, split, config, history, best, stopped_early)
 
 
@@ -473,6 +512,42 @@ def _finish(
         run_dir / "metrics.json",
     )
     return RunResult(run_dir, history, best, stopped_early, test)
+
+
+def _event_writer(path: Path) -> Any:
+    """A TensorBoard writer, or None (with one line saying why) when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        note = "note: tensorboard is not installed; no events written (pip install tensorboard)"
+        print(note, file=sys.stderr)
+        return None
+    return SummaryWriter(log_dir=str(path))
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    """Joins the process group torchrun describes (WORLD_SIZE > 1); returns (rank, world size)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return distributed.rank(), distributed.world_size()
+
+
+def _on_any_rank(flag: bool, world: int) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _mean_over_ranks(sums: dict[str, float], world: int) -> dict[str, float]:
+    """Each rank summed its own local batches; the logged epoch means are over all ranks' batches."""
+    if world == 1 or not sums:
+        return sums
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 def _divergence_report(
