@@ -154,3 +154,43 @@ def _recipe(tmp_path: Path, raw: dict) -> str:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     return str(path)
+
+
+def test_train__fp16_with_grad_scaler_runs(tmp_path):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "amp": "fp16"}}
+    result = train(validate_config(raw), tmp_path / "fp16", progress=False)
+    assert math.isfinite(result.history[0]["train/task"])
+    assert "scale" in load_checkpoint(tmp_path / "fp16" / "checkpoints" / "last.pt")["scaler"]
+
+
+def test_schedulers__warmup_cosine_and_plateau_change_the_learning_rate(tmp_path):
+    schedule = {"name": "warmup_cosine", "warmup_epochs": 1}
+    cosine = {**TINY, "trainer": {**TINY["trainer"], "scheduler": schedule}}
+    lrs = [row["lr"] for row in train(validate_config(cosine), tmp_path / "cos", progress=False).history]
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] < 1e-6  # warm-up reaches the peak, cosine decays to 0
+    plateau = {
+        **TINY,
+        "trainer": {
+            **TINY["trainer"],
+            # train/task never exceeds its first value by much, so "max" mode sees no improvement.
+            "scheduler": {"name": "plateau", "monitor": "train/task", "mode": "max", "patience": 0},
+        },
+    }
+    lrs = [row["lr"] for row in train(validate_config(plateau), tmp_path / "plateau", progress=False).history]
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] < lrs[0]
+
+
+def test_early_stopping__stops_after_patience_and_keeps_the_best(tmp_path):
+    raw = {
+        **TINY,
+        "trainer": {
+            **TINY["trainer"],
+            "epochs": 10,
+            "early_stopping": {"monitor": "train/task", "mode": "max", "patience": 2},
+        },
+    }
+    result = train(validate_config(raw), tmp_path / "es", progress=False)
+    assert result.stopped_early and len(result.history) < 10
+    best_epoch = max(range(len(result.history)), key=lambda i: result.history[i]["train/task"]) + 1
+    assert result.best["epoch"] == best_epoch
+    assert load_checkpoint(tmp_path / "es" / "checkpoints" / "best.pt")["epoch"] == best_epoch - 1
