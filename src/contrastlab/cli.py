@@ -53,6 +53,43 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from contrastlab.train.diagnose import diagnose_file, diagnose_run
+
+    if (args.run_dir is None) == (args.embeddings is None):
+        print("error: give a RUN_DIR or --embeddings FILE (one of them)", file=sys.stderr)
+        return 2
+    if args.embeddings is not None:
+        result = diagnose_file(args.embeddings, key=args.key, task=args.task)
+        print(f"wrote {args.embeddings}.diagnostics.json")
+    else:
+        result = diagnose_run(args.run_dir, split=args.split, against=args.against)
+        print(f"wrote {Path(args.run_dir) / 'diagnostics.json'}")
+    _print_diagnostics(result)
+    return 0
+
+
+def _print_diagnostics(result: dict[str, object]) -> None:
+    """A flat two-column table of every number in the result."""
+
+    def rows(prefix: str, value: object) -> list[tuple[str, str]]:
+        if isinstance(value, dict):
+            return [r for k, v in value.items() for r in rows(f"{prefix}.{k}" if prefix else str(k), v)]
+        if isinstance(value, float):
+            return [(prefix, f"{value:.4f}")]
+        if isinstance(value, int):
+            return [(prefix, str(value))]
+        return []
+
+    table = [
+        r for key in ("embedding", "generalization", "comparison") for r in rows(key, result.get(key, {}))
+    ]
+    table = [r for r in table if "stage_cka_matrix" not in r[0]]
+    width = max((len(k) for k, _ in table), default=0)
+    for key, value in table:
+        print(f"  {key.ljust(width)}  {value}")
+
+
 def _datasets(_: argparse.Namespace) -> int:
     from contrastlab.data import list_datasets
 
@@ -92,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="e.g. objective.supcon.weight=0.1 (recorded in config.yaml)")
     p.set_defaults(fn=_resume)
 
+    p = sub.add_parser("diagnose", help="representation diagnostics of a run or of an embeddings file")
+    p.add_argument("run_dir", nargs="?", help="a run directory (uses embeddings/<split>.npz)")
+    p.add_argument("--against", help="another run on the same split: embedding and stage-by-stage CKA")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument(
+        "--embeddings", help="a .npz/.npy/.pt file instead of a run (labels: 'targets' or 'labels')"
+    )
+    p.add_argument(
+        "--key", default="embedding", help="the array name inside --embeddings (default: %(default)s)"
+    )
+    p.add_argument("--task", default="classification", choices=["classification", "regression"])
+    p.set_defaults(fn=_diagnose)
+
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(fn=_datasets)
     return parser
@@ -104,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.train import CheckpointError, ConfigError, TrainingDiverged
 
-        if isinstance(exc, ConfigError | CheckpointError | TrainingDiverged | KeyError | FileNotFoundError):
+        known = ConfigError | CheckpointError | TrainingDiverged | KeyError | FileNotFoundError | ValueError
+        if isinstance(exc, known):
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             print(f"error: {message}", file=sys.stderr)
             if isinstance(exc, TrainingDiverged):

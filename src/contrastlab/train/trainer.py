@@ -90,6 +90,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_model(config: TrainConfig, data: ArrayDataset) -> ContrastiveModel:
+    """The model a config describes, sized for its dataset."""
+    return build_model(
+        config.model.name,
+        num_features=data.num_features,
+        num_outputs=max(data.num_classes, 1),
+        hidden_dims=config.model.hidden_dims,
+        embedding_dim=config.model.embedding_dim,
+        projection_dim=config.model.projection_dim,
+        dropout=config.model.dropout,
+    )
+
+
 def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
     """AdamW groups: the head at ``head_lr``; encoder layer i from the top at ``lr · layer_decay^i``;
     layers below the last ``freeze_all_but_last`` are frozen (requires_grad False, in no group)."""
@@ -242,15 +255,7 @@ def train(
         one_stage = True  # DDP expects one forward per backward: views come from one duplicated batch
 
     # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
-    model = build_model(
-        config.model.name,
-        num_features=data.num_features,
-        num_outputs=max(data.num_classes, 1),
-        hidden_dims=config.model.hidden_dims,
-        embedding_dim=config.model.embedding_dim,
-        projection_dim=config.model.projection_dim,
-        dropout=config.model.dropout,
-    ).to(device)
+    model = make_model(config, data).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
     if tc.sampler.name == "class_balanced":
         if data.task != "classification":

@@ -1,0 +1,171 @@
+"""``contrastlab diagnose``: diagnostics of a run directory (or of a plain embeddings file).
+
+Reads the embeddings a run saved for a split, computes :func:`contrastlab.diagnostics.report.summarize`,
+the train/val gap from the run's history, and with ``against`` the CKA between the two runs' embeddings
+(with a bootstrap interval) and stage by stage between their best checkpoints. Writes ``diagnostics.json``
+and PNG plots into the run directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from contrastlab.data import get_dataset
+from contrastlab.diagnostics import bootstrap_cka, linear_cka
+from contrastlab.diagnostics.report import plot_projection, summarize
+from contrastlab.models import ContrastiveModel
+from contrastlab.train.checkpoint import load_checkpoint, read_history, write_json
+from contrastlab.train.config import TrainConfig, validate
+
+__all__ = ["diagnose_file", "diagnose_run", "generalization_gap", "load_embeddings"]
+
+
+def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads embeddings (and targets/labels when present) from ``.npz``, ``.npy`` or ``.pt``.
+
+    ``.npz``/``.pt`` hold a mapping with ``key`` (default "embedding") and optionally "targets" or
+    "labels"; ``.npy`` holds the embedding matrix alone. ``.pt`` files load with ``weights_only=True``.
+
+    Raises:
+        ValueError: unknown suffix, a missing key, or labels whose length differs from the rows.
+    """
+    p = Path(path)
+    if p.suffix == ".npy":
+        return np.load(p), None
+    if p.suffix == ".npz":
+        data: Any = dict(np.load(p))
+    elif p.suffix == ".pt":
+        loaded = torch.load(p, map_location="cpu", weights_only=True)
+        if isinstance(loaded, torch.Tensor):
+            return loaded.double().numpy(), None
+        data = {k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in loaded.items()}
+    else:
+        raise ValueError(f"{p}: embeddings must be .npz, .npy or .pt, got {p.suffix!r}")
+    if key not in data:
+        raise ValueError(f"{p} has no array named {key!r} (it has {sorted(data)}); pass --key")
+    emb = np.asarray(data[key])
+    labels = data.get("targets", data.get("labels"))
+    if labels is not None and len(labels) != len(emb):
+        raise ValueError(f"{p}: {len(labels)} labels for {len(emb)} embedding rows")
+    return emb, None if labels is None else np.asarray(labels)
+
+
+def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Train (eval-mode) minus val, and their ratio, for every task metric, at the last epoch and at the
+    epoch where each val metric was best."""
+    if not history:
+        return {}
+    metrics = sorted(k[len("val/") :] for k in history[-1] if k.startswith("val/"))
+    out: dict[str, Any] = {}
+    for m in metrics:
+        lower_is_better = m in ("loss", "mae", "rmse")
+        values = [row[f"val/{m}"] for row in history]
+        best = int(np.argmin(values) if lower_is_better else np.argmax(values))
+        entry = {}
+        for name, row in (("final", history[-1]), ("at_best_val", history[best])):
+            train_v, val_v = row.get(f"train_eval/{m}"), row.get(f"val/{m}")
+            if train_v is None or val_v is None:
+                continue
+            entry[name] = {
+                "epoch": int(row["epoch"]),
+                "train": train_v,
+                "val": val_v,
+                "difference": train_v - val_v,
+                "ratio": train_v / val_v if val_v else float("nan"),
+            }
+        out[m] = entry
+    return out
+
+
+def _run_config(run_dir: Path) -> TrainConfig:
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return validate(saved["config"])
+
+
+def _stage_names(model: ContrastiveModel) -> list[str]:
+    """The model's stages bottom to top: each encoder layer, then the task head and the projection."""
+    return [*(f"encoder.layers.{i}" for i in range(len(model.encoder_layers()))), "head", "projection"]
+
+
+def diagnose_run(
+    run_dir: str | Path, *, split: str = "val", against: str | Path | None = None, plots: bool = True
+) -> dict[str, Any]:
+    """Diagnostics of a trained run (and, with ``against``, how it differs from another run)."""
+    from contrastlab.train.trainer import make_model
+
+    run = Path(run_dir)
+    emb_file = run / "embeddings" / f"{split}.npz"
+    if not emb_file.is_file():
+        raise FileNotFoundError(
+            f"{emb_file} not found: is {run} a finished contrastlab run (split {split!r})?"
+        )
+    config = _run_config(run)
+    emb, targets = load_embeddings(emb_file)
+    data = get_dataset(config.data.name, **config.data.options)
+    result: dict[str, Any] = {"run": str(run), "split": split}
+    result["embedding"] = summarize(emb, targets, task=data.task, seed=config.trainer.seed)
+    if (run / "history.csv").is_file():
+        result["generalization"] = generalization_gap(read_history(run / "history.csv"))
+    if plots and importlib.util.find_spec("matplotlib") is not None:
+        plot_projection(
+            emb, targets, str(run / f"projection_{split}.png"), title=f"{run.name}: PCA of {split}"
+        )
+        result["plots"] = [f"projection_{split}.png"]
+
+    if against is not None:
+        other = Path(against)
+        other_emb, _ = load_embeddings(other / "embeddings" / f"{split}.npz")
+        same_rows = json.loads((run / "split.json").read_text()) == json.loads(
+            (other / "split.json").read_text()
+        )
+        if not same_rows or other_emb.shape[0] != emb.shape[0]:
+            raise ValueError(
+                f"{run} and {other} did not use the same {split} split; CKA needs the same inputs"
+            )
+        point, lo, hi = bootstrap_cka(emb, other_emb, n_boot=200, seed=0)
+        comparison: dict[str, Any] = {
+            "against": str(other),
+            "embedding_cka": {
+                "linear": point,
+                "ci95": [lo, hi],
+                "linear_debiased": linear_cka(emb, other_emb, debiased=True),
+            },
+        }
+        from contrastlab.diagnostics.layers import layer_cka, plot_cka_heatmap
+
+        model_a, model_b = make_model(config, data), make_model(_run_config(other), data)
+        model_a.load_state_dict(load_checkpoint(run / "checkpoints" / "best.pt")["model"])
+        model_b.load_state_dict(load_checkpoint(other / "checkpoints" / "best.pt")["model"])
+        idx = torch.tensor(json.loads((run / "split.json").read_text())[split])
+        inputs = data.features[idx]
+        stages = _stage_names(model_a)
+        matrix = layer_cka(
+            model_a, model_b, [inputs[i : i + 512] for i in range(0, len(inputs), 512)], layers_a=stages
+        )
+        comparison["stage_cka"] = {name: float(matrix[i, i]) for i, name in enumerate(stages)}
+        comparison["stage_cka_matrix"] = {"stages": stages, "values": matrix.tolist()}
+        if plots and importlib.util.find_spec("matplotlib") is not None:
+            plot_cka_heatmap(
+                matrix, stages, stages, str(run / "cka_against.png"), title=f"{run.name} vs {other.name}"
+            )
+            result.setdefault("plots", []).append("cka_against.png")
+        result["comparison"] = comparison
+    write_json(result, run / "diagnostics.json")
+    return result
+
+
+def diagnose_file(
+    path: str | Path, *, key: str = "embedding", task: str = "classification"
+) -> dict[str, Any]:
+    """Diagnostics of a plain embeddings file; writes ``<file>.diagnostics.json`` beside it."""
+    emb, targets = load_embeddings(path, key=key)
+    result = {"file": str(path), "embedding": summarize(emb, targets, task=task)}  # type: ignore[arg-type]
+    write_json(result, Path(f"{path}.diagnostics.json"))
+    return result

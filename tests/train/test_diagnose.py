@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from contrastlab.cli import main as cli_main
+from contrastlab.diagnostics import linear_cka
+from contrastlab.train import train, validate_config
+from contrastlab.train.diagnose import generalization_gap, load_embeddings
+from tests.train.test_trainer import TINY
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    with_term = validate_config(TINY)
+    baseline = validate_config({**TINY, "objective": {"supcon": {"weight": 0.0}, "rdrop": {"weight": 0.0}}})
+    train(with_term, root / "treatment", progress=False)
+    train(baseline, root / "baseline", progress=False)
+    return root
+
+
+def test_diagnose__run_against_its_twin_writes_everything(twin_runs, capsys):
+    treatment, baseline = twin_runs / "treatment", twin_runs / "baseline"
+    assert cli_main(["diagnose", str(treatment), "--against", str(baseline)]) == 0
+    printed = capsys.readouterr().out
+    assert "embedding.probes.logistic.accuracy" in printed and "comparison.stage_cka.head" in printed
+    result = json.loads((treatment / "diagnostics.json").read_text())
+    emb = result["embedding"]
+    assert 0 <= emb["probes"]["knn1_accuracy"] <= 1 and "ari" in emb["clustering"]
+    assert "accuracy" in result["generalization"]
+    a, _ = load_embeddings(treatment / "embeddings" / "val.npz")
+    b, _ = load_embeddings(baseline / "embeddings" / "val.npz")
+    assert result["comparison"]["embedding_cka"]["linear"] == pytest.approx(linear_cka(a, b))
+    stages = result["comparison"]["stage_cka"]
+    assert set(stages) == {"encoder.layers.0", "encoder.layers.1", "head", "projection"}
+    assert all(0 <= v <= 1 + 1e-9 for v in stages.values())
+    assert (treatment / "cka_against.png").stat().st_size > 0 and (treatment / "projection_val.png").is_file()
+
+
+def test_diagnose__a_run_against_itself_has_cka_one(twin_runs):
+    from contrastlab.train.diagnose import diagnose_run
+
+    result = diagnose_run(twin_runs / "baseline", against=twin_runs / "baseline", plots=False)
+    assert all(v == pytest.approx(1.0) for v in result["comparison"]["stage_cka"].values())
+
+
+def test_diagnose__plain_embedding_file(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    emb = rng.normal(size=(60, 5)) + 3 * labels[:, None]
+    path = tmp_path / "emb.npz"
+    np.savez(path, embedding=emb, labels=labels)
+    assert cli_main(["diagnose", "--embeddings", str(path)]) == 0
+    result = json.loads((tmp_path / "emb.npz.diagnostics.json").read_text())
+    assert result["embedding"]["probes"]["logistic"]["accuracy"] > 0.9
+
+
+def test_diagnose__errors(tmp_path, capsys):
+    assert cli_main(["diagnose"]) == 2
+    np.save(tmp_path / "x.csv", np.zeros((3, 2)))
+    assert cli_main(["diagnose", "--embeddings", str(tmp_path / "x.txt")]) == 2
+    assert "must be .npz, .npy or .pt" in capsys.readouterr().err
+
+
+def test_generalization_gap__final_and_at_best():
+    history = [
+        {"epoch": 1, "train_eval/accuracy": 0.7, "val/accuracy": 0.6},
+        {"epoch": 2, "train_eval/accuracy": 0.9, "val/accuracy": 0.7},
+        {"epoch": 3, "train_eval/accuracy": 1.0, "val/accuracy": 0.65},
+    ]
+    gap = generalization_gap(history)["accuracy"]
+    assert gap["final"]["difference"] == pytest.approx(0.35)
+    assert gap["at_best_val"]["epoch"] == 2 and gap["at_best_val"]["ratio"] == pytest.approx(0.9 / 0.7)
