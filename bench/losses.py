@@ -21,18 +21,15 @@ reused output buffer, timed alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench._harness import measure, run_child
 
 FAMILIES = ("clip", "nt_xent", "supcon")
 IMPLS = {
@@ -41,7 +38,6 @@ IMPLS = {
     "supcon": ("floor", "ours-dense", "ours-tiled", "pml"),
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
-CPU_MEMORY_LIMIT = 20 * 2**30
 
 
 @dataclass
@@ -127,52 +123,14 @@ def _build(family: str, impl: str, n: int, d: int, device: str, dtype_name: str)
     return lambda: supcon(views, labels, temperature=0.1, chunk_size=chunk).backward()
 
 
-def _peak_extra_mib(device: str, base: int) -> float:
-    if device.startswith("cuda"):
-        import torch
-
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20
-
-
 def _child(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.device == "cpu":
-        resource.setrlimit(resource.RLIMIT_AS, (CPU_MEMORY_LIMIT, CPU_MEMORY_LIMIT))
-    out: dict[str, object] = {}
-    try:
-        # One call on a tiny batch first: one-time library initialisation (autograd threads, BLAS buffers,
-        # CUDA context) is then not charged to the case's memory, for us and the peers alike.
-        _build(args.family, args.impl, 64, args.dim, args.device, args.dtype)()
-        fn = _build(args.family, args.impl, args.n, args.dim, args.device, args.dtype)
-        sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-        if args.device.startswith("cuda"):
-            sync()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        times = []
-        for _ in range(1 + args.reps):  # the first call warms up; if it is slow, it is the measurement
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-            if times[0] > 10.0:
-                break
-        timed = times[1:] or times
-        out = {
-            "status": "ok",
-            "seconds": statistics.median(timed),
-            "extra_mib": _peak_extra_mib(args.device, base),
-        }
-    except (RuntimeError, MemoryError) as exc:
-        oom = "memory" in str(exc).lower() or isinstance(exc, MemoryError)
-        out = {"status": "OOM" if oom else "error", "note": str(exc).splitlines()[0][:120]}
-    except ImportError as exc:
-        out = {"status": "skip", "note": str(exc)[:120]}
-    print(json.dumps(out))
+    # The warm-up runs the same case at 64 samples, for us and the peers alike.
+    measure(
+        lambda: _build(args.family, args.impl, args.n, args.dim, args.device, args.dtype),
+        warmup=lambda: _build(args.family, args.impl, 64, args.dim, args.device, args.dtype)(),
+        device=args.device,
+        reps=args.reps,
+    )
 
 
 # --- the parent: run every case in its own process and write the table ---------------------------------
@@ -184,26 +142,10 @@ def run_case(family: str, impl: str, n: int, args: argparse.Namespace) -> Result
         return Result(family, impl, n, "skip", note=f"dense {need:.0f} GiB matrix")
     if impl not in ("floor", "ours-dense", "ours-tiled") and n > args.peer_max:
         return Result(family, impl, n, "skip", note="peer not run at this size")
-    cmd = [
-        sys.executable, "-m", "bench.losses", "--child", "--family", family, "--impl", impl, "--n", str(n),
-        "--dim", str(args.dim), "--device", args.device, "--dtype", args.dtype, "--reps", str(args.reps),
-    ]  # fmt: skip
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return Result(family, impl, n, "timeout", note=f"> {args.timeout} s")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        died = "killed (out of memory)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:120]
-        status = "OOM" if "memory" in tail.lower() or proc.returncode in (-9, 137) else "error"
-        return Result(family, impl, n, status, note=f"{died}: {tail}")
-    data = json.loads(lines[-1])
-    return Result(
-        family, impl, n, data["status"], data.get("seconds"), data.get("extra_mib"), data.get("note", "")
-    )
+    child_args = ["--family", family, "--impl", impl, "--n", str(n), "--dim", str(args.dim)]
+    child_args += ["--device", args.device, "--dtype", args.dtype, "--reps", str(args.reps)]
+    data = run_child("bench.losses", child_args, timeout=args.timeout)
+    return Result(family, impl, n, data["status"], data.get("seconds"), data.get("extra_mib"), data.get("note", ""))
 
 
 def _cell(r: Result, floor: Result | None) -> str:

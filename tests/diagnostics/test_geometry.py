@@ -66,3 +66,24 @@ def test_class_cosine_and_norms__match_loops():
     assert feature_norms(3 * x)["mean"] == pytest.approx(3.0)
     with pytest.raises(ValueError, match="one entry per row: 11 labels for 12 rows"):
         class_cosine(x, labels[:11])
+
+
+def test_streaming_moments__equal_one_shot_on_any_split_and_merge():
+    from contrastlab.diagnostics import StreamingMoments
+
+    x = np.random.default_rng(4).normal(size=(50, 6)) * np.linspace(0.5, 3, 50)[:, None]
+    one_shot = {"collapse_std": collapse_std(x), **{f"norm_{k}": v for k, v in feature_norms(x).items()}}
+    for splits in ([50], [1] * 50, [13, 30, 7]):
+        stream, start = StreamingMoments(), 0
+        for size in splits:
+            stream.update(x[start : start + size])
+            start += size
+        for key, value in stream.compute().items():
+            assert value == pytest.approx(one_shot[key], rel=1e-12), key
+    a, b = StreamingMoments(), StreamingMoments()
+    a.update(x[:20])
+    b.update(x[20:])
+    a.merge(b)
+    assert a.compute()["collapse_std"] == pytest.approx(one_shot["collapse_std"], rel=1e-12)
+    with pytest.raises(ValueError, match="before any update"):
+        StreamingMoments().compute()

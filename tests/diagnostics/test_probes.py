@@ -55,3 +55,16 @@ def test_cluster_scores__equal_sklearn_on_the_same_normalised_data():
     pred = KMeans(n_clusters=3, n_init=10, random_state=3).fit_predict(unit)
     assert out["ari"] == pytest.approx(adjusted_rand_score(y, pred))
     assert out["ari"] > 0.9 and -1 <= out["silhouette"] <= 1
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_knn_accuracy__matches_sklearn_kneighbors_on_the_same_folds(k):
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _blobs(n_per=40, seed=2)
+    x += np.random.default_rng(5).normal(size=x.shape) * 3  # overlap, so errors happen
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
+    expected = cross_val_score(knn, x, y, cv=cv).mean()
+    assert knn_accuracy(x, y, k=k, chunk_rows=7) == pytest.approx(expected)

@@ -74,3 +74,34 @@ def test_generalization_gap__final_and_at_best():
     gap = generalization_gap(history)["accuracy"]
     assert gap["final"]["difference"] == pytest.approx(0.35)
     assert gap["at_best_val"]["epoch"] == 2 and gap["at_best_val"]["ratio"] == pytest.approx(0.9 / 0.7)
+
+
+def test_load_embeddings__npy_and_pt_formats(tmp_path):
+    import torch
+
+    emb = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "e.npy", emb)
+    got, labels = load_embeddings(tmp_path / "e.npy")
+    assert np.array_equal(got, emb) and labels is None
+    torch.save({"embedding": torch.tensor(emb), "labels": torch.tensor([0, 1, 0, 1])}, tmp_path / "e.pt")
+    got, labels = load_embeddings(tmp_path / "e.pt")
+    assert np.array_equal(got, emb) and labels.tolist() == [0, 1, 0, 1]
+    torch.save({"feats": torch.tensor(emb)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"no array named 'embedding' \(it has \['feats'\]\); pass --key"):
+        load_embeddings(tmp_path / "other.pt")
+    np.savez(tmp_path / "bad.npz", embedding=emb, labels=np.zeros(3))
+    with pytest.raises(ValueError, match="3 labels for 4 embedding rows"):
+        load_embeddings(tmp_path / "bad.npz")
+
+
+def test_plot_projection__tsne_writes_a_png_and_umap_explains_itself(tmp_path):
+    import importlib.util
+
+    from contrastlab.diagnostics.report import plot_projection
+
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    plot_projection(x, np.arange(40) % 2, str(tmp_path / "t.png"), method="tsne")
+    assert (tmp_path / "t.png").stat().st_size > 0
+    if importlib.util.find_spec("umap") is None:
+        with pytest.raises(ImportError, match="pip install umap-learn"):
+            plot_projection(x, None, str(tmp_path / "u.png"), method="umap")

@@ -12,6 +12,7 @@ from contrastlab.diagnostics.cka import (
     rbf_kernel,
 )
 from contrastlab.diagnostics.geometry import (
+    StreamingMoments,
     alignment,
     class_cosine,
     collapse_std,
@@ -23,6 +24,7 @@ from contrastlab.diagnostics.geometry import (
 
 __all__ = [
     "StreamingLinearCKA",
+    "StreamingMoments",
     "alignment",
     "bootstrap_cka",
     "cka",

@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 from contrastlab.diagnostics.cka import _as_rows
 
 __all__ = [
+    "StreamingMoments",
     "alignment",
     "class_cosine",
     "collapse_std",
@@ -138,3 +139,74 @@ def feature_norms(x: ArrayLike) -> dict[str, float]:
     norms = np.linalg.norm(_as_rows("x", x), axis=1)
     return {"mean": float(norms.mean()), "std": float(norms.std()), "min": float(norms.min()),
             "max": float(norms.max())}  # fmt: skip
+
+
+class StreamingMoments:
+    """Row-norm statistics and the collapse std over batches (``reset``/``update``/``compute``/``merge``).
+
+    Per-dimension means and variances of the L2-normalised rows, and of the row norms, combine with Chan
+    et al.'s parallel update in float64, so the result equals :func:`collapse_std` and
+    :func:`feature_norms` (mean, std) on the concatenated rows for any split.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(30, 4))
+        >>> stream = StreamingMoments()
+        >>> stream.update(x[:7])
+        >>> stream.update(x[7:])
+        >>> bool(np.isclose(stream.compute()["collapse_std"], collapse_std(x)))
+        True
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self._mean: F64 | None = None  # of unit rows, per dimension
+        self._m2: F64 | None = None
+        self._norm_mean = 0.0
+        self._norm_m2 = 0.0
+        self._norm_min = math.inf
+        self._norm_max = -math.inf
+
+    def update(self, x: ArrayLike) -> None:
+        xa = _as_rows("x", x)
+        norms = np.linalg.norm(xa, axis=1)
+        unit = _unit(xa)
+        self._merge(xa.shape[0], unit.mean(axis=0), ((unit - unit.mean(axis=0)) ** 2).sum(axis=0),
+                    float(norms.mean()), float(((norms - norms.mean()) ** 2).sum()),
+                    float(norms.min()), float(norms.max()))  # fmt: skip
+
+    def merge(self, other: StreamingMoments) -> None:
+        if other.n and other._mean is not None and other._m2 is not None:
+            self._merge(other.n, other._mean, other._m2, other._norm_mean, other._norm_m2,
+                        other._norm_min, other._norm_max)  # fmt: skip
+
+    def _merge(
+        self, n: int, mean: F64, m2: F64, norm_mean: float, norm_m2: float, norm_min: float, norm_max: float
+    ) -> None:
+        if self.n == 0 or self._mean is None or self._m2 is None:
+            self.n, self._mean, self._m2 = n, mean.copy(), m2.copy()
+            self._norm_mean, self._norm_m2 = norm_mean, norm_m2
+        else:
+            total = self.n + n
+            delta = mean - self._mean
+            self._m2 = self._m2 + m2 + delta**2 * self.n * n / total
+            self._mean = self._mean + delta * n / total
+            norm_delta = norm_mean - self._norm_mean
+            self._norm_m2 += norm_m2 + norm_delta**2 * self.n * n / total
+            self._norm_mean += norm_delta * n / total
+            self.n = total
+        self._norm_min = min(self._norm_min, norm_min)
+        self._norm_max = max(self._norm_max, norm_max)
+
+    def compute(self) -> dict[str, float]:
+        if self.n == 0 or self._m2 is None:
+            raise ValueError("StreamingMoments.compute() before any update")
+        return {
+            "collapse_std": float(np.mean(np.sqrt(self._m2 / self.n))),
+            "norm_mean": self._norm_mean,
+            "norm_std": math.sqrt(self._norm_m2 / self.n),
+            "norm_min": self._norm_min,
+            "norm_max": self._norm_max,
+        }

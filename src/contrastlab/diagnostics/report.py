@@ -67,10 +67,19 @@ def summarize(
 
 
 def plot_projection(
-    embedding: ArrayLike, targets: ArrayLike | None, path: str, *, method: Literal["pca", "tsne"] = "pca",
-    seed: int = 0, title: str | None = None,
-) -> None:  # fmt: skip
-    """A 2-D projection (PCA, or t-SNE with scikit-learn) as a PNG scatter coloured by target."""
+    embedding: ArrayLike,
+    targets: ArrayLike | None,
+    path: str,
+    *,
+    method: Literal["pca", "tsne", "umap"] = "pca",
+    seed: int = 0,
+    title: str | None = None,
+) -> None:
+    """A 2-D projection as a PNG scatter coloured by target: PCA, t-SNE (scikit-learn) or UMAP (umap-learn).
+
+    Raises:
+        ImportError: t-SNE without scikit-learn, or UMAP without umap-learn (the message has the pip line).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,12 +90,17 @@ def plot_projection(
         centered = x - x.mean(axis=0)
         _, _, vt = np.linalg.svd(centered, full_matrices=False)
         xy = centered @ vt[:2].T
-    else:
+    elif method == "tsne":
         from sklearn.manifold import TSNE
 
-        xy = TSNE(
-            n_components=2, random_state=seed, init="pca", perplexity=min(30.0, (len(x) - 1) / 3)
-        ).fit_transform(x)
+        perplexity = min(30.0, (len(x) - 1) / 3)
+        xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=perplexity).fit_transform(x)
+    else:
+        try:
+            import umap  # type: ignore[import-not-found]
+        except ImportError:
+            raise ImportError("UMAP projections need umap-learn: pip install umap-learn") from None
+        xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     scatter = ax.scatter(
         xy[:, 0], xy[:, 1], c=None if targets is None else np.asarray(targets), s=8, cmap="tab10"
