@@ -1,0 +1,154 @@
+"""Did the contrastive term help? A paired comparison over seeds, and a verdict in words.
+
+Each seed gives one baseline value and one treatment value of a metric, from runs that share the split and
+the initial weights, so the per-seed *differences* carry the effect and the seed-to-seed noise cancels.
+For those differences:
+
+- the mean difference and a 95% interval from the studentized bootstrap (bootstrap-t, Efron & Tibshirani
+  1993, ch. 12.5): with 5-10 seeds the plain percentile bootstrap covers the truth only 84-89% of the
+  time, bootstrap-t about 95% (checked by simulation in the tests);
+- a paired t-test (two-sided);
+- the verdict: "helped" or "hurt" when the test rejects at ``alpha`` (direction by whether higher is
+  better), otherwise "no detectable effect", together with the smallest effect these seeds could have
+  detected: (t_{1-α/2} + t_{power}) · sd / sqrt(n), the minimum detectable effect of a paired t-test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["PairedComparison", "paired_comparison"]
+
+Verdict = Literal["helped", "hurt", "no detectable effect"]
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    metric: str
+    higher_is_better: bool
+    baseline: list[float]
+    treatment: list[float]
+    differences: list[float]  # treatment - baseline, per seed
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    t_statistic: float
+    p_value: float
+    minimum_detectable_effect: float
+    verdict: Verdict
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    def sentence(self) -> str:
+        """The verdict as one line a person reads first."""
+        effect = (
+            f"{self.mean_difference:+.4g} {self.metric} (treatment - baseline; "
+            f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, "
+            f"paired t-test p={self.p_value:.3g}, {self.n} seeds)"
+        )
+        if self.verdict == "no detectable effect":
+            return (
+                f"no detectable effect: {effect}; with these seeds only effects of about "
+                f"±{self.minimum_detectable_effect:.3g} or larger were detectable (80% power)"
+            )
+        return f"{self.verdict}: {effect}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "n": self.n, "sentence": self.sentence()}
+
+
+def paired_comparison(
+    baseline: Sequence[float],
+    treatment: Sequence[float],
+    *,
+    metric: str = "metric",
+    higher_is_better: bool = True,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    confidence: float = 0.95,
+    n_boot: int = 4000,
+    seed: int = 0,
+) -> PairedComparison:
+    """Compares paired per-seed values of one metric.
+
+    Args:
+        baseline: The metric of the baseline arm, one value per seed.
+        treatment: The same metric of the treatment arm, same seeds in the same order.
+        metric: Its name, for the sentence.
+        higher_is_better: Accuracy: True; loss, MAE: False.
+        alpha: Significance level of the paired t-test.
+        power: Power at which the minimum detectable effect is stated.
+        confidence: Level of the bootstrap-t interval.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Raises:
+        ValueError: fewer than 2 pairs, unequal lengths, or non-finite values.
+
+    Example:
+        >>> result = paired_comparison([0.80, 0.82, 0.79, 0.81, 0.80], [0.84, 0.85, 0.83, 0.86, 0.84],
+        ...                            metric="accuracy")
+        >>> result.verdict
+        'helped'
+    """
+    b, t = np.asarray(baseline, dtype=np.float64), np.asarray(treatment, dtype=np.float64)
+    if b.shape != t.shape or b.ndim != 1:
+        raise ValueError(f"baseline and treatment must be equal-length lists, got {b.shape} and {t.shape}")
+    if b.shape[0] < 2:
+        raise ValueError(f"a paired comparison needs at least 2 seeds, got {b.shape[0]}")
+    if not (np.isfinite(b).all() and np.isfinite(t).all()):
+        raise ValueError("baseline and treatment must be finite (a diverged run? check its history)")
+    d = t - b
+    n, mean, sd = d.shape[0], float(d.mean()), float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if se > 0:
+        t_stat = mean / se
+        p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
+    else:  # every seed moved by exactly the same amount
+        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p_value = 1.0 if mean == 0 else 0.0
+    low, high = _bootstrap_t(d, confidence=confidence, n_boot=n_boot, seed=seed)
+    mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
+    verdict: Verdict = "no detectable effect"
+    if p_value < alpha and mean != 0:
+        verdict = "helped" if (mean > 0) == higher_is_better else "hurt"
+    return PairedComparison(
+        metric=metric,
+        higher_is_better=higher_is_better,
+        baseline=b.tolist(),
+        treatment=t.tolist(),
+        differences=d.tolist(),
+        mean_difference=mean,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        t_statistic=float(t_stat),
+        p_value=p_value,
+        minimum_detectable_effect=mde,
+        verdict=verdict,
+    )
+
+
+def _bootstrap_t(d: np.ndarray, *, confidence: float, n_boot: int, seed: int) -> tuple[float, float]:
+    """Studentized bootstrap interval for the mean of ``d``."""
+    n, mean = d.shape[0], float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        return mean, mean
+    rng = np.random.default_rng(seed)
+    samples = d[rng.integers(0, n, size=(n_boot, n))]  # (B, n)
+    means = samples.mean(axis=1)
+    ses = samples.std(axis=1, ddof=1) / math.sqrt(n)
+    keep = ses > 0  # a resample of one repeated value has no spread to studentize by
+    t_star = (means[keep] - mean) / ses[keep]
+    lo_q, hi_q = np.quantile(t_star, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return mean - float(hi_q) * se, mean - float(lo_q) * se

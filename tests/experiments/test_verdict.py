@@ -1,0 +1,82 @@
+"""The verdict's statistics on simulated studies with known effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from contrastlab.experiments import paired_comparison
+
+
+def _study(rng, n, effect, noise=1.0, seed_spread=3.0):
+    # Seeds differ a lot (seed_spread) but both arms share each seed's offset, as paired runs do.
+    offsets = rng.normal(0, seed_spread, size=n)
+    baseline = 10 + offsets + rng.normal(0, noise / np.sqrt(2), size=n)
+    treatment = 10 + offsets + effect + rng.normal(0, noise / np.sqrt(2), size=n)
+    return baseline, treatment
+
+
+def test_paired_comparison__t_test_matches_scipy():
+    rng = np.random.default_rng(0)
+    b, t = _study(rng, 7, 0.5)
+    result = paired_comparison(b, t)
+    reference = stats.ttest_rel(t, b)
+    assert result.t_statistic == pytest.approx(reference.statistic)
+    assert result.p_value == pytest.approx(reference.pvalue)
+    assert result.mean_difference == pytest.approx(float(np.mean(t - b)))
+
+
+def test_null_effect__no_detectable_effect_in_at_least_90_percent_of_studies():
+    rng = np.random.default_rng(1)
+    calls = [paired_comparison(*_study(rng, 5, 0.0), n_boot=200).verdict for _ in range(600)]
+    share = calls.count("no detectable effect") / len(calls)
+    assert share >= 0.90, share  # nominal 0.95 at alpha = 0.05
+
+
+CASES = [(True, 2.0, "helped"), (True, -2.0, "hurt"), (False, -2.0, "helped"), (False, 2.0, "hurt")]
+
+
+@pytest.mark.parametrize(("higher_is_better", "effect", "expected"), CASES)
+def test_true_effect__called_in_the_right_direction_at_the_expected_rate(higher_is_better, effect, expected):
+    rng = np.random.default_rng(2)
+    calls = [
+        paired_comparison(*_study(rng, 8, effect), higher_is_better=higher_is_better, n_boot=200).verdict
+        for _ in range(300)
+    ]
+    # Power of a paired t-test at effect/sd = 2 with 8 pairs is > 0.99; wrong-direction calls never happen.
+    assert calls.count(expected) / len(calls) >= 0.95
+    assert calls.count("hurt" if expected == "helped" else "helped") == 0
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_bootstrap_t_interval__covers_the_true_difference_at_about_95_percent(n):
+    rng = np.random.default_rng(3)
+    covered = 0
+    studies = 500
+    for i in range(studies):
+        result = paired_comparison(*_study(rng, n, 0.7), n_boot=400, seed=i)
+        covered += result.ci_low <= 0.7 <= result.ci_high
+    assert 0.91 <= covered / studies <= 0.99, covered / studies
+
+
+def test_minimum_detectable_effect__formula_and_sentence():
+    b, t = [1.0, 2.0, 3.0, 4.0, 5.0], [1.1, 1.9, 3.2, 3.9, 5.05]
+    result = paired_comparison(b, t, metric="accuracy")
+    d = np.subtract(t, b)
+    expected = (stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * d.std(ddof=1) / np.sqrt(5)
+    assert result.minimum_detectable_effect == pytest.approx(expected)
+    assert result.verdict == "no detectable effect"
+    assert "only effects of about ±" in result.sentence() and "5 seeds" in result.sentence()
+
+
+def test_degenerate_and_bad_inputs():
+    same = paired_comparison([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])  # every seed +0.5 exactly
+    assert same.verdict == "helped" and same.ci_low == same.ci_high == pytest.approx(0.5)
+    assert paired_comparison([1.0, 2.0], [1.0, 2.0]).verdict == "no detectable effect"
+    with pytest.raises(ValueError, match="at least 2 seeds, got 1"):
+        paired_comparison([1.0], [2.0])
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="must be finite"):
+        paired_comparison([1.0, float("nan")], [1.0, 2.0])
