@@ -90,6 +90,17 @@ def _print_diagnostics(result: dict[str, object]) -> None:
         print(f"  {key.ljust(width)}  {value}")
 
 
+def _verdict(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.paired import format_verdict, run_verdict
+
+    out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
+    verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
+                          overrides=args.overrides)  # fmt: skip
+    print(format_verdict(verdict))
+    print(f"\nwrote {out / 'verdict.json'}")
+    return 0
+
+
 def _datasets(_: argparse.Namespace) -> int:
     from contrastlab.data import list_datasets
 
@@ -141,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", default="classification", choices=["classification", "regression"])
     p.set_defaults(fn=_diagnose)
+
+    p = sub.add_parser("verdict", help="did the treatment help? paired runs over seeds, with statistics")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="overrides applied to both arms")
+    p.add_argument("--treatment", action="append", required=True, help="e.g. objective.supcon.weight=0.2")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
+    p.set_defaults(fn=_verdict)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(fn=_datasets)

@@ -25,13 +25,13 @@ from scipy import stats
 
 __all__ = ["PairedComparison", "paired_comparison"]
 
-Verdict = Literal["helped", "hurt", "no detectable effect"]
+Verdict = Literal["helped", "hurt", "no detectable effect", "increased", "decreased"]
 
 
 @dataclass(frozen=True)
 class PairedComparison:
     metric: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a diagnostic with no better direction (e.g. uniformity)
     baseline: list[float]
     treatment: list[float]
     differences: list[float]  # treatment - baseline, per seed
@@ -71,7 +71,7 @@ def paired_comparison(
     treatment: Sequence[float],
     *,
     metric: str = "metric",
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = True,
     alpha: float = 0.05,
     power: float = 0.8,
     confidence: float = 0.95,
@@ -84,7 +84,8 @@ def paired_comparison(
         baseline: The metric of the baseline arm, one value per seed.
         treatment: The same metric of the treatment arm, same seeds in the same order.
         metric: Its name, for the sentence.
-        higher_is_better: Accuracy: True; loss, MAE: False.
+        higher_is_better: Accuracy: True; loss, MAE: False; None for a quantity with no better direction,
+            whose significant changes are called "increased" / "decreased" instead of helped / hurt.
         alpha: Significance level of the paired t-test.
         power: Power at which the minimum detectable effect is stated.
         confidence: Level of the bootstrap-t interval.
@@ -120,7 +121,10 @@ def paired_comparison(
     mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
     verdict: Verdict = "no detectable effect"
     if p_value < alpha and mean != 0:
-        verdict = "helped" if (mean > 0) == higher_is_better else "hurt"
+        if higher_is_better is None:
+            verdict = "increased" if mean > 0 else "decreased"
+        else:
+            verdict = "helped" if (mean > 0) == higher_is_better else "hurt"
     return PairedComparison(
         metric=metric,
         higher_is_better=higher_is_better,
