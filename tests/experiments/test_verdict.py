@@ -50,14 +50,23 @@ def test_true_effect__called_in_the_right_direction_at_the_expected_rate(higher_
 
 
 @pytest.mark.parametrize("n", [5, 10])
-def test_bootstrap_t_interval__covers_the_true_difference_at_about_95_percent(n):
+def test_bootstrap_interval__covers_the_true_difference_at_about_95_percent(n):
     rng = np.random.default_rng(3)
     covered = 0
-    studies = 500
+    studies = 600
     for i in range(studies):
-        result = paired_comparison(*_study(rng, n, 0.7), n_boot=400, seed=i)
+        result = paired_comparison(*_study(rng, n, 0.7), n_boot=1000, seed=i)
         covered += result.ci_low <= 0.7 <= result.ci_high
-    assert 0.91 <= covered / studies <= 0.99, covered / studies
+    assert 0.89 <= covered / studies <= 0.99, covered / studies  # simulated: ~0.92 at n=5, ~0.95 at n=10
+
+
+def test_bootstrap_interval__stays_within_the_differences_when_they_tie():
+    # Test accuracy moves in steps of 1/N: most seeds tie exactly. The interval must stay sane.
+    baseline = [0.8125, 0.8125, 0.8125, 0.8250, 0.8000]
+    treatment = [0.8125, 0.8125, 0.8125, 0.8125, 0.8125]
+    result = paired_comparison(baseline, treatment)
+    d = np.subtract(treatment, baseline)
+    assert d.min() <= result.ci_low <= result.mean_difference <= result.ci_high <= d.max()
 
 
 def test_minimum_detectable_effect__formula_and_sentence():

@@ -4,9 +4,13 @@ Each seed gives one baseline value and one treatment value of a metric, from run
 the initial weights, so the per-seed *differences* carry the effect and the seed-to-seed noise cancels.
 For those differences:
 
-- the mean difference and a 95% interval from the studentized bootstrap (bootstrap-t, Efron & Tibshirani
-  1993, ch. 12.5): with 5-10 seeds the plain percentile bootstrap covers the truth only 84-89% of the
-  time, bootstrap-t about 95% (checked by simulation in the tests);
+- the mean difference and a 95% interval from the *expanded percentile* bootstrap (Hesterberg, "What
+  teachers should know about the bootstrap", Am. Stat. 2015): percentiles of resampled means at the
+  tail level 2·Φ(-sqrt(n/(n-1)) · t_{1-α/2, n-1}) instead of α. With 5-10 seeds the plain percentile
+  interval covers the truth only 84-89% of the time; the expanded one about 92-95% (simulated in the
+  tests). The studentized bootstrap covers slightly better on normal data but explodes when differences
+  tie (accuracy over a few hundred test samples moves in steps): it gave [-0.008, +2070] for a
+  +2e-8 accuracy difference. The expanded percentile interval never leaves the range of the differences;
 - a paired t-test (two-sided);
 - the verdict: "helped" or "hurt" when the test rejects at ``alpha`` (direction by whether higher is
   better), otherwise "no detectable effect", together with the smallest effect these seeds could have
@@ -88,7 +92,7 @@ def paired_comparison(
             whose significant changes are called "increased" / "decreased" instead of helped / hurt.
         alpha: Significance level of the paired t-test.
         power: Power at which the minimum detectable effect is stated.
-        confidence: Level of the bootstrap-t interval.
+        confidence: Level of the bootstrap interval.
         n_boot: Bootstrap resamples.
         seed: Seed of the resampling.
 
@@ -117,7 +121,7 @@ def paired_comparison(
     else:  # every seed moved by exactly the same amount
         t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
         p_value = 1.0 if mean == 0 else 0.0
-    low, high = _bootstrap_t(d, confidence=confidence, n_boot=n_boot, seed=seed)
+    low, high = _expanded_percentile(d, confidence=confidence, n_boot=n_boot, seed=seed)
     mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
     verdict: Verdict = "no detectable effect"
     if p_value < alpha and mean != 0:
@@ -142,17 +146,13 @@ def paired_comparison(
     )
 
 
-def _bootstrap_t(d: np.ndarray, *, confidence: float, n_boot: int, seed: int) -> tuple[float, float]:
-    """Studentized bootstrap interval for the mean of ``d``."""
-    n, mean = d.shape[0], float(d.mean())
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0:
-        return mean, mean
+def _expanded_percentile(d: np.ndarray, *, confidence: float, n_boot: int, seed: int) -> tuple[float, float]:
+    """Hesterberg's expanded-percentile bootstrap interval for the mean of ``d``."""
+    n = d.shape[0]
+    if float(d.std()) == 0.0:
+        return float(d[0]), float(d[0])
+    tail = float(stats.norm.cdf(-math.sqrt(n / (n - 1)) * stats.t.ppf((1 + confidence) / 2, n - 1)))
     rng = np.random.default_rng(seed)
-    samples = d[rng.integers(0, n, size=(n_boot, n))]  # (B, n)
-    means = samples.mean(axis=1)
-    ses = samples.std(axis=1, ddof=1) / math.sqrt(n)
-    keep = ses > 0  # a resample of one repeated value has no spread to studentize by
-    t_star = (means[keep] - mean) / ses[keep]
-    lo_q, hi_q = np.quantile(t_star, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return mean - float(hi_q) * se, mean - float(lo_q) * se
+    means = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)  # (B,)
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
