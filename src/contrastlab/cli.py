@@ -90,6 +90,16 @@ def _print_diagnostics(result: dict[str, object]) -> None:
         print(f"  {key.ljust(width)}  {value}")
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.compare import compare_runs, format_comparison
+
+    out = Path(args.out)
+    result = compare_runs(args.run_dirs, out_dir=out)
+    print(format_comparison(result))
+    print(f"\nwrote {out / 'compare.json'}" + (f" and {out / 'curves.png'}" if result.get("plots") else ""))
+    return 0
+
+
 def _verdict(args: argparse.Namespace) -> int:
     from contrastlab.experiments.paired import format_verdict, run_verdict
 
@@ -152,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", default="classification", choices=["classification", "regression"])
     p.set_defaults(fn=_diagnose)
+
+    p = sub.add_parser("compare", help="a table and overlaid curves for any set of runs")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument(
+        "--out", default="comparison", help="where compare.json and curves.png go (default: %(default)s)"
+    )
+    p.set_defaults(fn=_compare)
 
     p = sub.add_parser("verdict", help="did the treatment help? paired runs over seeds, with statistics")
     p.add_argument("recipe")
