@@ -14,13 +14,11 @@ from torch import Tensor
 __all__ = ["ClassBalancedBatchSampler", "RandomBatchSampler", "batch_statistics"]
 
 
-class RandomBatchSampler:
-    """Shuffled batches of ``batch_size`` indices; the last partial batch is dropped (contrastive losses
-    and ``gather_distributed`` want equal batches). Shuffled anew per epoch from ``seed`` and the epoch."""
+class _EpochSampler:
+    """``n // batch_size`` batches per epoch, drawn from a generator seeded by (seed, epoch) alone, so the
+    batches of any epoch can be replayed after a resume without replaying the epochs before it."""
 
-    def __init__(self, n: int, batch_size: int, *, seed: int) -> None:
-        if batch_size < 1 or n < batch_size:
-            raise ValueError(f"batch_size must be in [1, {n}] for {n} samples, got {batch_size}")
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -29,14 +27,26 @@ class RandomBatchSampler:
     def __len__(self) -> int:
         return self.n // self.batch_size
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
+
+class RandomBatchSampler(_EpochSampler):
+    """Shuffled batches of ``batch_size`` indices; the last partial batch is dropped (contrastive losses
+    and ``gather_distributed`` want equal batches). Shuffled anew per epoch from ``seed`` and the epoch."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int) -> None:
+        if batch_size < 1 or n < batch_size:
+            raise ValueError(f"batch_size must be in [1, {n}] for {n} samples, got {batch_size}")
+        super().__init__(n, batch_size, seed)
+
     def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g)
+        order = torch.randperm(self.n, generator=self._generator())
         for b in range(len(self)):
             yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
-class ClassBalancedBatchSampler:
+class ClassBalancedBatchSampler(_EpochSampler):
     """Batches in which every class present has at least ``m_per_class`` samples.
 
     Each batch draws ``min(num_classes, batch_size // m_per_class)`` classes and splits the batch evenly
@@ -58,17 +68,11 @@ class ClassBalancedBatchSampler:
                 f"these (class, count) pairs have fewer: {small}"
             )
         self.members = [torch.nonzero(labels == c).flatten() for c in self.classes]
-        self.n, self.batch_size, self.m = labels.shape[0], batch_size, m_per_class
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size
+        self.m = m_per_class
+        super().__init__(labels.shape[0], batch_size, seed)
 
     def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = self._generator()
         pools = [m[torch.randperm(m.shape[0], generator=g)] for m in self.members]
         cursors = [0] * len(pools)
         k = min(len(pools), self.batch_size // self.m)
