@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -331,13 +332,10 @@ def train(
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
             # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
             if _on_any_rank(bool(value.non_finite), world):
-                value.non_finite = value.non_finite or ["(another rank)"]
                 skipped += 1
-                consecutive_skips += 1
-                optimizer.zero_grad(set_to_none=True)
-                if consecutive_skips >= tc.max_consecutive_skips:
-                    raise TrainingDiverged(_divergence_report(value.non_finite, outputs, config, epoch, step,
-                                                              consecutive_skips))  # fmt: skip
+                bad = value.non_finite or ["(another rank)"]
+                report = partial(_divergence_report, bad, outputs, config, epoch, step)
+                consecutive_skips = _skip_step(optimizer, consecutive_skips, tc.max_consecutive_skips, report)
                 continue
 
             # Per-term gradient norms need extra autograd passes outside DDP's reducer: one process only.
@@ -365,11 +363,8 @@ def train(
                 bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None
             ):
                 skipped += 1
-                consecutive_skips += 1
-                optimizer.zero_grad(set_to_none=True)
-                if consecutive_skips >= tc.max_consecutive_skips:
-                    raise TrainingDiverged(_divergence_report(["gradient"], outputs, config, epoch, step,
-                                                              consecutive_skips))  # fmt: skip
+                report = partial(_divergence_report, ["gradient"], outputs, config, epoch, step)
+                consecutive_skips = _skip_step(optimizer, consecutive_skips, tc.max_consecutive_skips, report)
                 continue
             grad_norm = (
                 float(torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip))
@@ -555,8 +550,19 @@ def _mean_over_ranks(sums: dict[str, float], world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+def _skip_step(
+    optimizer: torch.optim.Optimizer, consecutive: int, limit: int, report: Callable[[], dict[str, Any]]
+) -> int:
+    """Drops the step's gradients; returns the new run of consecutive skips, or stops the run at ``limit``."""
+    optimizer.zero_grad(set_to_none=True)
+    consecutive += 1
+    if consecutive >= limit:
+        raise TrainingDiverged({**report(), "consecutive_skips": consecutive})
+    return consecutive
+
+
 def _divergence_report(
-    non_finite: list[str], outputs: list[ModelOutput], config: TrainConfig, epoch: int, step: int, skips: int
+    non_finite: list[str], outputs: list[ModelOutput], config: TrainConfig, epoch: int, step: int
 ) -> dict[str, Any]:
     proj = outputs[0].projection.detach().float()
     temps = [getattr(t, "temperature", None) for t in config.objective.terms().values()]
@@ -566,7 +572,6 @@ def _divergence_report(
     return {
         "epoch": epoch + 1,
         "step": step,
-        "consecutive_skips": skips,
         "non_finite": non_finite,
         "temperature": temperature,
         "max_logit": float(sims.abs().max() / (temperature or 1.0)) if sims.numel() else float("nan"),
