@@ -100,6 +100,24 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.sweep import parse_param, run_sweep
+
+    params = dict(parse_param(p) for p in args.param)
+    out = Path(args.out or Path("sweeps") / Path(args.recipe).stem)
+    result = run_sweep(args.recipe, params, out_dir=out, sampler=args.sampler, trials=args.trials,
+                       storage=args.storage, overrides=args.overrides)  # fmt: skip
+    states = [t["state"] for t in result["trials"]]
+    print(
+        f"{len(states)} trials: " + ", ".join(f"{s.lower()} {states.count(s)}" for s in sorted(set(states)))
+    )
+    if result["best"]:
+        best = result["best"]
+        print(f"best {result['monitor']} = {best['value']:.4f} with {best['params']} ({best['run_dir']})")
+    print(f"wrote {out / 'sweep.json'}")
+    return 0
+
+
 def _verdict(args: argparse.Namespace) -> int:
     from contrastlab.experiments.paired import format_verdict, run_verdict
 
@@ -169,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="comparison", help="where compare.json and curves.png go (default: %(default)s)"
     )
     p.set_defaults(fn=_compare)
+
+    p = sub.add_parser("sweep", help="tune config values with Optuna; each trial is a normal run")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="overrides applied to every trial")
+    p.add_argument("--param", action="append", required=True, help="key.path=v1,v2,... (repeatable)")
+    p.add_argument("--sampler", default="grid", choices=["grid", "tpe"])
+    p.add_argument("--trials", type=int, help="number of trials (tpe)")
+    p.add_argument(
+        "--storage", help="an Optuna RDB URL shared by several workers (default: sweep.db inside --out)"
+    )
+    p.add_argument("--out", help="sweep directory (default: sweeps/<recipe name>)")
+    p.set_defaults(fn=_sweep)
 
     p = sub.add_parser("verdict", help="did the treatment help? paired runs over seeds, with statistics")
     p.add_argument("recipe")

@@ -36,6 +36,7 @@ def test_validate__errors_name_key_and_value(raw, pattern):
 def test_overrides__parse_yaml_values_and_reject_malformed():
     out = apply_overrides({}, ["a.b=1e-3", "a.c=[1, 2]", "d=true"])
     assert out == {"a": {"b": 1e-3, "c": [1, 2]}, "d": True}
+    assert apply_overrides({}, ["trainer.amp=off"]) == {"trainer": {"amp": "off"}}  # not YAML 1.1's False
     with pytest.raises(ConfigError, match=r"must look like key\.path=value"):
         apply_overrides({}, ["trainer.epochs"])
     with pytest.raises(ConfigError, match="'epochs' holds 3, not a mapping"):

@@ -255,11 +255,30 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, value = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key segment")
-    parsed = yaml.safe_load(value) if value != "" else None
+    return key.split("."), parse_scalar(value)
+
+
+#: Words YAML 1.1 turns into booleans that are ordinary values here (trainer.amp=off).
+_YAML11_BOOLEANS = {"on", "off", "yes", "no", "y", "n"}
+
+
+def parse_scalar(text: str) -> Any:
+    """A command-line value: YAML (numbers, true/false, null, lists), except that "1e-3" is a number and
+    "off"/"on"/"yes"/"no" stay words, as a user typing them means.
+
+    Example:
+        >>> [parse_scalar(v) for v in ("0.2", "1e-3", "off", "true", "[1, 2]", "")]
+        [0.2, 0.001, 'off', True, [1, 2], None]
+    """
+    if text == "":
+        return None
+    if text.strip().lower() in _YAML11_BOOLEANS:
+        return text.strip()
+    parsed = yaml.safe_load(text)
     if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; users mean the number
         with contextlib.suppress(ValueError):
             parsed = float(parsed)
-    return key.split("."), parsed
+    return parsed
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

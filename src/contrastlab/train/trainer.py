@@ -212,6 +212,7 @@ def train(
     override_note: list[str] | None = None,
     progress: bool | None = None,
     on_step: Callable[[StepState], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Trains ``config`` into ``run_dir`` (created), or resumes the run there.
 
@@ -224,6 +225,8 @@ def train(
         override_note: The overrides that produced ``config``, for the record.
         progress: Show a progress bar (default: when stderr is a terminal; otherwise one line per epoch).
         on_step: Called after every optimiser step.
+        on_epoch: Called with (epoch, history row) after each epoch is checkpointed; an exception it raises
+            (e.g. a sweep pruning the trial) ends the run there, its files intact.
 
     Raises:
         TrainingDiverged: ``max_consecutive_skips`` steps in a row had a non-finite loss or gradient.
@@ -459,6 +462,8 @@ def train(
                 events.flush()
             if not show_bar:
                 print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
         if stopped_early:
             break
 
