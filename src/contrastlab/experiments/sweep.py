@@ -17,7 +17,6 @@ until ``trials`` trials have finished.
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -168,7 +167,3 @@ def _heatmap(result: dict[str, Any], params: dict[str, list[Any]], path: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def load_sweep(path: str | Path) -> dict[str, Any]:
-    return dict(json.loads(Path(path).read_text()))
