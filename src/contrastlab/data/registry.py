@@ -58,13 +58,24 @@ class DatasetInfo:
     description: str
     size: str
     requires: str | None  # the pip line that installs its data package, None if built in
+    needs: tuple[str, ...] = ()  # the importable packages its loader needs
+
+    def installed(self) -> bool:
+        """Whether every package the loader needs is installed (found without importing it)."""
+        import importlib.util
+
+        return all(importlib.util.find_spec(p) is not None for p in self.needs)
 
 
-_REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., ArrayDataset]]] = {}
+_REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {}
 
 
-def register_dataset(info: DatasetInfo, loader: Callable[..., ArrayDataset]) -> None:
-    """Adds a dataset under ``info.name``; a second registration under one name is an error."""
+def register_dataset(info: DatasetInfo, loader: Callable[..., Any]) -> None:
+    """Adds a dataset under ``info.name``; a second registration under one name is an error.
+
+    The loader returns an :class:`ArrayDataset` or a dataset with the same attributes plus ``take(idx)``
+    that builds the model input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`).
+    """
     if info.name in _REGISTRY:
         raise ValueError(f"a dataset named {info.name!r} is already registered")
     _REGISTRY[info.name] = (info, loader)
@@ -74,7 +85,7 @@ def list_datasets() -> list[DatasetInfo]:
     return [info for info, _ in _REGISTRY.values()]
 
 
-def get_dataset(name: str, **options: Any) -> ArrayDataset:
+def get_dataset(name: str, **options: Any) -> Any:
     """Loads a registered dataset.
 
     Raises:

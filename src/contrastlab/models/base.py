@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +69,19 @@ def build_model(name: str, *, num_features: int, num_outputs: int, **options: An
     Raises:
         KeyError: unknown model name.
     """
-    from contrastlab.models.mlp import MLPEncoder
-
-    registry = {"mlp": MLPEncoder}
+    registry = {
+        "mlp": "contrastlab.models.mlp:MLPEncoder",
+        "gine": "contrastlab.models.graph:GINEEncoder",
+        "graphormer": "contrastlab.models.graph:GraphormerEncoder",
+    }
     if name not in registry:
         raise KeyError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")
+    module, _, cls = registry[name].partition(":")
+    encoder_cls = getattr(importlib.import_module(module), cls)  # domain encoders import their extras
     embedding_dim = int(options.pop("embedding_dim"))
     projection_dim = int(options.pop("projection_dim"))
-    encoder = registry[name](num_features=num_features, embedding_dim=embedding_dim, **options)
+    try:
+        encoder = encoder_cls(num_features=num_features, embedding_dim=embedding_dim, **options)
+    except TypeError as exc:
+        raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
     return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim)

@@ -84,6 +84,15 @@ class MarginTermConfig(TermConfig):
     margin: float = Field(default=0.2, ge=0.0)
 
 
+class MoCoTermConfig(ContrastiveTermConfig):
+    """MoCo (He et al. 2020): view 1 through the model against view 2 through a momentum copy of it, with a
+    FIFO queue of earlier keys as extra negatives."""
+
+    temperature: float = Field(default=0.2, gt=0.0)
+    queue_size: int = Field(default=4096, ge=1)
+    momentum: float = Field(default=0.99, ge=0.0, le=1.0)
+
+
 class ObjectiveConfig(_Strict):
     """The task loss plus named weighted terms (``objective.supcon.weight``, ...)."""
 
@@ -95,10 +104,11 @@ class ObjectiveConfig(_Strict):
     margin: MarginTermConfig | None = None
     nt_xent: ContrastiveTermConfig | None = None
     rdrop: TermConfig | None = None
+    moco: MoCoTermConfig | None = None
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
-        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop")
+        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco")
         return {name: term for name in names if (term := getattr(self, name)) is not None}
 
 
@@ -112,6 +122,12 @@ class ViewsConfig(_Strict):
 
     count: int = Field(default=1, ge=1, le=8)
     mode: Literal["one_stage", "two_stage"] = "two_stage"
+    #: Data augmentations making each view (graphs: see contrastlab.views.graph.build_augmentation), e.g.
+    #: ``[{name: node_mask, p: 0.15}, {name: edge_drop, p: 0.15}]``; None: views differ by dropout only.
+    augment: list[Any] | dict[str, Any] | None = None
+    #: With ``augment``: the task loss sees the clean input (one more forward) rather than the augmented
+    #: views, whose labels an augmentation may have changed (a masked atom changes a molecule).
+    task_on_clean: bool = True
 
 
 class SchedulerConfig(_Strict):
@@ -165,6 +181,12 @@ class DataConfig(_Strict):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     split_seed: int = 0
+    #: "random": stratified by class; "dataset": the dataset's own train/test split (e.g. MoleculeACE),
+    #: with val_fraction of its train part held out for validation (test_fraction is then unused).
+    split: Literal["random", "dataset"] = "random"
+    #: Regression: train on targets standardised with the training split's mean and sd (metrics are
+    #: reported in the original units).
+    standardize_targets: bool = True
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> DataConfig:
@@ -182,6 +204,11 @@ class ModelConfig(_Strict):
     embedding_dim: int = Field(default=32, ge=1)
     projection_dim: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: Model-specific settings, e.g. ``{pooling: [mean, attention], heads: 4}`` for graph encoders.
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: Start the encoder from a pretrained run (its directory, best weights) or a checkpoint file; the heads
+    #: start fresh (fine-tuning).
+    init_from: str | None = None
 
 
 class TrainConfig(_Strict):
@@ -193,7 +220,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _views_fit_terms(self) -> TrainConfig:
-        needs_two = [n for n in ("nt_xent", "rdrop") if getattr(self.objective, n) is not None]
+        needs_two = [n for n in ("nt_xent", "rdrop", "moco") if getattr(self.objective, n) is not None]
         if needs_two and self.trainer.views.count < 2:
             raise ValueError(
                 f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "

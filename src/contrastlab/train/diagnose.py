@@ -98,7 +98,7 @@ def diagnose_run(
     run_dir: str | Path, *, split: str = "val", against: str | Path | None = None, plots: bool = True
 ) -> dict[str, Any]:
     """Diagnostics of a trained run (and, with ``against``, how it differs from another run)."""
-    from contrastlab.train.trainer import make_model
+    from contrastlab.train.trainer import batch_inputs, make_model
 
     run = Path(run_dir)
     emb_file = run / "embeddings" / f"{split}.npz"
@@ -144,11 +144,10 @@ def diagnose_run(
         model_a.load_state_dict(load_checkpoint(run / "checkpoints" / "best.pt")["model"])
         model_b.load_state_dict(load_checkpoint(other / "checkpoints" / "best.pt")["model"])
         idx = torch.tensor(json.loads((run / "split.json").read_text())[split])
-        inputs = data.features[idx]
+        cpu = torch.device("cpu")
+        batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
         stages = _stage_names(model_a)
-        matrix = layer_cka(
-            model_a, model_b, [inputs[i : i + 512] for i in range(0, len(inputs), 512)], layers_a=stages
-        )
+        matrix = layer_cka(model_a, model_b, batches, layers_a=stages)
         comparison["stage_cka"] = {name: float(matrix[i, i]) for i, name in enumerate(stages)}
         comparison["stage_cka_matrix"] = {"stages": stages, "values": matrix.tolist()}
         if plots and importlib.util.find_spec("matplotlib") is not None:

@@ -7,16 +7,29 @@ curves of both arms of a comparison then show the same quantities.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from contrastlab.losses import focal_supcon, margin_contrastive, nt_xent, rdrop_kl, supcon
-from contrastlab.models import ModelOutput
+from contrastlab import distributed
+from contrastlab.losses import (
+    MemoryQueue,
+    focal_supcon,
+    info_nce,
+    margin_contrastive,
+    momentum_copy,
+    momentum_update,
+    nt_xent,
+    rdrop_kl,
+    supcon,
+)
+from contrastlab.models import ContrastiveModel, ModelOutput
 from contrastlab.train.config import (
     FocalSupConTermConfig,
     MarginTermConfig,
@@ -150,16 +163,58 @@ class Objective:
     """``task + Σ_k λ_k(epoch) · term_k`` built from an :class:`ObjectiveConfig`.
 
     ``base_weights`` start at the configured weights; automatic λ (``auto_ratio``) rescales them in
-    :meth:`adapt` and they are part of the checkpointed state.
+    :meth:`adapt` and they are part of the checkpointed state. A ``moco`` term owns a momentum copy of
+    ``model`` (``key_model``, which the trainer runs on the second view) and the queue of keys; call
+    :meth:`after_step` after every optimiser step to move the copy and enqueue the batch's keys.
     """
 
-    def __init__(self, cfg: ObjectiveConfig, *, gather_distributed: bool = False) -> None:
+    def __init__(
+        self, cfg: ObjectiveConfig, *, gather_distributed: bool = False, model: ContrastiveModel | None = None
+    ) -> None:
         self.cfg = cfg
         self.term_cfgs = cfg.terms()
+        self.gather = gather_distributed
         self.fns = {
-            name: _term_fn(name, t, cfg.task, gather_distributed) for name, t in self.term_cfgs.items()
+            name: _term_fn(name, t, cfg.task, gather_distributed)
+            for name, t in self.term_cfgs.items()
+            if name != "moco"
         }
         self.base_weights = {name: t.weight for name, t in self.term_cfgs.items()}
+        self.key_model: nn.Module | None = None
+        self.queue: MemoryQueue | None = None
+        self._pending_keys: Tensor | None = None
+        if cfg.moco is not None:
+            if model is None:
+                raise ValueError("objective.moco needs the model, to make its momentum copy (model=)")
+            self.key_model = momentum_copy(model)
+            last = model.projection[-1]
+            assert isinstance(last, nn.Linear)
+            self.queue = MemoryQueue(cfg.moco.queue_size, last.out_features)
+
+    def _moco(self, outputs: Sequence[ModelOutput], keys: ModelOutput | None) -> Tensor:
+        term = self.cfg.moco
+        assert term is not None and self.queue is not None
+        if keys is None:
+            raise ValueError("objective.moco needs the momentum encoder's outputs on the second view (keys=)")
+        k = keys.projection.detach().float()
+        self._pending_keys = k
+        negatives = self.queue.keys.to(k.device) if len(self.queue) else None
+        return info_nce(
+            outputs[0].projection, k, negatives=negatives, temperature=term.temperature,
+            chunk_size=term.chunk_size, gather_distributed=self.gather,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """MoCo bookkeeping after an optimiser step: momentum update, then enqueue this batch's keys
+        (after the loss used the queue, as in the paper)."""
+        if self.key_model is None or self.queue is None or self.cfg.moco is None:
+            return
+        momentum_update(self.key_model, model, momentum=self.cfg.moco.momentum)
+        if self._pending_keys is not None:
+            keys = distributed.all_gather(self._pending_keys) if self.gather else self._pending_keys
+            self.queue.enqueue(keys)
+            self._pending_keys = None
 
     def weights(self, epoch: int) -> dict[str, float]:
         return {
@@ -167,22 +222,37 @@ class Objective:
             for name, t in self.term_cfgs.items()
         }
 
-    def __call__(self, outputs: Sequence[ModelOutput], targets: Tensor, epoch: int) -> ObjectiveValue:
+    def __call__(
+        self,
+        outputs: Sequence[ModelOutput],
+        targets: Tensor,
+        epoch: int,
+        keys: ModelOutput | None = None,
+        clean: ModelOutput | None = None,
+    ) -> ObjectiveValue:
         """Evaluates the objective on the V views' outputs of one batch.
 
-        The task loss is averaged over the views (R-Drop's convention: every pass is supervised).
+        The task loss is on ``clean`` (the unaugmented input's output) when given, otherwise averaged over
+        the views (R-Drop's convention: every pass is supervised). ``keys``: the momentum model's output on
+        view 2, for ``moco``.
         """
-        task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in outputs]).mean()
+        supervised = [clean] if clean is not None else outputs
+        task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in supervised]).mean()
         weights = self.weights(epoch)
         total = task
         terms: dict[str, Tensor] = {}
-        for name, fn in self.fns.items():
+        fns: dict[str, Callable[[], Tensor]] = {
+            name: functools.partial(fn, outputs, targets) for name, fn in self.fns.items()
+        }
+        if self.cfg.moco is not None:
+            fns["moco"] = lambda: self._moco(outputs, keys)
+        for name, compute in fns.items():
             if weights[name] > 0:
-                terms[name] = fn(outputs, targets)
+                terms[name] = compute()
                 total = total + weights[name] * terms[name]
             else:
                 with torch.no_grad():  # logged for comparison, not optimised
-                    terms[name] = fn(outputs, targets)
+                    terms[name] = compute()
         parts = {"task": task, **terms}
         non_finite = [name for name, value in parts.items() if not bool(torch.isfinite(value))]
         return ObjectiveValue(total, task, terms, weights, non_finite)
@@ -195,10 +265,19 @@ class Objective:
                 continue
             self.base_weights[name] *= min(2.0, max(0.5, target / ratio))
 
-    def state_dict(self) -> dict[str, float]:
-        return dict(self.base_weights)
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"weights": dict(self.base_weights)}
+        if self.key_model is not None and self.queue is not None:
+            state["key_model"] = self.key_model.state_dict()
+            state["queue"] = self.queue.state_dict()
+        return state
 
-    def load_state_dict(self, state: dict[str, float], *, keep_configured: bool = False) -> None:
-        """Restores adapted weights; with ``keep_configured`` (resume with a new λ) the config wins."""
+    def load_state_dict(self, state: dict[str, Any], *, keep_configured: bool = False) -> None:
+        """Restores adapted weights (with ``keep_configured``, resume with a new λ, the config wins) and
+        MoCo's momentum model and queue."""
         if not keep_configured:
-            self.base_weights.update({k: v for k, v in state.items() if k in self.base_weights})
+            weights = state["weights"]
+            self.base_weights.update({k: v for k, v in weights.items() if k in self.base_weights})
+        if self.key_model is not None and self.queue is not None and "key_model" in state:
+            self.key_model.load_state_dict(state["key_model"])
+            self.queue.load_state_dict(state["queue"])

@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from contrastlab import distributed
 from contrastlab.data import (
-    ArrayDataset,
     ClassBalancedBatchSampler,
     RandomBatchSampler,
     batch_statistics,
@@ -45,6 +44,7 @@ from contrastlab.train.checkpoint import (
     write_yaml,
 )
 from contrastlab.train.config import TrainConfig, TrainerConfig
+from contrastlab.train.metrics import classification_metrics, regression_metrics
 from contrastlab.train.objective import Objective, task_loss
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "train"]
@@ -91,8 +91,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_model(config: TrainConfig, data: ArrayDataset) -> ContrastiveModel:
-    """The model a config describes, sized for its dataset."""
+def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
+    """The model a config describes, sized for its dataset (graph datasets add their edge features)."""
+    extra: dict[str, Any] = dict(config.model.options)
+    if hasattr(data, "num_edge_features"):
+        extra["num_edge_features"] = data.num_edge_features
     return build_model(
         config.model.name,
         num_features=data.num_features,
@@ -101,7 +104,106 @@ def make_model(config: TrainConfig, data: ArrayDataset) -> ContrastiveModel:
         embedding_dim=config.model.embedding_dim,
         projection_dim=config.model.projection_dim,
         dropout=config.model.dropout,
+        **extra,
     )
+
+
+def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
+    """Copies the encoder weights of a pretrained run (its directory: best weights) or checkpoint file.
+
+    Raises:
+        CheckpointError: no checkpoint there.
+        ValueError: the checkpoint's encoder does not match this model's (names the first mismatch).
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(path)["model"]
+    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    own = model.encoder.state_dict()
+    problems = sorted(set(own) ^ set(encoder)) or [
+        f"{k}: {tuple(encoder[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if encoder[k].shape != v.shape
+    ]
+    if problems:
+        raise ValueError(
+            f"model.init_from={str(source)!r}: its encoder does not match this model's "
+            f"({len(problems)} differences, first: {problems[0]}); use the same model settings"
+        )
+    model.encoder.load_state_dict(encoder)
+
+
+def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
+    """Train/val/test indices: stratified random, or the dataset's own train/test with val carved from
+    its train part (``data.split: dataset``)."""
+    dc = config.data
+    stratify = data.task == "classification"
+    if dc.split == "dataset":
+        own = getattr(data, "predefined_split", None)
+        if not own or "train" not in own:
+            raise ValueError(
+                f"data.split=dataset but dataset {config.data.name!r} has no split of its own; "
+                "use data.split=random"
+            )
+        part = own["train"]
+        inner = stratified_split(
+            data.targets[part], val_fraction=dc.val_fraction, test_fraction=0.0, seed=dc.split_seed,
+            stratify=stratify,
+        )  # fmt: skip
+        test = own.get("test", torch.zeros(0, dtype=torch.long))
+        return {"train": part[inner["train"]], "val": part[inner["val"]], "test": test}
+    return stratified_split(
+        data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
+        stratify=stratify,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """Regression targets are trained on as ``(y - mean) / sd`` (training split statistics)."""
+
+    mean: float = 0.0
+    sd: float = 1.0
+
+    @classmethod
+    def fit(cls, config: TrainConfig, data: Any, train_idx: Tensor) -> TargetScale:
+        if data.task != "regression" or not config.data.standardize_targets:
+            return cls()
+        y = data.targets[train_idx].double()
+        sd = float(y.std()) if y.numel() > 1 else 1.0
+        return cls(float(y.mean()), sd if sd > 0 else 1.0)
+
+    def encode(self, y: Tensor) -> Tensor:
+        return (y - self.mean) / self.sd if y.is_floating_point() else y
+
+
+def batch_inputs(
+    data: Any, idx: Tensor, device: torch.device, transform: Any = None, generator: Any = None
+) -> Any:
+    """The model input for rows ``idx``: a tensor slice, or a graph batch (augmented when ``transform``)."""
+    if hasattr(data, "take"):
+        inputs = data.take(idx, transform, generator) if transform is not None else data.take(idx)
+    else:
+        if transform is not None:
+            raise ValueError(f"trainer.views.augment needs graph inputs; dataset {data.name!r} has tensors")
+        inputs = data.features[idx]
+    return inputs.to(device)
+
+
+def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generator:
+    """The generator of one view's augmentations: a function of (seed, epoch, step, view) only, so a
+    resumed run draws exactly the views an uninterrupted one would."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + step) * 17 + view)
+
+
+def make_augmentation(config: TrainConfig) -> Any:
+    spec = config.trainer.views.augment
+    if spec is None:
+        return None
+    from contrastlab.views.graph import build_augmentation
+
+    return build_augmentation(spec, "trainer.views.augment")
 
 
 def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
@@ -141,12 +243,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_p
     return None
 
 
-def forward_views(model: nn.Module, x: Tensor, views: int, one_stage: bool) -> list[ModelOutput]:
-    """V outputs per sample; dropout differs between them (R-Drop, dropout views)."""
+def forward_views(model: nn.Module, x: Any, views: int, one_stage: bool) -> list[ModelOutput]:
+    """V outputs per sample; dropout differs between them (R-Drop, dropout views). ``x`` is one input
+    (the views then differ by dropout) or a list of V inputs (augmented views)."""
+    if isinstance(x, list):
+        if len(x) != views:
+            raise ValueError(f"forward_views: {len(x)} inputs for views={views}")
+        return [model(xv) for xv in x]
     if views == 1:
         return [model(x)]
     if not one_stage:
         return [model(x) for _ in range(views)]
+    if not isinstance(x, Tensor):
+        raise ValueError("trainer.views.mode=one_stage duplicates tensor batches; graphs need two_stage")
     out: ModelOutput = model(x.repeat(views, *([1] * (x.ndim - 1))))  # (V·N, ...) in one forward
     n = x.shape[0]
     return [ModelOutput(out.logits[v * n : (v + 1) * n], out.embedding[v * n : (v + 1) * n],
@@ -154,27 +263,35 @@ def forward_views(model: nn.Module, x: Tensor, views: int, one_stage: bool) -> l
 
 
 @torch.no_grad()
-def evaluate(model: ContrastiveModel, data: ArrayDataset, idx: Tensor, cfg: TrainConfig) -> dict[str, float]:
-    """Task metrics of the clean (eval-mode) model on a subset."""
+def predict(model: ContrastiveModel, data: Any, idx: Tensor, device: torch.device) -> ModelOutput:
+    """The eval-mode model's outputs on rows ``idx``, in chunks, on the CPU."""
     model.eval()
-    outs = [model(data.features[idx[i : i + 1024]]) for i in range(0, idx.shape[0], 1024)]
-    logits = torch.cat([o.logits for o in outs]).float()
+    outs = [model(batch_inputs(data, idx[i : i + 512], device)) for i in range(0, idx.shape[0], 512)]
+    return ModelOutput(*(torch.cat([getattr(o, f).float().cpu() for o in outs]) for f in
+                         ("logits", "embedding", "projection")))  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(
+    model: ContrastiveModel,
+    data: Any,
+    idx: Tensor,
+    cfg: TrainConfig,
+    scale: TargetScale | None = None,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """Task metrics of the clean (eval-mode) model on a subset (none when the task is "none").
+    The loss is on the training scale; regression metrics are in the targets' own units."""
+    if cfg.objective.task == "none" or idx.numel() == 0:
+        return {}
+    scale = scale or TargetScale()
+    logits = predict(model, data, idx, device or torch.device("cpu")).logits
     y = data.targets[idx]
-    metrics = {"loss": float(task_loss(cfg.objective, logits, y))}
+    metrics = {"loss": float(task_loss(cfg.objective, logits, scale.encode(y)))}
     if data.task == "classification":
-        pred = logits.argmax(dim=-1)
-        metrics["accuracy"] = float((pred == y).float().mean())
-        f1s = []
-        for c in range(logits.shape[-1]):
-            tp = float(((pred == c) & (y == c)).sum())
-            denom = float((pred == c).sum() + (y == c).sum())
-            f1s.append(2 * tp / denom if denom else 0.0)
-        metrics["macro_f1"] = sum(f1s) / len(f1s)
+        metrics.update(classification_metrics(logits, y))
     else:
-        err = logits.squeeze(-1) - y.float()
-        metrics["mae"] = float(err.abs().mean())
-        metrics["rmse"] = float(err.pow(2).mean().sqrt())
-        metrics["r2"] = float(1 - err.pow(2).sum() / (y.float() - y.float().mean()).pow(2).sum())
+        metrics.update(regression_metrics(logits.squeeze(-1) * scale.sd + scale.mean, y))
     return metrics
 
 
@@ -246,20 +363,19 @@ def train(
 
     # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
     data = get_dataset(config.data.name, **config.data.options)
-    split = stratified_split(
-        data.targets,
-        val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction,
-        seed=config.data.split_seed,
-        stratify=data.task == "classification",
-    )
+    split = make_split(config, data)
     train_idx = split["train"]
+    scale = TargetScale.fit(config, data, train_idx)
+    augment = make_augmentation(config)
     views, one_stage = tc.views.count, tc.views.mode == "one_stage"
     if world > 1:
         one_stage = True  # DDP expects one forward per backward: views come from one duplicated batch
 
     # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
-    model = make_model(config, data).to(device)
+    model = make_model(config, data)
+    if config.model.init_from:
+        load_pretrained_encoder(model, config.model.init_from)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
     if tc.sampler.name == "class_balanced":
         if data.task != "classification":
@@ -278,7 +394,7 @@ def train(
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    objective = Objective(config.objective, gather_distributed=world > 1)
+    objective = Objective(config.objective, gather_distributed=world > 1, model=model)
     encoder_params = [p for layer in model.encoder_layers() for p in layer.parameters() if p.requires_grad]
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -327,10 +443,21 @@ def train(
         bar = _progress(batches, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
         for step, batch in enumerate(bar):
             idx = train_idx[torch.tensor(batch[rank * local_batch : (rank + 1) * local_batch])]
-            x, y = data.features[idx].to(device), data.targets[idx].to(device)
+            y = scale.encode(data.targets[idx]).to(device)
+            if augment is None:
+                x = batch_inputs(data, idx, device)
+            else:
+                x = [batch_inputs(data, idx, device, augment, view_generator(tc.seed, epoch, step, v))
+                     for v in range(views)]  # fmt: skip
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 outputs = forward_views(net, x, views, one_stage)
-            value = objective(outputs, y, epoch)
+                keys = clean = None
+                if objective.key_model is not None:
+                    with torch.no_grad():
+                        keys = objective.key_model(x[1] if isinstance(x, list) else x)
+                if augment is not None and tc.views.task_on_clean and config.objective.task != "none":
+                    clean = net(batch_inputs(data, idx, device))
+            value = objective(outputs, y, epoch, keys, clean)
 
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
             # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
@@ -377,6 +504,7 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            objective.after_step(model)
             if scheduler is not None and tc.scheduler.name == "warmup_cosine":
                 scheduler.step()
             consecutive_skips = 0
@@ -397,8 +525,8 @@ def train(
         row["train/grad_norm"] = grad_norm_total / max(optimizer_steps, 1)
         row.update({f"weight/{k}": w for k, w in objective.weights(epoch).items()})
         row.update({f"grad_norm/{k}": v / grad_norm_count for k, v in grad_norm_sums.items()})
-        clean_train = evaluate(model, data, train_idx, config)
-        val = evaluate(model, data, split["val"], config)
+        clean_train = evaluate(model, data, train_idx, config, scale, device)
+        val = evaluate(model, data, split["val"], config, scale, device)
         row.update({f"train_eval/{k}": v for k, v in clean_train.items()})
         row.update({f"val/{k}": v for k, v in val.items()})
         for k in val:
@@ -473,24 +601,25 @@ def train(
         torch.distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run_dir, history, best, stopped_early)
-    return _finish(run_dir, model, data, split, config, history, best, stopped_early)
+    return _finish(run_dir, model, data, split, config, history, best, stopped_early, scale, device)
 
 
 def _finish(
     run_dir: Path,
     model: ContrastiveModel,
-    data: ArrayDataset,
+    data: Any,
     split: dict[str, Tensor],
     config: TrainConfig,
     history: list[dict[str, Any]],
     best: dict[str, Any],
     stopped_early: bool,
+    scale: TargetScale,
+    device: torch.device,
 ) -> RunResult:
     """Reloads the best weights, evaluates on test, saves embeddings and metrics.json."""
     best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     model.load_state_dict(best_state["model"])
-    test = evaluate(model, data, split["test"], config) if split["test"].numel() else {}
-    model.eval()
+    test = evaluate(model, data, split["test"], config, scale, device)
     emb_dir = run_dir / "embeddings"
     emb_dir.mkdir(exist_ok=True)
     with torch.no_grad():
@@ -498,7 +627,7 @@ def _finish(
             idx = split[name]
             if idx.numel() == 0:
                 continue
-            out = model(data.features[idx])
+            out = predict(model, data, idx, device)
             np.savez(
                 emb_dir / f"{name}.npz",
                 embedding=out.embedding.float().numpy(),
@@ -513,6 +642,7 @@ def _finish(
             "test": test,
             "stopped_early": stopped_early,
             "epochs_run": len(history),
+            "target_scale": {"mean": scale.mean, "sd": scale.sd},
         },
         run_dir / "metrics.json",
     )
@@ -599,6 +729,7 @@ class _Quiet(list):  # type: ignore[type-arg]
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    keys = [k for k in row if k.startswith(("train/task", "val/")) or k in ("lr", "skipped_steps")]
+    shown_prefixes = ("train/loss", "train/task", "val/")
+    keys = [k for k in row if k.startswith(shown_prefixes) or k in ("lr", "skipped_steps")]
     shown = ", ".join(f"{k}={row[k]:.4g}" for k in keys if isinstance(row[k], float | int))
     return f"epoch {row['epoch']}/{epochs}: {shown}"

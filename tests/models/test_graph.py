@@ -1,0 +1,106 @@
+"""Graph encoders: shapes, batching invariance (padding and masking are right), shortest paths vs scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torch_geometric")
+pytest.importorskip("rdkit")
+
+from scipy.sparse.csgraph import shortest_path
+from torch_geometric.data import Batch
+
+from contrastlab.data.molecules import smiles_to_graph
+from contrastlab.models import build_model
+from contrastlab.models.graph import GINEEncoder, GraphormerEncoder, GraphPooling, shortest_path_lengths
+
+SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "CCO", "c1ccccc1", "C[N+](C)(C)CC(=O)[O-]", "C", "CCO.Cl"]
+
+
+def _encoder(kind, **options):
+    cls = {"gine": GINEEncoder, "graphormer": GraphormerEncoder}[kind]
+    torch.manual_seed(0)
+    return cls(
+        num_features=38, num_edge_features=14, embedding_dim=16, hidden_dims=[32, 32], dropout=0.1, **options
+    ).eval()
+
+
+CASES = [
+    ("gine", {"pooling": "mean"}),
+    ("gine", {"pooling": ["mean", "attention", "set", "sum", "max"]}),
+    ("graphormer", {"pooling": "mean"}),
+    ("graphormer", {"pooling": ["attention", "set"], "attention": "linear"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "options"), CASES)
+def test_one_embedding_per_graph_independent_of_batch_company(kind, options):
+    enc = _encoder(kind, **options)
+    graphs = [smiles_to_graph(s) for s in SMILES]
+    with torch.no_grad():
+        together = enc(Batch.from_data_list(graphs))
+        alone = torch.cat([enc(Batch.from_data_list([g])) for g in graphs])
+    assert together.shape == (len(SMILES), 16)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "options"), CASES)
+def test_gradients_reach_every_parameter(kind, options):
+    enc = _encoder(kind, **options).train()
+    enc(Batch.from_data_list([smiles_to_graph(s) for s in SMILES])).pow(2).sum().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+
+
+def test_layers_are_embedding_blocks_readout():
+    enc = _encoder("gine")
+    assert len(enc.layers) == 4 and enc.layers[0] is enc.embed and enc.layers[-1] is enc.readout
+
+
+def test_shortest_paths_match_scipy_with_the_cap():
+    graphs = [smiles_to_graph(s) for s in ["CCCCCCCCCCCC", "c1ccc2ccccc2c1", "CCO.Cl"]]
+    n = max(g.num_nodes for g in graphs)
+    adj = torch.zeros(len(graphs), n, n)
+    for b, g in enumerate(graphs):
+        adj[b, g.edge_index[0], g.edge_index[1]] = 1.0
+    got = shortest_path_lengths(adj, max_distance=6)
+    for b, g in enumerate(graphs):
+        m = g.num_nodes
+        ref = shortest_path(adj[b, :m, :m].numpy(), unweighted=True)
+        ref = np.where(np.isinf(ref) | (ref > 6), 7, ref).astype(np.int64)
+        assert np.array_equal(got[b, :m, :m].numpy(), ref)
+
+
+def test_graphormer_bias_uses_bonds_and_distances():
+    enc = _encoder("graphormer")
+    g = Batch.from_data_list([smiles_to_graph("CCCCO")])
+    with torch.no_grad():
+        base = enc(g)
+        enc.spatial.weight.add_(torch.randn_like(enc.spatial.weight))
+        assert not torch.allclose(base, enc(g))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pooling": "median"}, r"model.options.pooling='median'; expected one or a list of"),
+        ({"heads": 5}, r"model.options.heads=5 must divide the width 32"),
+        ({"attention": "flash"}, r"model.options.attention='flash'"),
+    ],
+)
+def test_bad_options_name_the_key(options, message):
+    with pytest.raises(ValueError, match=message):
+        _encoder("graphormer", **options)
+
+
+def test_build_model_names_unknown_options():
+    with pytest.raises(ValueError, match=r"model.name='gine' does not accept these options: .*'heads'"):
+        build_model("gine", num_features=38, num_outputs=1, num_edge_features=14, hidden_dims=[8],
+                    embedding_dim=8, projection_dim=8, dropout=0.0, heads=4)  # fmt: skip
+
+
+def test_pooling_concatenates_before_the_output_map():
+    pool = GraphPooling(["mean", "max"], 4, 3)
+    assert pool.out.in_features == 8

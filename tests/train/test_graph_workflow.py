@@ -1,0 +1,134 @@
+"""Molecules end to end: SimCLR and MoCo pretraining, fine-tuning from them, an auxiliary contrastive term,
+and exact resume of an augmented MoCo run (queue, momentum encoder and views restored)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+pytest.importorskip("rdkit")
+pytest.importorskip("torch_geometric")
+
+from contrastlab.data import get_dataset
+from contrastlab.train import load_checkpoint, train, validate_config
+from contrastlab.train.trainer import load_pretrained_encoder, make_model
+
+AUGMENT = {"random_choice": [{"name": "node_drop", "p": 0.2}, {"name": "edge_drop", "p": 0.2},
+                             {"name": "subgraph", "keep": 0.8}]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slice_csv(tmp_path_factory):
+    """120 solubility molecules (90 train, 30 test) as a user CSV with its own split column."""
+    data = get_dataset("solubility")
+    path = tmp_path_factory.mktemp("data") / "slice.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["smiles", "logS", "part"])
+        for i in range(120):
+            w.writerow([data.strings[i * 10], float(data.targets[i * 10]), "test" if i % 4 == 0 else "train"])
+    return str(path)
+
+
+def _config(path, **changes):
+    raw = {
+        "name": "mol",
+        "data": {"name": "molecule_csv", "split": "dataset", "val_fraction": 0.2,
+                 "options": {"path": path, "smiles_column": "smiles", "target_column": "logS", "split_column": "part"}},
+        "model": {"name": "gine", "hidden_dims": [16, 16], "embedding_dim": 16, "projection_dim": 8,
+                  "options": {"pooling": ["mean", "attention"]}},
+        "objective": {"task": "mse"},
+        "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.003, "term_grad_norm_every": 0,
+                    "early_stopping": {"monitor": "val/rmse", "mode": "min"}},
+    }  # fmt: skip
+    for key, value in changes.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return validate_config(raw)
+
+
+def _pretrain(path, term):
+    return _config(path, **{"objective.task": "none", f"objective.{term}": {"weight": 1.0, "temperature": 0.2},
+                            "trainer.views": {"count": 2, "augment": AUGMENT},
+                            "trainer.early_stopping": {"monitor": "epoch", "mode": "max"}})  # fmt: skip
+
+
+@pytest.mark.parametrize("term", ["nt_xent", "moco"])
+def test_pretrain_then_fine_tune(tmp_path, slice_csv, term):
+    pre = train(_pretrain(slice_csv, term), tmp_path / "pre", progress=False)
+    assert all(torch.isfinite(torch.tensor(row[f"train/{term}"])) for row in pre.history)
+    assert not pre.test  # no task, no task metrics
+
+    config = _config(slice_csv, **{"model.init_from": str(tmp_path / "pre")})
+    model = make_model(config, get_dataset(config.data.name, **config.data.options))
+    load_pretrained_encoder(model, tmp_path / "pre")
+    pretrained = load_checkpoint(tmp_path / "pre" / "checkpoints" / "best.pt")["model"]
+    assert all(torch.equal(v, pretrained[f"encoder.{k}"]) for k, v in model.encoder.state_dict().items())
+
+    tuned = train(config, tmp_path / "tuned", progress=False)
+    assert set(tuned.test) == {"loss", "mae", "rmse", "r2"} and tuned.test["rmse"] > 0
+    assert len(tuned.history) == 2
+
+
+def test_regression_metrics_are_in_the_targets_units(tmp_path, slice_csv):
+    result = train(_config(slice_csv, **{"trainer.epochs": 1}), tmp_path / "run", progress=False)
+    data = get_dataset("molecule_csv", path=slice_csv, smiles_column="smiles", target_column="logS", split_column="part")
+    test_y = data.targets[data.predefined_split["test"]]
+    # an RMSE in standardised units would be near 1; the spread of logS here is larger
+    constant = float((test_y - test_y.mean()).pow(2).mean().sqrt())
+    assert constant > 1.5 and 0.3 * constant < result.test["rmse"] < 3 * constant
+
+
+def test_auxiliary_term_on_augmented_views_with_the_task_on_clean_inputs(tmp_path, slice_csv):
+    config = _config(slice_csv, **{"objective.nt_xent": {"weight": 0.1, "temperature": 0.2},
+                                   "trainer.views": {"count": 2, "augment": AUGMENT}})  # fmt: skip
+    result = train(config, tmp_path / "aux", progress=False)
+    assert all(row["train/nt_xent"] > 0 for row in result.history)
+    assert result.test["rmse"] > 0
+
+
+def test_augmented_moco_run_resumes_exactly(tmp_path, slice_csv):
+    config = _pretrain(slice_csv, "moco")
+    config = config.model_copy(update={"trainer": config.trainer.model_copy(update={"epochs": 3})})
+    reference = train(config, tmp_path / "ref", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(config, tmp_path / "cut", progress=False, on_epoch=stop_after_first)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(reference.history)
+    ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    new = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert torch.equal(ref["objective"]["queue"]["_keys"], new["objective"]["queue"]["_keys"])
+    assert all(torch.equal(v, new["objective"]["key_model"][k]) for k, v in ref["objective"]["key_model"].items())
+
+
+def test_init_from_a_different_architecture_is_refused(tmp_path, slice_csv):
+    train(_config(slice_csv, **{"trainer.epochs": 1}), tmp_path / "small", progress=False)
+    wide = _config(slice_csv, **{"model.hidden_dims": [32, 32], "model.init_from": str(tmp_path / "small")})
+    with pytest.raises(ValueError, match=r"model.init_from=.*small': its encoder does not match this model's"):
+        train(wide, tmp_path / "wide", progress=False)
+
+
+def test_dataset_split_needs_a_dataset_with_its_own_split(tmp_path):
+    config = validate_config({"data": {"name": "blobs", "split": "dataset"}, "objective": {"task": "cross_entropy"}})
+    with pytest.raises(ValueError, match=r"data.split=dataset but dataset 'blobs' has no split of its own"):
+        train(config, tmp_path / "run", progress=False)
+
+
+def test_augment_on_tensor_data_is_refused(tmp_path):
+    config = validate_config({"trainer": {"views": {"count": 2, "augment": [{"name": "node_mask"}]}}})
+    with pytest.raises(ValueError, match=r"trainer.views.augment needs graph inputs; dataset 'blobs'"):
+        train(config, tmp_path / "run", progress=False)
