@@ -2,6 +2,7 @@
 
 contrastlab train RECIPE.yaml [key.path=value ...] [--name NAME] [--runs-dir runs]
 contrastlab resume RUN_DIR [key.path=value ...]
+contrastlab baseline RECIPE.yaml [--seeds N]     (fingerprint random forest on the recipe's split)
 contrastlab datasets
 """
 
@@ -129,6 +130,28 @@ def _verdict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    import statistics
+
+    from contrastlab.experiments.baselines import fingerprint_forest
+    from contrastlab.train import load_config
+
+    config, _ = load_config(args.recipe, args.overrides)
+    name = args.name or f"{config.name}_fingerprint_rf"
+    tests: dict[str, list[float]] = {}
+    for seed in range(args.seeds):
+        run_dir = Path(args.runs_dir) / (f"{name}_seed{seed}" if args.seeds > 1 else name)
+        metrics = fingerprint_forest(config, run_dir, radius=args.radius, n_bits=args.bits,
+                                     n_estimators=args.trees, seed=config.trainer.seed + seed)  # fmt: skip
+        print(f"{run_dir}: test " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items()))
+        for k, v in metrics["test"].items():
+            tests.setdefault(k, []).append(v)
+    if args.seeds > 1:
+        summary = [f"{k}={statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" for k, v in tests.items()]
+        print("mean ± sd over seeds: " + ", ".join(summary))
+    return 0
+
+
 def _datasets(_: argparse.Namespace) -> int:
     from contrastlab.data import list_datasets
 
@@ -211,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
     p.set_defaults(fn=_verdict)
+
+    p = sub.add_parser("baseline", help="Morgan fingerprints + random forest on a molecule recipe's split")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="dotted overrides (data settings and trainer.seed are used)")
+    p.add_argument("--seeds", type=int, default=1, help="forests with seeds trainer.seed + 0..N-1")
+    p.add_argument("--radius", type=int, default=2)
+    p.add_argument("--bits", type=int, default=2048)
+    p.add_argument("--trees", type=int, default=500)
+    p.add_argument("--name", help="run name (default: <recipe name>_fingerprint_rf)")
+    p.add_argument("--runs-dir", default="runs")
+    p.set_defaults(fn=_baseline)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(fn=_datasets)

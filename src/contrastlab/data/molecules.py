@@ -191,6 +191,14 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     skipped: list[SkippedRecord] = field(default_factory=list)
     #: The dataset's own split (indices into the kept records), when its source defines one.
     predefined_split: dict[str, Tensor] | None = None
+    #: What ``strings`` hold: "smiles" or "sequence" (peptides).
+    kind: Literal["smiles", "sequence"] = "smiles"
+
+    def molecules(self) -> list[Chem.Mol]:
+        """The RDKit molecules of the kept records (for fingerprints and other classic features)."""
+        mols = [_parse(text, self.kind) for text in self.strings]
+        assert not any(isinstance(m, str) for m in mols), "strings were validated when featurized"
+        return mols  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
         if len(self.graphs) != self.targets.shape[0]:
@@ -353,5 +361,5 @@ def graph_dataset(
         }
     return GraphDataset(
         name, graphs, y, task, strings=[strings[i] for i in kept], skipped=skipped,
-        predefined_split=predefined,
+        predefined_split=predefined, kind=kind,
     )  # fmt: skip

@@ -41,7 +41,8 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
         if not (run_dir / "metrics.json").is_file():
             raise FileNotFoundError(f"{run_dir} has no metrics.json: is it a finished contrastlab run?")
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        history = read_history(run_dir / "history.csv")
+        has_history = (run_dir / "history.csv").is_file()  # baselines (e.g. a fingerprint forest) have none
+        history = read_history(run_dir / "history.csv") if has_history else []
         histories[name] = history
         gap = {
             m: entry["final"]["difference"]
