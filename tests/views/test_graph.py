@@ -118,3 +118,11 @@ def test_random_choice_uses_every_member_of_its_pool():
 def test_build_augmentation_errors_name_the_place(spec, message):
     with pytest.raises(ValueError, match=message):
         build_augmentation(spec)
+
+
+def test_edge_drop_pairs_directions_in_any_edge_layout():
+    g = smiles_to_graph("CC(=O)Oc1ccccc1C(=O)O")
+    perm = torch.randperm(g.edge_index.shape[1], generator=torch.Generator().manual_seed(0))
+    shuffled = g.__class__(x=g.x, edge_index=g.edge_index[:, perm], edge_attr=g.edge_attr[perm])
+    for seed in range(5):
+        _assert_valid(EdgeDrop(0.5)(shuffled, torch.Generator().manual_seed(seed)), g)

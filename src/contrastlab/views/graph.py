@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -40,14 +41,22 @@ def _check_p(name: str, p: float, upper: float = 1.0) -> None:
         raise ValueError(f"{name}: p={p} must be in [0, {upper:g})")
 
 
-def _bond_ids(edge_index: Tensor) -> tuple[Tensor, Tensor]:
-    """Each directed edge's undirected bond id, and the number of bonds (both directions share an id)."""
-    if edge_index.shape[1] == 0:
-        return torch.zeros(0, dtype=torch.long), torch.tensor(0)
+def _bond_ids(edge_index: Tensor) -> tuple[Tensor, int]:
+    """Each directed edge's undirected bond id, and the number of bonds (both directions share an id).
+
+    contrastlab's featurizer lists the M bonds one way, then the same M the other way, and every
+    augmentation here keeps that layout; it is detected in O(E) and then the id is ``e mod M``. Any other
+    layout falls back to matching (min, max) endpoint pairs.
+    """
+    e = edge_index.shape[1]
+    if e == 0:
+        return torch.zeros(0, dtype=torch.long), 0
+    half = e // 2
+    if e % 2 == 0 and torch.equal(edge_index[:, :half], edge_index[[1, 0], half:]):
+        return torch.arange(e) % half, half
     lo, hi = edge_index.min(0).values, edge_index.max(0).values
-    n = int(edge_index.max()) + 1
-    keys, ids = torch.unique(lo * n + hi, return_inverse=True)
-    return ids, torch.tensor(keys.shape[0])
+    keys, ids = torch.unique(lo * (int(edge_index.max()) + 1) + hi, return_inverse=True)
+    return ids, int(keys.shape[0])
 
 
 def _induced(data: Data, keep: Tensor) -> Data:
@@ -107,7 +116,7 @@ class EdgeDrop:
 
     def __call__(self, data: Data, generator: torch.Generator) -> Data:
         ids, count = _bond_ids(data.edge_index)
-        dropped = torch.rand(int(count), generator=generator) < self.p
+        dropped = torch.rand(count, generator=generator) < self.p
         keep = ~dropped[ids]
         return Data(x=data.x, edge_index=data.edge_index[:, keep], edge_attr=data.edge_attr[keep],
                     num_nodes=data.num_nodes)  # fmt: skip
@@ -146,24 +155,28 @@ class RandomWalkSubgraph:
     def __call__(self, data: Data, generator: torch.Generator) -> Data:
         n = data.num_nodes
         target = max(1, round(self.keep * n))
-        neighbours: list[list[int]] = [[] for _ in range(n)]
-        for s, d in data.edge_index.t().tolist():
-            neighbours[s].append(d)
+        src, dst = data.edge_index.numpy()
+        order = np.argsort(src, kind="stable")
+        targets = dst[order].tolist()
+        starts = np.searchsorted(src[order], np.arange(n + 1)).tolist()  # CSR row pointers
         start = int(torch.randint(n, (1,), generator=generator))
         visited = {start}
         node = start
-        # Enough steps to cover the target on any connected molecule; stops early when it is reached.
-        draws = torch.rand(2, 20 * n + 10, generator=generator).tolist()
-        for restart_draw, step_draw in zip(*draws, strict=True):
-            if len(visited) >= target:
-                break
-            if restart_draw < self.restart or not neighbours[node]:
-                node = start
-                if not neighbours[node]:
+        budget = 20 * n + 10  # enough steps to cover the target on any connected molecule
+        while len(visited) < target and budget > 0:
+            draws = torch.rand(2, min(budget, 4 * n + 8), generator=generator).tolist()
+            budget -= len(draws[0])
+            for restart_draw, step_draw in zip(*draws, strict=True):
+                if restart_draw < self.restart or starts[node] == starts[node + 1]:
+                    node = start
+                    if starts[node] == starts[node + 1]:
+                        budget = 0  # an isolated start atom: nothing more to reach
+                        break
+                lo, hi = starts[node], starts[node + 1]
+                node = targets[lo + min(int(step_draw * (hi - lo)), hi - lo - 1)]
+                visited.add(node)
+                if len(visited) >= target:
                     break
-            options = neighbours[node]
-            node = options[min(int(step_draw * len(options)), len(options) - 1)]
-            visited.add(node)
         keep = torch.zeros(n, dtype=torch.bool)
         keep[list(visited)] = True
         return _induced(data, keep)
