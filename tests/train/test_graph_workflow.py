@@ -132,3 +132,18 @@ def test_augment_on_tensor_data_is_refused(tmp_path):
     config = validate_config({"trainer": {"views": {"count": 2, "augment": [{"name": "node_mask"}]}}})
     with pytest.raises(ValueError, match=r"trainer.views.augment needs graph inputs; dataset 'blobs'"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_diagnose_compares_graph_runs_stage_by_stage(tmp_path, slice_csv):
+    import math
+
+    from contrastlab.train.diagnose import diagnose_run
+
+    train(_config(slice_csv), tmp_path / "a", progress=False)
+    train(_config(slice_csv, **{"trainer.seed": 1}), tmp_path / "b", progress=False)
+    result = diagnose_run(tmp_path / "a", against=tmp_path / "b", plots=False)
+    stages = result["comparison"]["stage_cka"]
+    assert list(stages) == ["encoder.embed", "encoder.blocks.0", "encoder.blocks.1", "encoder.readout", "head", "projection"]
+    assert all(0.0 <= v <= 1.0 + 1e-9 for v in stages.values())
+    matrix = result["comparison"]["stage_cka_matrix"]["values"]
+    assert math.isnan(matrix[1][3])  # atoms vs molecules: different units, no CKA

@@ -58,7 +58,9 @@ def layer_cka(
         debiased: Use the unbiased HSIC estimator.
 
     Returns:
-        (len(layers_a), len(layers_b)) matrix; the diagonal compares matching stages of twins.
+        (len(layers_a), len(layers_b)) matrix; the diagonal compares matching stages of twins. Stages whose
+        outputs have different rows for the same batch (a graph encoder's per-atom blocks vs its
+        per-molecule readout) measure different units and get NaN.
 
     Raises:
         KeyError: a stage name that is not a module of its model.
@@ -70,17 +72,22 @@ def layer_cka(
     acts_b: dict[str, Tensor] = {}
     handles = _capture(model_a, layers_a, acts_a) + _capture(model_b, layers_b, acts_b)
     stats = [[StreamingLinearCKA(debiased=debiased) for _ in layers_b] for _ in layers_a]
+    same_units = np.ones((len(layers_a), len(layers_b)), dtype=bool)
     try:
         for batch in batches:
             model_a(batch)
             model_b(batch)
             for i, la in enumerate(layers_a):
                 for j, lb in enumerate(layers_b):
-                    stats[i][j].update(acts_a[la].cpu().numpy(), acts_b[lb].cpu().numpy())
+                    if acts_a[la].shape[0] != acts_b[lb].shape[0]:
+                        same_units[i, j] = False
+                    elif same_units[i, j]:
+                        stats[i][j].update(acts_a[la].cpu().numpy(), acts_b[lb].cpu().numpy())
     finally:
         for h in handles:
             h.remove()
-    return np.array([[s.compute() for s in row] for row in stats])
+    return np.array([[s.compute() if ok else float("nan") for s, ok in zip(row, oks, strict=True)]
+                     for row, oks in zip(stats, same_units, strict=True)])  # fmt: skip
 
 
 def plot_cka_heatmap(

@@ -91,7 +91,8 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 def _stage_names(model: ContrastiveModel) -> list[str]:
     """The model's stages bottom to top: each encoder layer, then the task head and the projection."""
-    return [*(f"encoder.layers.{i}" for i in range(len(model.encoder_layers()))), "head", "projection"]
+    names = {id(module): name for name, module in model.named_modules()}  # a module's first (own) name
+    return [*(names[id(layer)] for layer in model.encoder_layers()), "head", "projection"]
 
 
 def diagnose_run(
