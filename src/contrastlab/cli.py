@@ -130,6 +130,14 @@ def _verdict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.report import write_report
+
+    path = write_report(args.directory, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
 def _baseline(args: argparse.Namespace) -> int:
     import statistics
 
@@ -234,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
     p.set_defaults(fn=_verdict)
+
+    p = sub.add_parser("report", help="one self-contained HTML file from a run, comparison, sweep or verdict")
+    p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory")
+    p.add_argument("--out", help="the HTML file (default: DIRECTORY/report.html)")
+    p.set_defaults(fn=_report)
 
     p = sub.add_parser("baseline", help="Morgan fingerprints + random forest on a molecule recipe's split")
     p.add_argument("recipe")

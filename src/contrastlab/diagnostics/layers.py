@@ -8,6 +8,7 @@ batch by batch into :class:`StreamingLinearCKA`, so memory does not grow with th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ def plot_cka_heatmap(
     matrix: np.ndarray,
     labels_a: Sequence[str],
     labels_b: Sequence[str],
-    path: str,
+    path: str | BinaryIO,
     *,
     title: str = "CKA",
     name_a: str = "model A",

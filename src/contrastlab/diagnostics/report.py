@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -69,7 +69,7 @@ def summarize(
 def plot_projection(
     embedding: ArrayLike,
     targets: ArrayLike | None,
-    path: str,
+    path: str | BinaryIO,
     *,
     method: Literal["pca", "tsne", "umap"] = "pca",
     seed: int = 0,

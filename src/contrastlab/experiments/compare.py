@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from contrastlab.train.checkpoint import read_history, write_json
 from contrastlab.train.diagnose import generalization_gap
@@ -73,7 +73,7 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
     return result
 
 
-def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> None:
+def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str | BinaryIO) -> None:
     """One panel per logged quantity (each loss term, val metrics, lr, grad norms), one line per run."""
     import matplotlib
 

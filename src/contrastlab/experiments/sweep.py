@@ -16,10 +16,11 @@ until ``trials`` trials have finished.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from contrastlab.train import load_config, train
 from contrastlab.train.checkpoint import write_json
@@ -116,8 +117,8 @@ def run_sweep(
 
     result = _summary(study, params, monitor, mode)
     write_json(result, out / "sweep.json")
-    if len(params) == 2:
-        _heatmap(result, params, str(out / "heatmap.png"))
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot_sweep(result, str(out / "heatmap.png"))
         result["plots"] = ["heatmap.png"]
     return result
 
@@ -137,33 +138,47 @@ def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) 
     return {"monitor": monitor, "mode": mode, "params": params, "trials": rows, "best": best}
 
 
-def _heatmap(result: dict[str, Any], params: dict[str, list[Any]], path: str) -> None:
-    """The λ x τ (any two params) grid of the monitored metric, best completed value per cell."""
+def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
+    """The monitored metric over the swept values: a line for one parameter, a heatmap (the λ x τ grid)
+    for two or more (rows and columns are the first two parameters; a cell shows the best completed trial
+    over any further parameters, "pruned" where none completed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    (k_rows, rows), (k_cols, cols) = params.items()
-    grid = np.full((len(rows), len(cols)), np.nan)
-    for trial in result["trials"]:
-        if trial["state"] != "COMPLETE" or k_rows not in trial["params"] or k_cols not in trial["params"]:
-            continue
-        i, j = rows.index(trial["params"][k_rows]), cols.index(trial["params"][k_cols])
-        grid[i, j] = trial["value"] if np.isnan(grid[i, j]) else grid[i, j]
-    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(cols), 1.2 + 0.8 * len(rows)))
-    im = ax.imshow(grid, cmap="viridis" if result["mode"] == "max" else "viridis_r")
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
-    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
-    ax.set_xlabel(k_cols)
-    ax.set_ylabel(k_rows)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            label = "pruned" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
-            ax.text(j, i, label, ha="center", va="center", color="white", fontsize=8)
+    params: dict[str, list[Any]] = result["params"]
+    better = max if result["mode"] == "max" else min
+    complete = [t for t in result["trials"] if t["state"] == "COMPLETE" and set(params) <= set(t["params"])]
+    keys = list(params)
+    if len(keys) == 1:
+        (key, values) = next(iter(params.items()))
+        best = [[t["value"] for t in complete if t["params"][key] == v] for v in values]
+        xs = [i for i, b in enumerate(best) if b]
+        fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(values), 3.2))
+        ax.plot(xs, [better(best[i]) for i in xs], marker="o")
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"best {result['monitor']}")
+    else:
+        (k_rows, rows), (k_cols, cols) = (keys[0], params[keys[0]]), (keys[1], params[keys[1]])
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for trial in complete:
+            i, j = rows.index(trial["params"][k_rows]), cols.index(trial["params"][k_cols])
+            grid[i, j] = trial["value"] if np.isnan(grid[i, j]) else better(grid[i, j], trial["value"])
+        fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(cols), 1.2 + 0.8 * len(rows)))
+        im = ax.imshow(grid, cmap="viridis" if result["mode"] == "max" else "viridis_r")
+        ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+        ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        ax.set_xlabel(k_cols)
+        ax.set_ylabel(k_rows)
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                label = "pruned" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+                ax.text(j, i, label, ha="center", va="center", color="white", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(f"best {result['monitor']}")
-    fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,578 @@
+"""``contrastlab report DIR``: one self-contained HTML file from the JSON results a command saved.
+
+The kind of report follows from what the directory holds: ``verdict.json`` (a paired verdict),
+``sweep.json`` (a sweep), ``compare.json`` (a comparison) or ``metrics.json`` (a single run). Everything
+is read from those saved results and the run directories they point to (``history.csv``,
+``embeddings/*.npz``, ``diagnostics.json``); nothing is trained or recomputed except the figures, which are
+drawn with matplotlib and embedded as base64 PNGs, so the file can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from contrastlab.train.checkpoint import atomic_write, read_history
+
+__all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
+
+_KINDS = (
+    ("verdict.json", "verdict"),
+    ("sweep.json", "sweep"),
+    ("compare.json", "comparison"),
+    ("metrics.json", "run"),
+)
+
+
+@dataclass
+class Cell:
+    text: str
+    sort: str = ""
+    css: str = ""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    png: str  # base64
+    caption: str
+
+
+@dataclass
+class Headline:
+    text: str
+    css: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    headlines: list[Headline] = field(default_factory=list)
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.title.lower())
+
+
+@dataclass
+class Report:
+    title: str
+    kind: str
+    source: str
+    sections: list[Section]
+
+
+def _cell(value: Any, *, digits: int = 4, css: str = "") -> Cell:
+    if isinstance(value, float | int | np.floating) and not isinstance(value, bool):
+        number = float(value)
+        text = "nan" if np.isnan(number) else f"{number:.{digits}g}"
+        return Cell(text=text, sort=repr(number), css=css)
+    return Cell(text=str(value), sort=str(value), css=css)
+
+
+def _figure(draw: Callable[[BinaryIO], None], caption: str) -> Figure:
+    buffer = io.BytesIO()
+    draw(buffer)
+    return Figure(png=base64.b64encode(buffer.getvalue()).decode("ascii"), caption=caption)
+
+
+def _verdict_css(verdict: str) -> str:
+    return {"helped": "helped", "hurt": "hurt"}.get(verdict, "none")
+
+
+# --- a single run ---------------------------------------------------------------------------------------
+
+
+def _run_sections(run: Path) -> list[Section]:
+    from contrastlab.diagnostics.report import plot_projection
+    from contrastlab.experiments.compare import plot_curves
+    from contrastlab.train.diagnose import generalization_gap, load_embeddings
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    summary = Section("Summary")
+    best = metrics.get("best", {})
+    if best:
+        summary.paragraphs.append(
+            f"Best {best.get('metric')} = {best.get('value'):.4g} at epoch {best.get('epoch')} "
+            f"of {metrics.get('epochs_run')} epochs."
+        )
+    if metrics.get("test"):
+        summary.tables.append(
+            Table(["test metric", "value"], [[_cell(k), _cell(v)] for k, v in metrics["test"].items()])
+        )
+    sections = [summary]
+    history = read_history(run / "history.csv") if (run / "history.csv").is_file() else []
+    if history:
+        curves = Section("Training curves")
+        curves.figures.append(
+            _figure(
+                lambda f: plot_curves({run.name: history}, f),
+                "every logged loss term, metric, learning rate and gradient norm",
+            )
+        )
+        sections.append(curves)
+        gap = generalization_gap(history)
+        rows = [
+            [_cell(m), _cell(e[w]["train"]), _cell(e[w]["val"]), _cell(e[w]["difference"]), _cell(w)]
+            for m, e in gap.items()
+            for w in ("final", "at_best_val")
+            if w in e
+        ]
+        if rows:
+            section = Section("Train/val gap")
+            section.tables.append(Table(["metric", "train (eval mode)", "val", "train - val", "when"], rows))
+            sections.append(section)
+    diag_file = run / "diagnostics.json"
+    if diag_file.is_file():
+        diag = json.loads(diag_file.read_text())
+        flat: dict[str, float] = {}
+        _flatten("", diag.get("embedding", {}), flat)
+        section = Section(f"Representation diagnostics ({diag.get('split', 'val')} split)")
+        section.tables.append(Table(["diagnostic", "value"], [[_cell(k), _cell(v)] for k, v in flat.items()]))
+        sections.append(section)
+    split = next((s for s in ("test", "val") if (run / "embeddings" / f"{s}.npz").is_file()), None)
+    if split is not None:
+        emb, targets = load_embeddings(run / "embeddings" / f"{split}.npz")
+        section = Section("Embedding projection")
+        section.figures.append(
+            _figure(
+                lambda f: plot_projection(emb, targets, f, title=f"PCA of {split} embeddings"),
+                f"first two principal components of the {split} embeddings, coloured by target",
+            )
+        )
+        sections.append(section)
+    return sections
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        out[prefix] = float(value)
+
+
+# --- a comparison ---------------------------------------------------------------------------------------
+
+
+def _comparison_sections(directory: Path) -> list[Section]:
+    from contrastlab.experiments.compare import plot_curves
+
+    result = json.loads((directory / "compare.json").read_text())
+    table_rows: list[dict[str, Any]] = []
+    for run in result["runs"]:
+        row: dict[str, Any] = {
+            "run": run["run"],
+            "epochs": run["epochs"],
+            "best": run["best"].get("value", float("nan")),
+        }
+        row.update({f"test.{k}": v for k, v in run["test"].items()})
+        row.update({f"gap.{k}": v for k, v in run["gap"].items()})
+        row.update({f"diag.{k}": v for k, v in run.get("diagnostics", {}).items()})
+        table_rows.append(row)
+    columns = list(dict.fromkeys(k for row in table_rows for k in row))
+    section = Section("Runs side by side")
+    section.paragraphs.append(
+        "best: the monitored validation metric at its best epoch; gap: final train "
+        "(eval mode) minus val. Click a column to sort."
+    )
+    section.tables.append(Table(columns, [[_cell(r.get(c, "")) for c in columns] for r in table_rows]))
+    sections = [section]
+    histories = {}
+    missing = []
+    for run in result["runs"]:
+        path = Path(run["path"])
+        if (path / "history.csv").is_file():
+            histories[run["run"]] = read_history(path / "history.csv")
+        else:
+            missing.append(run["run"])
+    curves = Section("Curves")
+    if histories:
+        curves.figures.append(_figure(lambda f: plot_curves(histories, f), "one line per run"))
+    if missing:
+        curves.notes.append(f"no history.csv for {', '.join(missing)} (a baseline, or a moved run directory)")
+    sections.append(curves)
+    return sections
+
+
+# --- a sweep --------------------------------------------------------------------------------------------
+
+
+def _sweep_sections(directory: Path) -> list[Section]:
+    from contrastlab.experiments.sweep import plot_sweep
+
+    result = json.loads((directory / "sweep.json").read_text())
+    params = list(result["params"])
+    states = [t["state"] for t in result["trials"]]
+    summary = Section("Summary")
+    counts = ", ".join(f"{s.lower()} {states.count(s)}" for s in sorted(set(states)))
+    summary.paragraphs.append(
+        f"{len(states)} trials ({counts}) over {', '.join(params)}; "
+        f"objective: {result['monitor']} ({result['mode']}imize)."
+    )
+    if result.get("best"):
+        best = result["best"]
+        chosen = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        summary.headlines.append(Headline(f"best {result['monitor']} = {best['value']:.4g} with {chosen}"))
+    sections = [summary]
+    if any(s == "COMPLETE" for s in states):
+        figure = Section("Grid" if len(params) > 1 else "Metric by value")
+        caption = (
+            f"best {result['monitor']} per cell, {params[0]} x {params[1]}"
+            if len(params) > 1
+            else f"best {result['monitor']} per value of {params[0]}"
+        )
+        figure.figures.append(_figure(lambda f: plot_sweep(result, f), caption))
+        sections.append(figure)
+    trials = Section("Trials")
+    rows = [
+        [
+            _cell(t["number"]),
+            _cell(t["state"]),
+            *(_cell(t["params"].get(p, "")) for p in params),
+            _cell(t["value"] if t["value"] is not None else float("nan")),
+            _cell(t.get("run_dir") or ""),
+        ]
+        for t in result["trials"]
+    ]
+    trials.tables.append(Table(["trial", "state", *params, result["monitor"], "run directory"], rows))
+    sections.append(trials)
+    return sections
+
+
+# --- a verdict ------------------------------------------------------------------------------------------
+
+
+def _verdict_sections(directory: Path) -> list[Section]:
+    from contrastlab.diagnostics.layers import plot_cka_heatmap
+    from contrastlab.train.diagnose import load_embeddings
+
+    verdict = json.loads((directory / "verdict.json").read_text())
+    comparisons = verdict["comparisons"]
+    seeds = verdict["seeds"]
+    summary = Section("Verdict")
+    summary.paragraphs.append(
+        f"Treatment {' '.join(verdict['treatment'])} against baseline {' '.join(verdict['baseline'])} on "
+        f"{verdict['recipe']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); each seed's two runs "
+        "share the split and the initial weights."
+    )
+    for c in comparisons:
+        if c["metric"].startswith("test."):
+            summary.headlines.append(Headline(c["sentence"], _verdict_css(c["verdict"])))
+    rows = []
+    for c in comparisons:
+        mde = c["minimum_detectable_effect"]
+        rows.append(
+            [
+                _cell(c["metric"]),
+                _cell(float(np.mean(c["baseline"]))),
+                _cell(float(np.mean(c["treatment"]))),
+                _cell(c["mean_difference"], digits=3),
+                _cell(c["ci_low"], digits=3),
+                _cell(c["ci_high"], digits=3),
+                _cell(c["p_value"], digits=3),
+                _cell(mde, digits=3),
+                _cell(c["verdict"], css=_verdict_css(c["verdict"])),
+            ]
+        )
+    summary.tables.append(
+        Table(
+            [
+                "metric",
+                "baseline",
+                "treatment",
+                "difference",
+                "95% CI low",
+                "95% CI high",
+                "p (paired t)",
+                "detectable effect",
+                "verdict",
+            ],
+            rows,
+            caption="means over seeds; difference = treatment - baseline",
+        )
+    )
+    sections = [summary]
+
+    per_seed = Section("Per seed")
+    columns = ["metric", "arm", *(f"seed {s}" for s in seeds)]
+    seed_rows = []
+    for c in comparisons:
+        for arm in ("baseline", "treatment"):
+            seed_rows.append([_cell(c["metric"]), _cell(arm), *(_cell(v) for v in c[arm])])
+        seed_rows.append(
+            [_cell(c["metric"]), _cell("difference"), *(_cell(v, digits=3) for v in c["differences"])]
+        )
+    per_seed.tables.append(Table(columns, seed_rows))
+    sections.append(per_seed)
+
+    intervals = Section("Paired differences and intervals")
+    intervals.figures.append(
+        _figure(
+            lambda f: _plot_intervals(comparisons, f),
+            "per-seed differences (dots), their mean (bar) and the bootstrap 95% interval; "
+            "the dashed line is no difference",
+        )
+    )
+    sections.append(intervals)
+
+    histories: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "treatment": []}
+    for arm in histories:
+        for s in seeds:
+            path = directory / arm / f"seed{s}" / "history.csv"
+            if path.is_file():
+                histories[arm].append(read_history(path))
+    if histories["baseline"] and histories["treatment"]:
+        curves = Section("Curves")
+        curves.figures.append(
+            _figure(
+                lambda f: _plot_arm_curves(histories, f),
+                "every seed of both arms; baseline blue, treatment orange",
+            )
+        )
+        sections.append(curves)
+
+    projection = Section("Embeddings of both arms")
+    seed = seeds[0]
+    files = {
+        arm: directory / arm / f"seed{seed}" / "embeddings" / "test.npz" for arm in ("baseline", "treatment")
+    }
+    if all(p.is_file() for p in files.values()):
+        loaded = {arm: load_embeddings(p) for arm, p in files.items()}
+        projection.figures.append(
+            _figure(
+                lambda f: _plot_arm_projections(loaded, f),
+                f"PCA of the test embeddings, seed {seed}, coloured by target",
+            )
+        )
+    else:
+        projection.notes.append(f"no test embeddings for seed {seed} in both arms")
+    sections.append(projection)
+
+    cka = Section("CKA between the arms")
+    stage_cka = verdict.get("stage_cka_baseline_vs_treatment", {})
+    if stage_cka:
+        stages = list(stage_cka)
+        matrix = np.array([stage_cka[s] for s in stages], dtype=np.float64)  # (stages, seeds)
+        cka.paragraphs.append(
+            "Linear CKA between the baseline and the treatment model at each stage, on the "
+            "test inputs: 1 means the treatment left that stage's representation unchanged "
+            "(up to rotation and scale)."
+        )
+        cka.figures.append(
+            _figure(
+                lambda f: plot_cka_heatmap(
+                    matrix,
+                    stages,
+                    [f"seed {s}" for s in seeds],
+                    f,
+                    title="CKA baseline vs treatment",
+                    name_a="stage",
+                    name_b="seed",
+                ),
+                "stage x seed",
+            )
+        )
+        diag_file = directory / "treatment" / f"seed{seed}" / "diagnostics.json"
+        if diag_file.is_file():
+            full = json.loads(diag_file.read_text()).get("comparison", {}).get("stage_cka_matrix")
+            if full:
+                values = np.array(full["values"], dtype=np.float64)
+                cka.figures.append(
+                    _figure(
+                        lambda f: plot_cka_heatmap(
+                            values,
+                            full["stages"],
+                            full["stages"],
+                            f,
+                            title=f"every stage pair, seed {seed}",
+                            name_a="treatment",
+                            name_b="baseline",
+                        ),
+                        "CKA of every treatment stage against every baseline stage",
+                    )
+                )
+        sections.append(cka)
+    return sections
+
+
+def _plot_intervals(comparisons: list[dict[str, Any]], path: str | BinaryIO) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3
+    rows = max(1, -(-len(comparisons) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 1.5 * rows + 0.4), squeeze=False)
+    colors = {"helped": "#1b7f3b", "hurt": "#b3261e", "increased": "#1f5fa8", "decreased": "#1f5fa8"}
+    for ax, c in zip(axes.flat, comparisons, strict=False):
+        color = colors.get(c["verdict"], "#5d6678")
+        ax.axvline(0.0, color="black", linestyle="--", linewidth=0.8)
+        ax.errorbar(
+            [c["mean_difference"]],
+            [0],
+            xerr=[[c["mean_difference"] - c["ci_low"]], [c["ci_high"] - c["mean_difference"]]],
+            fmt="s",
+            color=color,
+            capsize=5,
+        )
+        ax.scatter(
+            c["differences"], np.linspace(-0.25, 0.25, len(c["differences"])), s=12, color=color, alpha=0.6
+        )
+        ax.set_ylim(-0.6, 0.6)
+        ax.set_yticks([])
+        ax.set_title(f"{c['metric']}: {c['verdict']}", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(comparisons) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_arm_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str | BinaryIO) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = histories["treatment"][0][0]
+    columns = [
+        k
+        for k in first
+        if (k.startswith(("train/", "val/")) or k == "lr")
+        and not k.endswith(("positives_per_anchor", "no_positive_share", "duplicate_share"))
+    ]
+    cols = 3
+    rows = max(1, -(-len(columns) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
+    colors = {"baseline": "#1f77b4", "treatment": "#ff7f0e"}
+    for ax, column in zip(axes.flat, columns, strict=False):
+        for arm, runs in histories.items():
+            for k, history in enumerate(runs):
+                points = [(r["epoch"], r[column]) for r in history if isinstance(r.get(column), float)]
+                if points:
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        color=colors[arm],
+                        alpha=0.7,
+                        linewidth=1,
+                        label=arm if k == 0 else None,
+                    )
+        ax.set_title(column, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        if column == "lr":
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_arm_projections(
+    loaded: dict[str, tuple[np.ndarray, np.ndarray | None]], path: str | BinaryIO
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(loaded), figsize=(5 * len(loaded), 4.4), squeeze=False)
+    for ax, (arm, (emb, targets)) in zip(axes.flat, loaded.items(), strict=True):
+        x = emb - emb.mean(axis=0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        xy = x @ vt[:2].T  # (n, 2)
+        classes = targets is not None and targets.dtype.kind in "iub" and len(np.unique(targets)) <= 10
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=targets, s=8, cmap="tab10" if classes else "viridis")
+        if targets is not None and not classes:
+            fig.colorbar(points, ax=ax, fraction=0.046)
+        elif classes:
+            ax.legend(*points.legend_elements(), fontsize=7, title="class", title_fontsize=7)
+        ax.set_title(arm)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- entry points ---------------------------------------------------------------------------------------
+
+_BUILDERS: dict[str, Callable[[Path], list[Section]]] = {
+    "verdict": _verdict_sections,
+    "sweep": _sweep_sections,
+    "comparison": _comparison_sections,
+    "run": _run_sections,
+}
+
+
+def build_report(directory: str | Path) -> Report:
+    """Reads the saved results in ``directory`` into a :class:`Report` (sections of tables and figures).
+
+    Raises:
+        FileNotFoundError: the directory holds none of verdict.json, sweep.json, compare.json, metrics.json.
+    """
+    path = Path(directory)
+    for filename, kind in _KINDS:
+        if (path / filename).is_file():
+            return Report(
+                title=f"contrastlab {kind}: {path.resolve().name}",
+                kind=kind,
+                source=str(path),
+                sections=_BUILDERS[kind](path),
+            )
+    raise FileNotFoundError(
+        f"{path} holds no contrastlab result: expected one of {', '.join(f for f, _ in _KINDS)}"
+    )
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML document (autoescaped; images inline)."""
+    import jinja2
+
+    from contrastlab import __version__
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("contrastlab.experiments.report", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("template.html.j2")
+    return template.render(
+        title=report.title,
+        kind=report.kind,
+        source=report.source,
+        sections=report.sections,
+        version=__version__,
+        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
+    """Renders the report of ``directory`` into ``out`` (default ``DIR/report.html``), atomically."""
+    report = build_report(directory)
+    target = Path(out) if out is not None else Path(directory) / "report.html"
+    with atomic_write(target, "wb") as handle:
+        handle.write(render_html(report).encode("utf-8"))
+    return target

@@ -1,0 +1,171 @@
+"""HTML reports: built from saved results of each kind, and rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("jinja2")
+pytest.importorskip("matplotlib")
+pytest.importorskip("optuna")
+
+from contrastlab.cli import main as cli_main
+from contrastlab.experiments.compare import compare_runs
+from contrastlab.experiments.paired import run_verdict
+from contrastlab.experiments.report import build_report, render_html, write_report
+from contrastlab.experiments.sweep import run_sweep
+from tests.train.test_trainer import TINY
+
+QUICK = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, Path]:
+    """One directory of each kind, from real (tiny) runs."""
+    root = tmp_path_factory.mktemp("results")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(QUICK))
+    verdict = root / "verdict"
+    run_verdict(recipe, treatment=["objective.supcon.weight=0.3"], seeds=2, out_dir=verdict, progress=False)
+    compare = root / "compare"
+    compare_runs([verdict / "baseline" / "seed0", verdict / "treatment" / "seed0"], out_dir=compare)
+    sweep = root / "sweep"
+    run_sweep(recipe, {"objective.supcon.weight": [0.1, 0.3], "objective.supcon.temperature": [0.1, 0.2]},
+              out_dir=sweep)  # fmt: skip
+    return {"verdict": verdict, "comparison": compare, "sweep": sweep, "run": verdict / "treatment" / "seed1"}
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_sections", "min_images"),
+    [
+        ("verdict", ["Verdict", "Per seed", "Paired differences and intervals", "Curves",
+                     "Embeddings of both arms", "CKA between the arms"], 5),
+        ("sweep", ["Summary", "Grid", "Trials"], 1),
+        ("comparison", ["Runs side by side", "Curves"], 1),
+        ("run", ["Summary", "Training curves", "Train/val gap", "Representation diagnostics (test split)",
+                 "Embedding projection"], 2),
+    ],
+)  # fmt: skip
+def test_report__every_kind_has_its_sections_and_embedded_images(
+    results, kind, expected_sections, min_images
+):
+    report = build_report(results[kind])
+    assert report.kind == kind
+    assert [s.title for s in report.sections] == expected_sections
+    html = render_html(report)
+    images = _images(html)
+    assert len(images) >= min_images
+    assert all(image.startswith(PNG_MAGIC) and len(image) > 2000 for image in images)
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing to fetch
+
+
+def test_report__verdict_shows_every_metric_seed_and_verdict(results):
+    import json
+
+    verdict = json.loads((results["verdict"] / "verdict.json").read_text())
+    html = render_html(build_report(results["verdict"]))
+    for comparison in verdict["comparisons"]:
+        assert comparison["metric"] in html
+        assert comparison["verdict"] in html
+    test_sentences = [c["sentence"] for c in verdict["comparisons"] if c["metric"].startswith("test.")]
+    assert test_sentences and all(s in html for s in test_sentences)
+    assert "seed 0" in html and "seed 1" in html
+
+
+def test_report__sweep_lists_every_trial(results):
+    import json
+
+    sweep = json.loads((results["sweep"] / "sweep.json").read_text())
+    report = build_report(results["sweep"])
+    trials = next(s for s in report.sections if s.title == "Trials").tables[0]
+    assert len(trials.rows) == len(sweep["trials"]) == 4
+    assert trials.columns[2:4] == ["objective.supcon.weight", "objective.supcon.temperature"]
+
+
+def test_report__text_from_results_is_escaped(results, tmp_path):
+    run = tmp_path / "<b>odd</b>"
+    shutil.copytree(results["run"], run)
+    html = render_html(build_report(run))
+    assert "<b>odd</b>" not in html and "&lt;b&gt;odd&lt;/b&gt;" in html
+
+
+def test_report__directory_without_results_names_what_it_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"verdict\.json, sweep\.json, compare\.json, metrics\.json"):
+        build_report(tmp_path)
+
+
+def test_report__cli_writes_report_html(results, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert cli_main(["report", str(results["sweep"]), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert cli_main(["report", str(tmp_path / "nothing")]) == 2  # a clean error, not a traceback
+    assert "holds no contrastlab result" in capsys.readouterr().err
+
+
+# --- in a real browser ----------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REQUIRED = "chromium" in os.environ.get("CONTRASTLAB_REQUIRE", "").split(",")
+
+
+def _browser():
+    if CHROMIUM is None or importlib_missing("playwright"):
+        if REQUIRED:
+            pytest.fail("CONTRASTLAB_REQUIRE has chromium but chromium or playwright is not installed")
+        pytest.skip("needs Debian's chromium (apt-get install chromium) and playwright (pip)")
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright()
+
+
+def importlib_missing(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is None
+
+
+@pytest.mark.parametrize("kind", ["verdict", "sweep", "comparison", "run"])
+def test_report__renders_in_headless_chromium(results, tmp_path, kind):
+    import numpy as np
+    from matplotlib.image import imread
+
+    path = write_report(results[kind], tmp_path / f"{kind}.html")
+    with _browser() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri(), wait_until="load")
+            assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+            assert page.evaluate("document.images.length") >= 1
+            # The sort script works: clicking the first header twice reverses the first table's rows.
+            first_column = (
+                "Array.from(document.querySelector('table').tBodies[0].rows, r => r.cells[0].dataset.sort)"
+            )
+            header = "table >> nth=0 >> th >> nth=0"
+            page.click(header)
+            ascending = page.evaluate(first_column)
+            assert page.get_attribute(header, "aria-sort") == "ascending"
+            page.click(header)
+            assert page.evaluate(first_column) == ascending[::-1] and len(set(ascending)) > 1
+            screenshot = page.screenshot(full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    pixels = imread(io.BytesIO(screenshot), format="png")
+    assert pixels.shape[0] > 900 and float(np.std(pixels)) > 0.05  # taller than one screen, not blank
