@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -72,3 +73,84 @@ def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):
     assert len(result["trials"]) == 3
     with pytest.raises(ValueError, match="--sampler tpe needs --trials N"):
         run_sweep(recipe, {"objective.supcon.weight": [0.1]}, out_dir=tmp_path / "t", sampler="tpe")
+
+
+def _grid_points(result):
+    return sorted(
+        (t["params"]["objective.supcon.weight"], t["params"]["objective.supcon.temperature"])
+        for t in result["trials"]
+        if t["state"] in ("COMPLETE", "PRUNED")
+    )
+
+
+def test_sweep__two_workers_share_one_postgresql_study(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.postgres import postgres_server
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 3}}))
+    out = tmp_path / "sweep"
+    weights, temperatures = [0.0, 0.1, 0.3], [0.1, 0.2]
+    with postgres_server() as url:
+        command = [sys.executable, "-m", "contrastlab", "sweep", str(recipe), "--storage", url,
+                   "--out", str(out), "--param", "objective.supcon.weight=" + ",".join(map(str, weights)),
+                   "--param", "objective.supcon.temperature=" + ",".join(map(str, temperatures))]  # fmt: skip
+        # Files, not pipes: a worker blocked on a full pipe would hold its trial and stall the other.
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        workers = [subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=300) == 0, log.read_text()[-3000:]
+        study = optuna.load_study(study_name="r", storage=url)
+        states = [t.state for t in study.get_trials()]
+    outputs = [log.read_text() for log in logs]
+    ran = [set(re.findall(r"\[sweep\] trial (\d+)", text)) for text in outputs]
+    assert all(ran), "both workers ran trials"
+    assert not ran[0] & ran[1], "no trial ran in both workers"
+    result = json.loads((out / "sweep.json").read_text())
+    # Every grid point finished exactly once across the two workers, and the summary has all of them.
+    assert _grid_points(result) == sorted((w, t) for w in weights for t in temperatures)
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
+    for t in result["trials"]:
+        if t["state"] == "FAIL":  # only a point enqueued twice at the same moment may end like this
+            assert "duplicate_of" in study.trials[t["number"]].user_attrs
+
+
+def test_sweep__shared_storage_reruns_a_silent_workers_trial(tmp_path, monkeypatch):
+    import time
+
+    from contrastlab.experiments import sweep as sweep_module
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(QUICK))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    key, choices = "objective.supcon.weight", [0.1, 0.3]
+    # Another worker claimed 0.3, beat once and went silent for longer than the grace period.
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+    study.enqueue_trial({key: 0.3})
+    dead = study.ask({key: optuna.distributions.CategoricalDistribution(choices)})
+    storage.record_heartbeat(dead._trial_id)
+    monkeypatch.setattr(sweep_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(sweep_module, "GRACE_SECONDS", 1)
+    monkeypatch.setattr(sweep_module, "POLL_SECONDS", 0.1)
+    time.sleep(2.1)
+    result = run_sweep(recipe, {key: choices}, out_dir=tmp_path / "s", storage=url)
+    states = sorted((t["params"].get(key), t["state"]) for t in result["trials"])
+    assert states == [(0.1, "COMPLETE"), (0.3, "COMPLETE"), (0.3, "FAIL")]
+
+
+def test_sweep__a_point_enqueued_twice_runs_once(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(QUICK))
+    out = tmp_path / "s"
+    out.mkdir()
+    key = "objective.supcon.weight"
+    study = optuna.create_study(study_name="r", storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
+    study.enqueue_trial({key: 0.1})
+    study.enqueue_trial({key: 0.1})  # two workers racing to enqueue the same point
+    result = run_sweep(recipe, {key: [0.1]}, out_dir=out)
+    assert sorted(t["state"] for t in result["trials"]) == ["COMPLETE", "FAIL"]
+    failed = optuna.load_study(study_name="r", storage=f"sqlite:///{out / 'sweep.db'}").trials[1]
+    assert failed.user_attrs["duplicate_of"] == 0

@@ -12,13 +12,23 @@ the life of a study; a different grid needs a new --out). Grid sweeps enumerate 
 run each point that has no complete or pruned trial yet, so a sweep killed at any moment finishes exactly
 the missing points; a trial left RUNNING by a dead single worker is marked failed first. TPE sweeps run
 until ``trials`` trials have finished.
+
+Several workers (``--storage postgresql://...``, Optuna's RDB storage): start the same command on each
+machine. Every grid point runs exactly once across them (see :func:`_run_grid`); workers record a
+heartbeat, and a trial whose worker has been silent for GRACE_SECONDS is failed and its point run again.
+Every worker returns when the whole study is finished, each writing the same ``sweep.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,6 +52,133 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     if not key or not parsed:
         raise ValueError(f"--param {text!r} names no values")
     return key, parsed
+
+
+#: How often a worker on shared storage records that it is alive, and after how long without a heartbeat
+#: its running trial is declared dead (failed, then run again by whichever worker gets to it).
+HEARTBEAT_SECONDS = 15
+GRACE_SECONDS = 60
+#: How often a worker with nothing left to claim checks on the trials other workers are running.
+POLL_SECONDS = 2.0
+
+
+def _open_study(url: str, *, name: str, shared: bool, **study_options: Any) -> tuple[Any, Any]:
+    """Creates or loads the study. On shared storage, workers prove they are alive (heartbeats), and
+    workers starting together may race to create Optuna's tables (PostgreSQL then rejects the second
+    ``CREATE TYPE``): that is retried, the tables being there the second time."""
+    import optuna
+    import sqlalchemy.exc
+
+    warnings.filterwarnings("ignore", message=".*heartbeat_interval.* is an experimental feature")
+    for attempt in range(6):
+        try:
+            if shared:
+                rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                 grace_period=GRACE_SECONDS)  # fmt: skip
+            else:
+                rdb = optuna.storages.RDBStorage(url)
+            study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True, **study_options)
+            return study, rdb
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == 5:
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _point(trial: Any) -> dict[str, Any]:
+    """The grid point of a trial: its fixed (enqueued) params, or the params it suggested."""
+    return dict(trial.system_attrs.get("fixed_params") or trial.params)
+
+
+def _run_grid(study: Any, rdb: Any, grid: list[dict[str, Any]], objective: Any, *, shared: bool) -> None:
+    """Runs every grid point that has no complete or pruned trial, exactly once across all workers.
+
+    Each worker enqueues the points nobody holds (not complete, pruned, running or waiting), then claims
+    one waiting trial; Optuna's claim is a row-locked WAITING -> RUNNING transition, so two workers never
+    claim the same trial. Two workers can still enqueue the same point at the same moment; of the trials
+    of one point, the first claimed (by start time, then number) runs, and the others end as FAIL with
+    ``duplicate_of``. With nothing left to claim, a worker on shared storage waits for the others'
+    running trials, so that every worker returns a complete study (and takes over a dead worker's point).
+    """
+    import optuna
+
+    TrialState = optuna.trial.TrialState
+    held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    while True:
+        if shared:
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        taken = [_point(t) for t in trials if t.state in held]
+        for point in grid:
+            if point not in taken:
+                study.enqueue_trial(point)
+        trial_id = study._pop_waiting_trial_id()
+        if trial_id is None:
+            if shared and any(t.state == TrialState.RUNNING for t in trials):
+                time.sleep(POLL_SECONDS)
+                continue
+            return
+        trial = optuna.Trial(study, trial_id)
+        first = _first_claim(study, trial.number)
+        if first is not None:
+            trial.set_user_attr("duplicate_of", first)
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        with _heartbeat(rdb, trial_id, enabled=shared):
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=TrialState.PRUNED)
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            else:
+                study.tell(trial, value)
+
+
+def _first_claim(study: Any, number: int) -> int | None:
+    """The number of another trial of the same grid point that was claimed before ``number``, if any."""
+    import optuna
+
+    TrialState = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    mine = next(t for t in trials if t.number == number)
+    point = _point(mine)
+    for other in trials:
+        if other.number == number or _point(other) != point:
+            continue
+        if other.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            return int(other.number)
+        if other.state == TrialState.RUNNING and (other.datetime_start, other.number) < (
+            mine.datetime_start,
+            mine.number,
+        ):
+            return int(other.number)
+    return None
+
+
+@contextlib.contextmanager
+def _heartbeat(rdb: Any, trial_id: int, *, enabled: bool) -> Iterator[None]:
+    """Records the trial's heartbeat every HEARTBEAT_SECONDS while the block runs."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            rdb.record_heartbeat(trial_id)
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    thread = threading.Thread(target=beat, name=f"sweep-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_sweep(
@@ -72,19 +209,18 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     base, _ = load_config(recipe, overrides)
     monitor, mode = base.trainer.early_stopping.monitor, base.trainer.early_stopping.mode
-    single_worker = storage is None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=Path(recipe).stem,
-        storage=storage or f"sqlite:///{out / 'sweep.db'}",
-        load_if_exists=True,
+    study, rdb = _open_study(
+        storage or f"sqlite:///{out / 'sweep.db'}",
+        name=Path(recipe).stem,
+        shared=storage is not None,
         direction="minimize" if mode == "min" else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
-    if single_worker:  # nobody else runs this study: a RUNNING trial belongs to a killed process
+    if storage is None:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+            rdb.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
 
     def objective(trial: optuna.Trial) -> float:
         values = {key: trial.suggest_categorical(key, choices) for key, choices in params.items()}
@@ -105,15 +241,15 @@ def run_sweep(
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if sampler == "grid":
         grid = [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]
-        finished = [t.params for t in study.get_trials(deepcopy=False, states=done)]
-        for point in grid:
-            if point not in finished:
-                study.enqueue_trial(point)
-                study.optimize(objective, n_trials=1)
+        with warnings.catch_warnings():  # heartbeats outside Study.optimize are what we mean to do
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            _run_grid(study, rdb, grid, objective, shared=storage is not None)
     else:
         remaining = trials - len(study.get_trials(deepcopy=False, states=done))  # type: ignore[operator]
         if remaining > 0:
-            study.optimize(objective, n_trials=remaining)
+            stop = optuna.study.MaxTrialsCallback(trials, states=done)  # type: ignore[arg-type]
+            study.optimize(objective, n_trials=remaining, callbacks=[stop])
 
     result = _summary(study, params, monitor, mode)
     write_json(result, out / "sweep.json")
