@@ -68,7 +68,7 @@ def _build_train(mode: str, batches: int | None) -> Callable[[], None]:
     model = make_model(config, data)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     objective = Objective(config.objective, model=model)
-    augment = make_augmentation(config)
+    augment = make_augmentation(config, data)
     cpu = torch.device("cpu")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     chunks = [order[i : i + 128] for i in range(0, len(data) - 127, 128)][:batches]

@@ -147,3 +147,15 @@ def test_diagnose_compares_graph_runs_stage_by_stage(tmp_path, slice_csv):
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in stages.values())
     matrix = result["comparison"]["stage_cka_matrix"]["values"]
     assert math.isnan(matrix[1][3])  # atoms vs molecules: different units, no CKA
+
+
+def test_unweighted_aux_term_with_task_on_clean_is_exactly_the_plain_task_run(tmp_path, slice_csv):
+    # A verdict's baseline arm: the views would only feed a term of weight 0, so they are not run at all
+    # (their forward passes would still move BatchNorm statistics): the history equals the plain run's.
+    plain = train(_config(slice_csv), tmp_path / "plain", progress=False)
+    baseline = train(_config(slice_csv, **{"objective.nt_xent": {"weight": 0.0, "temperature": 0.2},
+                                           "trainer.views": {"count": 2, "augment": AUGMENT}}),
+                     tmp_path / "baseline", progress=False)  # fmt: skip
+    keys = [k for k in plain.history[0] if k.startswith(("train/task", "val/"))]
+    assert [[row[k] for k in keys] for row in baseline.history] == [[row[k] for k in keys] for row in plain.history]
+    assert plain.test == baseline.test

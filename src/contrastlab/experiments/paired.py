@@ -25,8 +25,10 @@ __all__ = ["baseline_override", "run_verdict"]
 #: Task metrics where lower is better; every other task metric is higher-is-better.
 _LOWER_IS_BETTER = {"loss", "mae", "rmse"}
 #: Diagnostics with a better direction; the rest are reported as increased / decreased.
-_DIAGNOSTIC_DIRECTIONS = {
+_DIAGNOSTIC_DIRECTIONS: dict[str, bool | None] = {
     "probes.logistic.accuracy": True,
+    "probes.ridge.r2": True,  # regression tasks
+    "probes.ridge.mae": False,
     "probes.knn1_accuracy": True,
     "clustering.ari": True,
     "clustering.nmi": True,

@@ -234,7 +234,8 @@ class Objective:
 
         The task loss is on ``clean`` (the unaugmented input's output) when given, otherwise averaged over
         the views (R-Drop's convention: every pass is supervised). ``keys``: the momentum model's output on
-        view 2, for ``moco``.
+        view 2, for ``moco``. With no view outputs (the trainer skips the views while every term's weight is
+        0 and the task is on ``clean``) the terms are not evaluated and the value is the task loss.
         """
         supervised = [clean] if clean is not None else outputs
         task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in supervised]).mean()
@@ -246,6 +247,8 @@ class Objective:
         }
         if self.cfg.moco is not None:
             fns["moco"] = lambda: self._moco(outputs, keys)
+        if not outputs:
+            fns = {}
         for name, compute in fns.items():
             if weights[name] > 0:
                 terms[name] = compute()

@@ -197,10 +197,13 @@ def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generat
     return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + step) * 17 + view)
 
 
-def make_augmentation(config: TrainConfig) -> Any:
+def make_augmentation(config: TrainConfig, data: Any) -> Any:
+    """The configured view augmentation, or None; refused up front for data that is not graphs."""
     spec = config.trainer.views.augment
     if spec is None:
         return None
+    if not hasattr(data, "take"):
+        raise ValueError(f"trainer.views.augment needs graph inputs; dataset {data.name!r} has tensors")
     from contrastlab.views.graph import build_augmentation
 
     return build_augmentation(spec, "trainer.views.augment")
@@ -366,7 +369,7 @@ def train(
     split = make_split(config, data)
     train_idx = split["train"]
     scale = TargetScale.fit(config, data, train_idx)
-    augment = make_augmentation(config)
+    augment = make_augmentation(config, data)
     views, one_stage = tc.views.count, tc.views.mode == "one_stage"
     if world > 1:
         one_stage = True  # DDP expects one forward per backward: views come from one duplicated batch
@@ -444,18 +447,23 @@ def train(
         for step, batch in enumerate(bar):
             idx = train_idx[torch.tensor(batch[rank * local_batch : (rank + 1) * local_batch])]
             y = scale.encode(data.targets[idx]).to(device)
+            on_clean = augment is not None and tc.views.task_on_clean and config.objective.task != "none"
+            # With the task on clean inputs and every term's weight 0 (a verdict's baseline arm, or before a
+            # term starts), the augmented views would only feed unweighted terms, yet their forward passes
+            # would still move BatchNorm statistics: they are skipped, so the run is the plain task run.
+            use_views = not on_clean or any(w > 0 for w in objective.weights(epoch).values())
             if augment is None:
                 x = batch_inputs(data, idx, device)
-            else:
+            elif use_views:
                 x = [batch_inputs(data, idx, device, augment, view_generator(tc.seed, epoch, step, v))
                      for v in range(views)]  # fmt: skip
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                outputs = forward_views(net, x, views, one_stage)
+                outputs = forward_views(net, x, views, one_stage) if use_views else []
                 keys = clean = None
-                if objective.key_model is not None:
+                if objective.key_model is not None and use_views:
                     with torch.no_grad():
                         keys = objective.key_model(x[1] if isinstance(x, list) else x)
-                if augment is not None and tc.views.task_on_clean and config.objective.task != "none":
+                if on_clean:
                     clean = net(batch_inputs(data, idx, device))
             value = objective(outputs, y, epoch, keys, clean)
 
@@ -464,7 +472,8 @@ def train(
             if _on_any_rank(bool(value.non_finite), world):
                 skipped += 1
                 bad = value.non_finite or ["(another rank)"]
-                report = partial(_divergence_report, bad, outputs, config, epoch, step)
+                seen = outputs or ([clean] if clean is not None else [])
+                report = partial(_divergence_report, bad, seen, config, epoch, step)
                 consecutive_skips = _skip_step(optimizer, consecutive_skips, tc.max_consecutive_skips, report)
                 continue
 
