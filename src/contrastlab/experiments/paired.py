@@ -80,15 +80,18 @@ def run_verdict(
     arms = {"baseline": [*(overrides or []), *base_overrides], "treatment": [*(overrides or []), *treatment]}
     per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
     stage_cka: list[dict[str, float]] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _VerdictBar(2 * seeds, enabled=show)
     for k in range(first_seed, first_seed + seeds):
         for arm, arm_overrides in arms.items():
             config, raw = load_config(recipe, [*arm_overrides, f"trainer.seed={k}"])
             run_dir = out / arm / f"seed{k}"
-            print(
-                f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
-                file=sys.stderr,
-            )
-            result = train(config, run_dir, raw_config=raw, override_note=arm_overrides, progress=progress)
+            bar.start(f"{arm} seed {k}", config.trainer.epochs)
+            if not show:
+                print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
+                      file=sys.stderr)  # fmt: skip
+            result = train(config, run_dir, raw_config=raw, override_note=arm_overrides, progress=False,
+                           quiet=show, on_epoch=bar.epoch)  # fmt: skip
             values = {f"test.{m}": v for m, v in result.test.items()}
             values.update({f"best_val.{result.best['metric']}": result.best["value"]})
             diag = diagnose_run(run_dir, split="test", plots=False)
@@ -96,10 +99,12 @@ def run_verdict(
             _flatten("", diag["embedding"], flat)
             values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTIC_DIRECTIONS})
             per_arm[arm].append(values)
+            bar.done()
         diag = diagnose_run(
             out / "treatment" / f"seed{k}", split="test", against=out / "baseline" / f"seed{k}"
         )
         stage_cka.append(diag["comparison"]["stage_cka"])
+    bar.close()
 
     comparisons = []
     for name in per_arm["baseline"][0]:
@@ -130,6 +135,35 @@ def run_verdict(
     }
     write_json(verdict, out / "verdict.json")
     return verdict
+
+
+class _VerdictBar:
+    """One bar over the verdict's runs, its text naming the run and epoch in progress."""
+
+    def __init__(self, runs: int, *, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=runs, desc="verdict", unit="run", dynamic_ncols=True)
+        self.name, self.epochs = "", 0
+
+    def start(self, name: str, epochs: int) -> None:
+        self.name, self.epochs = name, epochs
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{name}: epoch 0/{epochs}")
+
+    def epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.name}: epoch {epoch}/{self.epochs}")
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def format_verdict(verdict: dict[str, Any]) -> str:

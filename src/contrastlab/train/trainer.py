@@ -191,6 +191,13 @@ def batch_inputs(
     return inputs.to(device)
 
 
+def augment_view(augment: Any, batch: Any, generator: torch.Generator) -> Any:
+    """One augmented view of a collated graph batch (all graphs at once; the batch is not modified)."""
+    from contrastlab.views.graph import augment_batch
+
+    return augment_batch(augment, batch, generator)
+
+
 def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generator:
     """The generator of one view's augmentations: a function of (seed, epoch, step, view) only, so a
     resumed run draws exactly the views an uninterrupted one would."""
@@ -331,6 +338,7 @@ def train(
     resume: bool = False,
     override_note: list[str] | None = None,
     progress: bool | None = None,
+    quiet: bool = False,
     on_step: Callable[[StepState], None] | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
@@ -344,6 +352,7 @@ def train(
             is recorded in config.yaml's ``overrides`` history.
         override_note: The overrides that produced ``config``, for the record.
         progress: Show a progress bar (default: when stderr is a terminal; otherwise one line per epoch).
+        quiet: Neither bar nor epoch lines (a caller such as ``contrastlab verdict`` shows its own).
         on_step: Called after every optimiser step.
         on_epoch: Called with (epoch, history row) after each epoch is checkpointed; an exception it raises
             (e.g. a sweep pruning the trial) ends the run there, its files intact.
@@ -429,7 +438,7 @@ def train(
         )
         write_json({k: v.tolist() for k, v in split.items()}, run_dir / "split.json")
 
-    show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
     events = _event_writer(run_dir / "events") if is_main else None
     es = tc.early_stopping
     consecutive_skips = 0
@@ -452,10 +461,12 @@ def train(
             # term starts), the augmented views would only feed unweighted terms, yet their forward passes
             # would still move BatchNorm statistics: they are skipped, so the run is the plain task run.
             use_views = not on_clean or any(w > 0 for w in objective.weights(epoch).values())
-            if augment is None:
-                x = batch_inputs(data, idx, device)
-            elif use_views:
-                x = [batch_inputs(data, idx, device, augment, view_generator(tc.seed, epoch, step, v))
+            # Every view is drawn from the one collated clean batch, on the CPU (the generators live there).
+            host = batch_inputs(data, idx, torch.device("cpu"))
+            x_clean = host.to(device)
+            x: Any = x_clean
+            if augment is not None and use_views:
+                x = [augment_view(augment, host, view_generator(tc.seed, epoch, step, v)).to(device)
                      for v in range(views)]  # fmt: skip
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 outputs = forward_views(net, x, views, one_stage) if use_views else []
@@ -464,7 +475,7 @@ def train(
                     with torch.no_grad():
                         keys = objective.key_model(x[1] if isinstance(x, list) else x)
                 if on_clean:
-                    clean = net(batch_inputs(data, idx, device))
+                    clean = net(x_clean)
             value = objective(outputs, y, epoch, keys, clean)
 
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
@@ -597,7 +608,7 @@ def train(
                     if key != "epoch" and isinstance(value, float | int) and math.isfinite(value):
                         events.add_scalar(key, value, epoch + 1)
                 events.flush()
-            if not show_bar:
+            if not show_bar and not quiet:
                 print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
