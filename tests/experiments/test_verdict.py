@@ -89,3 +89,47 @@ def test_degenerate_and_bad_inputs():
         paired_comparison([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="must be finite"):
         paired_comparison([1.0, float("nan")], [1.0, 2.0])
+
+
+def _holm_rejects(p, alpha):
+    """Holm (1979) as written: walk the sorted p-values, reject while p_(i) <= alpha / (m - i + 1)."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    rejected = set()
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (len(p) - rank):
+            break
+        rejected.add(i)
+    return rejected
+
+
+def test_holm_adjust__rejects_exactly_what_holms_procedure_rejects():
+    from contrastlab.experiments.verdict import holm_adjust
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        p = (rng.uniform(0, 0.2, size=rng.integers(1, 12)) ** 2).tolist()
+        adjusted = holm_adjust(p)
+        assert all(a >= q for a, q in zip(adjusted, p, strict=True)) and max(adjusted) <= 1
+        for alpha in (0.01, 0.05, 0.1):
+            assert {i for i, a in enumerate(adjusted) if a <= alpha} == _holm_rejects(p, alpha)
+    with pytest.raises(ValueError, match="probabilities in"):
+        holm_adjust([0.1, 1.2])
+
+
+def test_adjust_family__ten_null_metrics_give_a_false_call_in_at_most_alpha_of_studies():
+    from contrastlab.experiments.verdict import adjust_family
+
+    rng = np.random.default_rng(3)
+    raw_false = adjusted_false = 0
+    studies = 300
+    for _ in range(studies):
+        b, t = _study(rng, 5, 0.0)
+        # ten metrics: independent noise around one shared seed effect (correlated, as metrics are)
+        members = [paired_comparison(b + rng.normal(0, 1, 5), t + rng.normal(0, 1, 5), metric=f"m{k}",
+                                     n_boot=50) for k in range(10)]  # fmt: skip
+        raw_false += any(c.verdict != "no detectable effect" for c in members)
+        adjusted = adjust_family(members, family="task")
+        adjusted_false += any(c.verdict != "no detectable effect" for c in adjusted)
+        assert all(c.p_adjusted is not None and c.p_adjusted >= c.p_value for c in adjusted)
+    assert raw_false / studies > 0.2  # uncorrected: a "significant" metric in many null studies
+    assert adjusted_false / studies <= 0.07  # Holm: the family-wise error rate stays near alpha=0.05

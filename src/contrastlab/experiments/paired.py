@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from contrastlab.experiments.verdict import paired_comparison
+from contrastlab.experiments.verdict import PairedComparison, adjust_family, paired_comparison
 from contrastlab.train import load_config, train
 from contrastlab.train.checkpoint import write_json
 
@@ -106,7 +106,8 @@ def run_verdict(
         stage_cka.append(diag["comparison"]["stage_cka"])
     bar.close()
 
-    comparisons = []
+    # Two families, each Holm-corrected: the task metrics (the question asked) and the diagnostics.
+    families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
     for name in per_arm["baseline"][0]:
         if not all(name in row for rows in per_arm.values() for row in rows):
             continue
@@ -115,20 +116,25 @@ def run_verdict(
             direction = _DIAGNOSTIC_DIRECTIONS[tail]
         else:
             direction = tail.split("/")[-1] not in _LOWER_IS_BETTER
-        comparisons.append(
+        families["diagnostic" if name.startswith("diagnostics.") else "task"].append(
             paired_comparison(
                 [r[name] for r in per_arm["baseline"]],
                 [r[name] for r in per_arm["treatment"]],
                 metric=name,
                 higher_is_better=direction,
-            ).to_dict()
+            )
         )
+    comparisons = [c.to_dict() for family, members in families.items()
+                   for c in adjust_family(members, family=family)]  # fmt: skip
+    config, _ = load_config(recipe, overrides)
+    primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
     stages = list(stage_cka[0])
     verdict = {
         "recipe": str(recipe),
         "treatment": treatment,
         "baseline": base_overrides or ["(recipe as written)"],
         "seeds": list(range(first_seed, first_seed + seeds)),
+        "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
         "comparisons": comparisons,
         "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
         "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
@@ -167,18 +173,22 @@ class _VerdictBar:
 
 
 def format_verdict(verdict: dict[str, Any]) -> str:
-    """The verdict as a plain-text table, task metrics first."""
-    rows = [("metric", "baseline", "treatment", "diff [95% CI]", "p", "verdict")]
+    """The verdict as a plain-text table, task metrics first, the primary metric's sentence last."""
+    rows = [("metric", "baseline", "treatment", "diff [95% CI]", "p", "p (Holm)", "verdict")]
     for c in verdict["comparisons"]:
         call = c["verdict"]
         if call == "no detectable effect":
             call += f" (MDE ±{c['minimum_detectable_effect']:.2g})"
         interval = f"{c['mean_difference']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
         mean_b, mean_t = f"{np.mean(c['baseline']):.4g}", f"{np.mean(c['treatment']):.4g}"
-        rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", call))
+        adjusted = "" if c.get("p_adjusted") is None else f"{c['p_adjusted']:.3g}"
+        rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", adjusted, call))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     cka = ", ".join(f"{s} {v:.3f}" for s, v in verdict["stage_cka_mean"].items())
     lines.append(f"\nCKA baseline vs treatment per stage (mean over seeds): {cka}")
+    primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
+    if primary is not None:
+        lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")
     return "\n".join(lines)

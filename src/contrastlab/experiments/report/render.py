@@ -274,9 +274,17 @@ def _verdict_sections(directory: Path) -> list[Section]:
         f"{verdict['recipe']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); each seed's two runs "
         "share the split and the initial weights."
     )
+    primary = verdict.get("primary")
     for c in comparisons:
-        if c["metric"].startswith("test."):
-            summary.headlines.append(Headline(c["sentence"], _verdict_css(c["verdict"])))
+        if c["metric"] == primary or (primary is None and c["metric"].startswith("test.")):
+            summary.headlines.append(Headline(f"{c['metric']}: {c['sentence']}", _verdict_css(c["verdict"])))
+    if any(c.get("p_adjusted") is not None for c in comparisons):
+        summary.paragraphs.append(
+            "Verdicts are called on Holm-adjusted p-values, within the task metrics and within the "
+            "diagnostics: testing many metrics at once would otherwise find a 'significant' one by chance. "
+            + (f"The primary metric is {primary}, the test value of the metric the recipe early-stops on."
+               if primary else "")
+        )  # fmt: skip
     rows = []
     for c in comparisons:
         mde = c["minimum_detectable_effect"]
@@ -289,6 +297,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
                 _cell(c["ci_low"], digits=3),
                 _cell(c["ci_high"], digits=3),
                 _cell(c["p_value"], digits=3),
+                _cell(c["p_adjusted"] if c.get("p_adjusted") is not None else "", digits=3),
                 _cell(mde, digits=3),
                 _cell(c["verdict"], css=_verdict_css(c["verdict"])),
             ]
@@ -303,6 +312,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
                 "95% CI low",
                 "95% CI high",
                 "p (paired t)",
+                "p (Holm)",
                 "detectable effect",
                 "verdict",
             ],
