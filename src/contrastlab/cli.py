@@ -2,7 +2,7 @@
 
 contrastlab train RECIPE.yaml [key.path=value ...] [--name NAME] [--runs-dir runs]
 contrastlab resume RUN_DIR [key.path=value ...]
-contrastlab baseline RECIPE.yaml [--seeds N]     (fingerprint random forest on the recipe's split)
+contrastlab baseline RECIPE.yaml [--kind K] [--seeds N]  (classic baselines on the recipe's split)
 contrastlab datasets
 """
 
@@ -157,22 +157,34 @@ def _report(args: argparse.Namespace) -> int:
 def _baseline(args: argparse.Namespace) -> int:
     import statistics
 
-    from contrastlab.experiments.baselines import fingerprint_forest
+    from contrastlab.data import get_dataset
+    from contrastlab.experiments import baselines
     from contrastlab.train import load_config
 
     config, _ = load_config(args.recipe, args.overrides)
-    name = args.name or f"{config.name}_fingerprint_rf"
-    tests: dict[str, list[float]] = {}
-    for seed in range(args.seeds):
-        run_dir = Path(args.runs_dir) / (f"{name}_seed{seed}" if args.seeds > 1 else name)
-        metrics = fingerprint_forest(config, run_dir, radius=args.radius, n_bits=args.bits,
-                                     n_estimators=args.trees, seed=config.trainer.seed + seed)  # fmt: skip
-        print(f"{run_dir}: test " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items()))
-        for k, v in metrics["test"].items():
-            tests.setdefault(k, []).append(v)
-    if args.seeds > 1:
-        summary = [f"{k}={statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" for k, v in tests.items()]
-        print("mean ± sd over seeds: " + ", ".join(summary))
+    kinds = args.kind
+    if not kinds:
+        data = get_dataset(config.data.name, **config.data.options)
+        kinds = ["tfidf_lr", "frozen_lr"] if hasattr(data, "texts") else ["fingerprint_rf"]
+    for kind in kinds:
+        name = f"{args.name or config.name}_{kind}"
+        tests: dict[str, list[float]] = {}
+        for seed in range(args.seeds):
+            run_dir = Path(args.runs_dir) / (f"{name}_seed{seed}" if args.seeds > 1 else name)
+            state = config.trainer.seed + seed
+            if kind == "fingerprint_rf":
+                metrics = baselines.fingerprint_forest(config, run_dir, radius=args.radius, n_bits=args.bits,
+                                                       n_estimators=args.trees, seed=state)  # fmt: skip
+            elif kind == "tfidf_lr":
+                metrics = baselines.tfidf_logistic(config, run_dir, seed=state)
+            else:
+                metrics = baselines.frozen_logistic(config, run_dir, seed=state)
+            print(f"{run_dir}: test " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items()))
+            for k, v in metrics["test"].items():
+                tests.setdefault(k, []).append(v)
+        if args.seeds > 1:
+            summary = [f"{k}={statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" for k, v in tests.items()]
+            print(f"{kind}: mean ± sd over seeds: " + ", ".join(summary))
     return 0
 
 
@@ -270,14 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the HTML file (default: DIRECTORY/report.html)")
     p.set_defaults(fn=_report)
 
-    p = sub.add_parser("baseline", help="Morgan fingerprints + random forest on a molecule recipe's split")
+    p = sub.add_parser(
+        "baseline", help="baselines on a recipe's split (fingerprint forest, TF-IDF or frozen encoder + LR)"
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides (data settings and trainer.seed are used)")
-    p.add_argument("--seeds", type=int, default=1, help="forests with seeds trainer.seed + 0..N-1")
+    p.add_argument("--kind", action="append", choices=["fingerprint_rf", "tfidf_lr", "frozen_lr"],
+                   help="which baseline (repeatable; default: fingerprint_rf for molecules, "
+                        "tfidf_lr and frozen_lr for text)")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=1, help="baselines with seeds trainer.seed + 0..N-1")
     p.add_argument("--radius", type=int, default=2)
     p.add_argument("--bits", type=int, default=2048)
     p.add_argument("--trees", type=int, default=500)
-    p.add_argument("--name", help="run name (default: <recipe name>_fingerprint_rf)")
+    p.add_argument("--name", help="run name prefix (default: the recipe's name; _<kind> is appended)")
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(fn=_baseline)
 

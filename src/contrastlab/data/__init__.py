@@ -6,6 +6,7 @@ modules behind the ``graph`` and ``text`` extras.
 """
 
 from contrastlab.data import sources as _sources  # noqa: F401 - registers the built-in molecule datasets
+from contrastlab.data import text as _text  # noqa: F401 - registers the built-in text datasets
 from contrastlab.data.registry import ArrayDataset, DatasetInfo, get_dataset, list_datasets, register_dataset
 from contrastlab.data.samplers import ClassBalancedBatchSampler, RandomBatchSampler, batch_statistics
 from contrastlab.data.splits import stratified_split

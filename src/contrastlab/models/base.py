@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ContrastiveModel", "ModelOutput", "build_model"]
+__all__ = ["ContrastiveModel", "EncoderOutput", "ModelOutput", "build_model"]
 
 
 @dataclass
@@ -20,11 +20,32 @@ class ModelOutput:
         - logits: (N, C) for classification, (N, 1) for regression.
         - embedding: (N, E), the representation diagnostics look at.
         - projection: (N, P), L2-normalised, what contrastive terms see (keeps their gradients bounded).
+        - extras: further views of each sample from the same forward (text encoders, on request), through
+          the projection head and L2-normalised: "layer:i" (N, P), "tokens:i" and "clusters" (N, k, P),
+          with their masks "tokens_mask" and "clusters_mask" (N, k) bool.
     """
 
     logits: Tensor
     embedding: Tensor
     projection: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def rows(self, start: int, stop: int) -> ModelOutput:
+        """The outputs of samples ``start:stop`` (one view of a one-stage forward)."""
+        return ModelOutput(self.logits[start:stop], self.embedding[start:stop], self.projection[start:stop],
+                           {k: v[start:stop] for k, v in self.extras.items()})  # fmt: skip
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder returns when it has more than the embedding to give (else a plain (N, E) tensor).
+
+    Shape:
+        - embedding: (N, E); extras: as in :class:`ModelOutput`, before the projection head (masks as is).
+    """
+
+    embedding: Tensor
+    extras: dict[str, Tensor]
 
 
 class ContrastiveModel(nn.Module):
@@ -46,11 +67,17 @@ class ContrastiveModel(nn.Module):
         )
 
     def forward(self, x: Any) -> ModelOutput:
-        embedding = self.encoder(x)  # (N, E)
+        encoded = self.encoder(x)  # (N, E), or an EncoderOutput with extra views
+        embedding = encoded if isinstance(encoded, Tensor) else encoded.embedding
+        extras = {} if isinstance(encoded, Tensor) else {
+            k: v if k.endswith("_mask") else F.normalize(self.projection(v), dim=-1)
+            for k, v in encoded.extras.items()
+        }  # fmt: skip
         return ModelOutput(
             logits=self.head(embedding),
             embedding=embedding,
             projection=F.normalize(self.projection(embedding), dim=-1),
+            extras=extras,
         )
 
     def encoder_layers(self) -> list[nn.Module]:
@@ -73,6 +100,7 @@ def build_model(name: str, *, num_features: int, num_outputs: int, **options: An
         "mlp": "contrastlab.models.mlp:MLPEncoder",
         "gine": "contrastlab.models.graph:GINEEncoder",
         "graphormer": "contrastlab.models.graph:GraphormerEncoder",
+        "transformer": "contrastlab.models.text:TextEncoder",
     }
     if name not in registry:
         raise KeyError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")
@@ -84,4 +112,6 @@ def build_model(name: str, *, num_features: int, num_outputs: int, **options: An
         encoder = encoder_cls(num_features=num_features, embedding_dim=embedding_dim, **options)
     except TypeError as exc:
         raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
+    # Pretrained encoders have their own width (a transformer's hidden size); the heads follow it.
+    embedding_dim = int(getattr(encoder, "output_dim", embedding_dim))
     return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim)

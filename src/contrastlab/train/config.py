@@ -8,7 +8,8 @@ A recipe is YAML whose keys read like the seeds' flags::
       rdrop: {weight: 0.5}
     trainer: {epochs: 20, lr: 1e-3, early_stopping: {monitor: val/accuracy, mode: max, patience: 5}}
 
-and ``contrastlab train recipe.yaml objective.supcon.weight=0.3`` changes one value. Unknown keys get a
+and ``contrastlab train recipe.yaml objective.supcon.weight=0.3`` changes one value. A recipe may start
+from another (``extends: base.yaml``) and change only what differs. Unknown keys get a
 "did you mean" error naming the full dotted path; wrong types and out-of-range values name key and value.
 Components are named from registries (dataset, model, loss terms), never by importable path.
 """
@@ -74,6 +75,28 @@ class ContrastiveTermConfig(TermConfig):
 
 class SupConTermConfig(ContrastiveTermConfig):
     base_temperature: float | None = Field(default=None, gt=0.0)
+    #: Text encoders: the pooled states of these blocks (0-based, -1 the last) join the views of each
+    #: sample (seed 004's multi-view SupCon: dropout views plus intermediate-layer [CLS]).
+    layers: list[int] | None = None
+
+
+class TokenSupConTermConfig(ContrastiveTermConfig):
+    """SupCon over token views (text encoders): the ``k`` tokens that [CLS] attends to most in the last
+    layer are each a view of their sentence; ``select: kmeans`` uses the centroids of ``clusters`` k-means
+    clusters of those tokens instead. With class labels every view of a same-class sentence is a positive."""
+
+    k: int = Field(default=16, ge=1)
+    select: Literal["attention", "kmeans"] = "attention"
+    clusters: int = Field(default=8, ge=1)
+
+
+class LayerSupConTermConfig(ContrastiveTermConfig):
+    """SupCon summed over several blocks of a text encoder: at ``level: sentence`` on each block's pooled
+    state (one view per dropout view), at ``level: token`` on each block's top-``k`` tokens."""
+
+    layers: list[int] = Field(min_length=1)
+    level: Literal["sentence", "token"] = "sentence"
+    k: int = Field(default=16, ge=1)
 
 
 class FocalSupConTermConfig(ContrastiveTermConfig):
@@ -105,10 +128,13 @@ class ObjectiveConfig(_Strict):
     nt_xent: ContrastiveTermConfig | None = None
     rdrop: TermConfig | None = None
     moco: MoCoTermConfig | None = None
+    token_supcon: TokenSupConTermConfig | None = None
+    layer_supcon: LayerSupConTermConfig | None = None
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
-        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco")
+        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco", "token_supcon",
+                 "layer_supcon")  # fmt: skip
         return {name: term for name in names if (term := getattr(self, name)) is not None}
 
 
@@ -226,6 +252,12 @@ class TrainConfig(_Strict):
                 f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "
                 f"{self.trainer.views.count}; set trainer.views.count=2"
             )
+        tokens, layered = self.objective.token_supcon, self.objective.layer_supcon
+        if tokens is not None and layered is not None and layered.level == "token" and tokens.k != layered.k:
+            raise ValueError(
+                f"objective.token_supcon.k={tokens.k} and objective.layer_supcon.k={layered.k} select tokens "
+                "once per forward; give them the same k"
+            )
         return self
 
 
@@ -336,15 +368,40 @@ def load_config(
     Raises:
         ConfigError: the file is not a YAML mapping, or the result does not validate.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        text = Path(path).read_text()
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
-        raw = loaded or {}
+    raw = _read_recipe(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     return validate(raw), raw
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's mapping; ``extends: other.yaml`` (relative to the recipe) is read first and this recipe's
+    settings are merged over it, mapping by mapping."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"recipes extend each other in a cycle: {chain}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {str(path)!r} does not exist") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
+    raw: dict[str, Any] = loaded or {}
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
+    return _merge(_read_recipe(path.parent / parent, (*seen, path.resolve())), raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested mappings merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +30,18 @@ from contrastlab.losses import (
     supcon,
 )
 from contrastlab.models import ContrastiveModel, ModelOutput
+
+if TYPE_CHECKING:
+    from contrastlab.models.text import ViewRequest
 from contrastlab.train.config import (
     FocalSupConTermConfig,
+    LayerSupConTermConfig,
     MarginTermConfig,
     ObjectiveConfig,
     ScheduleConfig,
     SupConTermConfig,
     TermConfig,
+    TokenSupConTermConfig,
 )
 
 __all__ = ["Objective", "ObjectiveValue", "scheduled_weight", "task_loss"]
@@ -97,8 +102,25 @@ def task_loss(cfg: ObjectiveConfig, logits: Tensor, targets: Tensor) -> Tensor:
     return logits.sum() * 0.0  # "none": pretraining on the terms alone
 
 
-def _views(outputs: Sequence[ModelOutput]) -> Tensor:
-    return torch.stack([o.projection for o in outputs], dim=1)  # (N, V, P)
+def _views(outputs: Sequence[ModelOutput], layers: Sequence[int] | None = None) -> Tensor:
+    """(N, V, P): each view's projection, then (``layers``) the first view's pooled-layer projections."""
+    extra = [_extra(outputs[0], f"layer:{i}") for i in layers or ()]
+    return torch.stack([o.projection for o in outputs] + extra, dim=1)
+
+
+def _extra(output: ModelOutput, key: str) -> Tensor:
+    if key not in output.extras:
+        raise ValueError(f"the model gave no {key!r} view; layer and token views need a text encoder")
+    return output.extras[key]
+
+
+def _token_rows(output: ModelOutput, key: str, mask_key: str, y: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Token (or cluster) views as rows with their sentence's label (its index when there are no labels)."""
+    from contrastlab.views.text import flatten_views
+
+    views = _extra(output, key)
+    labels = y if y is not None else torch.arange(views.shape[0], device=views.device)
+    return flatten_views(views, output.extras[mask_key], labels)
 
 
 def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
@@ -110,13 +132,40 @@ def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
     if name == "supcon":
         assert isinstance(term, SupConTermConfig)
         return lambda outs, y: supcon(
-            _views(outs),
+            _views(outs, term.layers),
             labels_for(y),
             temperature=term.temperature,
             base_temperature=term.base_temperature,
             chunk_size=term.chunk_size,
             gather_distributed=gather,
         )
+    if name == "token_supcon":
+        assert isinstance(term, TokenSupConTermConfig)
+        key, mask = ("clusters", "clusters_mask") if term.select == "kmeans" else ("tokens:-1", "tokens_mask")
+
+        def token_term(outs: Sequence[ModelOutput], y: Tensor | None) -> Tensor:
+            rows, labels = _token_rows(outs[0], key, mask, labels_for(y))
+            return supcon(rows, labels, temperature=term.temperature, chunk_size=term.chunk_size,
+                          gather_distributed=gather)  # fmt: skip
+
+        return token_term
+    if name == "layer_supcon":
+        assert isinstance(term, LayerSupConTermConfig)
+
+        def layer_term(outs: Sequence[ModelOutput], y: Tensor | None) -> Tensor:
+            total = outs[0].projection.new_zeros(())
+            for layer in term.layers:
+                if term.level == "sentence":
+                    views = torch.stack([_extra(o, f"layer:{layer}") for o in outs], dim=1)
+                    total = total + supcon(views, labels_for(y), temperature=term.temperature,
+                                           chunk_size=term.chunk_size, gather_distributed=gather)  # fmt: skip
+                else:
+                    rows, labels = _token_rows(outs[0], f"tokens:{layer}", "tokens_mask", labels_for(y))
+                    total = total + supcon(rows, labels, temperature=term.temperature,
+                                           chunk_size=term.chunk_size, gather_distributed=gather)  # fmt: skip
+            return total
+
+        return layer_term
     if name == "focal_supcon":
         assert isinstance(term, FocalSupConTermConfig)
         return lambda outs, y: focal_supcon(
@@ -190,6 +239,28 @@ class Objective:
             last = model.projection[-1]
             assert isinstance(last, nn.Linear)
             self.queue = MemoryQueue(cfg.moco.queue_size, last.out_features)
+
+    def view_request(self) -> ViewRequest:
+        """The extra views (layers, tokens, clusters) this objective's terms read from a text encoder."""
+        from contrastlab.models.text import ViewRequest
+
+        request = ViewRequest()
+        cfg = self.cfg
+        if cfg.supcon is not None and cfg.supcon.layers:
+            request.layers.update(cfg.supcon.layers)
+        if cfg.token_supcon is not None:
+            request.k = cfg.token_supcon.k
+            if cfg.token_supcon.select == "kmeans":
+                request.clusters = cfg.token_supcon.clusters
+            else:
+                request.token_layers.add(-1)
+        if cfg.layer_supcon is not None:
+            if cfg.layer_supcon.level == "sentence":
+                request.layers.update(cfg.layer_supcon.layers)
+            else:
+                request.token_layers.update(cfg.layer_supcon.layers)
+                request.k = cfg.layer_supcon.k
+        return request
 
     def _moco(self, outputs: Sequence[ModelOutput], keys: ModelOutput | None) -> Tensor:
         term = self.cfg.moco

@@ -94,9 +94,14 @@ def seed_everything(seed: int) -> None:
 def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
     """The model a config describes, sized for its dataset (graph datasets add their edge features)."""
     extra: dict[str, Any] = dict(config.model.options)
+    if hasattr(data, "tokenize") != (config.model.name == "transformer"):
+        raise ValueError(
+            f"data.name={config.data.name!r} and model.name={config.model.name!r} do not fit: text datasets "
+            "need a text encoder (model.name=transformer) and a text encoder needs a text dataset"
+        )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
-    return build_model(
+    model = build_model(
         config.model.name,
         num_features=data.num_features,
         num_outputs=max(data.num_classes, 1),
@@ -106,6 +111,9 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         dropout=config.model.dropout,
         **extra,
     )
+    if hasattr(data, "tokenize"):
+        data.tokenize(model.encoder.tokenizer, model.encoder.max_length)  # cached per tokenizer and length
+    return model
 
 
 def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
@@ -209,8 +217,11 @@ def make_augmentation(config: TrainConfig, data: Any) -> Any:
     spec = config.trainer.views.augment
     if spec is None:
         return None
-    if not hasattr(data, "take"):
-        raise ValueError(f"trainer.views.augment needs graph inputs; dataset {data.name!r} has tensors")
+    if not hasattr(data, "num_edge_features"):
+        raise ValueError(
+            f"trainer.views.augment needs graph inputs; dataset {data.name!r} is not graphs (text views come "
+            "from dropout (trainer.views.count), layers and tokens: see objective.token_supcon)"
+        )
     from contrastlab.views.graph import build_augmentation
 
     return build_augmentation(spec, "trainer.views.augment")
@@ -218,15 +229,18 @@ def make_augmentation(config: TrainConfig, data: Any) -> Any:
 
 def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
     """AdamW groups: the head at ``head_lr``; encoder layer i from the top at ``lr · layer_decay^i``;
-    layers below the last ``freeze_all_but_last`` are frozen (requires_grad False, in no group)."""
+    layers below the last ``freeze_all_but_last`` are frozen (requires_grad False, in no group). Parameters
+    the model froze itself (a LoRA model's base weights) stay frozen."""
     layers = model.encoder_layers()
     groups: list[dict[str, Any]] = []
     for depth_from_top, layer in enumerate(reversed(layers)):
         frozen = cfg.freeze_all_but_last is not None and depth_from_top >= cfg.freeze_all_but_last
-        for p in layer.parameters():
-            p.requires_grad_(not frozen)
-        if not frozen:
-            params = list(layer.parameters())
+        if frozen:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+            continue
+        params = [p for p in layer.parameters() if p.requires_grad]
+        if params:
             groups.append({"params": params, "lr": cfg.lr * cfg.layer_decay**depth_from_top,
                            "name": f"encoder.{len(layers) - 1 - depth_from_top}"})  # fmt: skip
     head = [p for m in model.head_modules() for p in m.parameters()]
@@ -264,12 +278,15 @@ def forward_views(model: nn.Module, x: Any, views: int, one_stage: bool) -> list
         return [model(x)]
     if not one_stage:
         return [model(x) for _ in range(views)]
-    if not isinstance(x, Tensor):
-        raise ValueError("trainer.views.mode=one_stage duplicates tensor batches; graphs need two_stage")
-    out: ModelOutput = model(x.repeat(views, *([1] * (x.ndim - 1))))  # (V·N, ...) in one forward
-    n = x.shape[0]
-    return [ModelOutput(out.logits[v * n : (v + 1) * n], out.embedding[v * n : (v + 1) * n],
-                        out.projection[v * n : (v + 1) * n]) for v in range(views)]  # fmt: skip
+    if isinstance(x, Tensor):
+        stacked: Any = x.repeat(views, *([1] * (x.ndim - 1)))
+    elif hasattr(x, "repeat_batch"):
+        stacked = x.repeat_batch(views)  # token batches
+    else:
+        raise ValueError("trainer.views.mode=one_stage duplicates tensor or token batches; graphs: two_stage")
+    out: ModelOutput = model(stacked)  # (V·N, ...) in one forward, a different dropout mask per copy
+    n = out.logits.shape[0] // views
+    return [out.rows(v * n, (v + 1) * n) for v in range(views)]
 
 
 @torch.no_grad()
@@ -277,8 +294,9 @@ def predict(model: ContrastiveModel, data: Any, idx: Tensor, device: torch.devic
     """The eval-mode model's outputs on rows ``idx``, in chunks, on the CPU."""
     model.eval()
     outs = [model(batch_inputs(data, idx[i : i + 512], device)) for i in range(0, idx.shape[0], 512)]
-    return ModelOutput(*(torch.cat([getattr(o, f).float().cpu() for o in outs]) for f in
-                         ("logits", "embedding", "projection")))  # fmt: skip
+    logits, embedding, projection = (torch.cat([getattr(o, f).float().cpu() for o in outs])
+                                     for f in ("logits", "embedding", "projection"))  # fmt: skip
+    return ModelOutput(logits, embedding, projection)
 
 
 @torch.no_grad()
@@ -407,6 +425,15 @@ def train(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     objective = Objective(config.objective, gather_distributed=world > 1, model=model)
+    request = objective.view_request()
+    if request:
+        if not hasattr(model.encoder, "request_views"):
+            raise ValueError(
+                "objective.supcon.layers, objective.token_supcon and objective.layer_supcon read layer and "
+                f"token views of a text encoder (model.name=transformer), which model.name="
+                f"{config.model.name!r} is not"
+            )
+        model.encoder.request_views(request)  # type: ignore[operator]
     encoder_params = [p for layer in model.encoder_layers() for p in layer.parameters() if p.requires_grad]
     trainable = [p for p in model.parameters() if p.requires_grad]
 
