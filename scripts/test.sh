@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages two tests need: Debian's chromium (the HTML report is checked in a real browser) and
-# PostgreSQL (two sweep workers share one Optuna study). Installed when missing and we may; the tests skip
-# without them unless CONTRASTLAB_REQUIRE names them (CI does).
+# System packages some tests need: Debian's chromium (the HTML report is checked in a real browser),
+# PostgreSQL (two sweep workers share one Optuna study) and dataset-fashion-mnist (the identity-embedding
+# data). Installed when missing and we may; the tests skip without them unless CONTRASTLAB_REQUIRE names
+# them (CI does).
 need=()
 command -v chromium >/dev/null || need+=(chromium fonts-liberation)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive

@@ -80,8 +80,8 @@ def test_minimum_detectable_effect__formula_and_sentence():
 
 
 def test_degenerate_and_bad_inputs():
-    same = paired_comparison([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])  # every seed +0.5 exactly
-    assert same.verdict == "helped" and same.ci_low == same.ci_high == pytest.approx(0.5)
+    same = paired_comparison([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])  # every seed +0.5 exactly: sign-flip p = 1/4
+    assert same.verdict == "no detectable effect" and same.ci_low == same.ci_high == pytest.approx(0.5)
     assert paired_comparison([1.0, 2.0], [1.0, 2.0]).verdict == "no detectable effect"
     with pytest.raises(ValueError, match="at least 2 seeds, got 1"):
         paired_comparison([1.0], [2.0])
@@ -133,3 +133,14 @@ def test_adjust_family__ten_null_metrics_give_a_false_call_in_at_most_alpha_of_s
         assert all(c.p_adjusted is not None and c.p_adjusted >= c.p_value for c in adjusted)
     assert raw_false / studies > 0.2  # uncorrected: a "significant" metric in many null studies
     assert adjusted_false / studies <= 0.07  # Holm: the family-wise error rate stays near alpha=0.05
+
+
+def test_identical_differences_use_the_exact_sign_flip_test_not_a_degenerate_t_test():
+    # float32 accuracies: both seeds lost exactly one of twenty test samples, up to rounding noise
+    base = np.float32([0.60, 0.55]).astype(np.float64)
+    treat = np.float32([0.55, 0.50]).astype(np.float64)
+    two = paired_comparison(base, treat, metric="accuracy")
+    assert two.p_value == pytest.approx(0.5) and two.verdict == "no detectable effect"
+    six = paired_comparison([0.6] * 6, [0.55] * 6, metric="accuracy")
+    assert six.p_value == pytest.approx(2 / 64) and six.verdict == "hurt"
+    assert paired_comparison([0.6, 0.6], [0.6, 0.6]).p_value == 1.0

@@ -48,3 +48,22 @@ def test_load_config__not_a_mapping(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must hold a mapping of settings, got list"):
         load_config(bad)
+
+
+def test_a_recipe_extends_another_and_overrides_only_what_differs(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\nobjective: {task: cross_entropy, supcon: {weight: 0.1, temperature: 0.2}}\n"
+        "trainer: {epochs: 7, views: {count: 2}}\n"
+    )
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nobjective: {supcon: {weight: 0.5}}\n")
+    config, raw = load_config(tmp_path / "child.yaml", ["trainer.epochs=3"])
+    assert config.name == "child" and config.objective.supcon.weight == 0.5
+    assert config.objective.supcon.temperature == 0.2 and config.trainer.views.count == 2
+    assert config.trainer.epochs == 3 and "extends" not in raw
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extend each other in a cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"recipe '.*missing\.yaml' does not exist"):
+        load_config(tmp_path / "orphan.yaml")

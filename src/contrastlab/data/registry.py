@@ -59,12 +59,17 @@ class DatasetInfo:
     size: str
     requires: str | None  # the pip line that installs its data package, None if built in
     needs: tuple[str, ...] = ()  # the importable packages its loader needs
+    files: tuple[str, ...] = ()  # files its loader reads outside any package (a Debian data package's)
 
     def installed(self) -> bool:
-        """Whether every package the loader needs is installed (found without importing it)."""
+        """Whether every package the loader needs is installed (found without importing it) and every
+        file it reads exists."""
         import importlib.util
+        from pathlib import Path
 
-        return all(importlib.util.find_spec(p) is not None for p in self.needs)
+        return all(importlib.util.find_spec(p) is not None for p in self.needs) and all(
+            Path(f).is_file() for f in self.files
+        )
 
 
 _REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {}

@@ -1,14 +1,15 @@
 """CKA between the named stages of two models on the same inputs, from forward hooks.
 
 This is how seed 000 judged whether fusion survived to the last layer: the same inputs through twin
-models (or two checkpoints of one), stage by stage. Activations are flattened per sample and streamed
+models (or two checkpoints of one), stage by stage. Activations are flattened per sample (per-token
+outputs pooled first, when the caller says how) and streamed
 batch by batch into :class:`StreamingLinearCKA`, so memory does not grow with the number of inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def _capture(
             out = output[0] if isinstance(output, tuple) else output
             if not isinstance(out, Tensor):
                 raise TypeError(f"module {name!r} returned {type(out).__name__}, not a tensor")
-            store[name] = out.detach().flatten(1).double()  # (batch, features)
+            store[name] = out.detach()
 
         return save
 
@@ -48,6 +49,7 @@ def layer_cka(
     layers_a: Sequence[str],
     layers_b: Sequence[str] | None = None,
     debiased: bool = False,
+    pool: Callable[[Tensor, Any], Tensor] | None = None,
 ) -> np.ndarray:
     """Linear CKA between every stage of ``model_a`` and every stage of ``model_b``.
 
@@ -57,6 +59,9 @@ def layer_cka(
         layers_a: Names (``named_modules``) of ``model_a``'s stages.
         layers_b: Names of ``model_b``'s stages; defaults to ``layers_a`` (twin models).
         debiased: Use the unbiased HSIC estimator.
+        pool: Turns a stage's per-token output (N, L, H) into per-sample features (N, H) given the batch
+            (a text encoder's masked mean over its tokens); without it every output is flattened, which for
+            tokens would mix in padding and change width from batch to batch.
 
     Returns:
         (len(layers_a), len(layers_b)) matrix; the diagonal compares matching stages of twins. Stages whose
@@ -78,17 +83,26 @@ def layer_cka(
         for batch in batches:
             model_a(batch)
             model_b(batch)
+            feats_a = {k: _features(v, batch, pool) for k, v in acts_a.items()}
+            feats_b = {k: _features(v, batch, pool) for k, v in acts_b.items()}
             for i, la in enumerate(layers_a):
                 for j, lb in enumerate(layers_b):
-                    if acts_a[la].shape[0] != acts_b[lb].shape[0]:
+                    if feats_a[la].shape[0] != feats_b[lb].shape[0]:
                         same_units[i, j] = False
                     elif same_units[i, j]:
-                        stats[i][j].update(acts_a[la].cpu().numpy(), acts_b[lb].cpu().numpy())
+                        stats[i][j].update(feats_a[la], feats_b[lb])
     finally:
         for h in handles:
             h.remove()
     return np.array([[s.compute() if ok else float("nan") for s, ok in zip(row, oks, strict=True)]
                      for row, oks in zip(stats, same_units, strict=True)])  # fmt: skip
+
+
+def _features(output: Tensor, batch: Any, pool: Callable[[Tensor, Any], Tensor] | None) -> np.ndarray:
+    """(batch, features) float64 rows of one stage's output."""
+    if pool is not None and output.ndim == 3:
+        output = pool(output, batch)
+    return output.flatten(1).double().cpu().numpy()
 
 
 def plot_cka_heatmap(

@@ -126,12 +126,16 @@ def paired_comparison(
     d = t - b
     n, mean, sd = d.shape[0], float(d.mean()), float(d.std(ddof=1))
     se = sd / math.sqrt(n)
-    if se > 0:
+    if float(np.ptp(d)) > 1e-6 * abs(mean):
         t_stat = mean / se
         p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
-    else:  # every seed moved by exactly the same amount
+    else:
+        # Every seed moved by the same amount (up to float noise): typical of a discrete metric (one test
+        # sample more or less) over few seeds. The t-test is undefined there (its p would be ~0 from the
+        # noise alone); the exact sign-flip test is not: all n signs alike has p = 2 / 2^n.
         t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        p_value = 1.0 if mean == 0 else 0.0
+        p_value = 1.0 if mean == 0 else min(1.0, 2.0 / 2**n)
+        se = 0.0
     low, high = _expanded_percentile(d, confidence=confidence, n_boot=n_boot, seed=seed)
     mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
     return PairedComparison(

@@ -6,6 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -56,12 +57,25 @@ class ContrastiveModel(nn.Module):
         embedding_dim: E.
         num_outputs: Classes, or 1 for regression.
         projection_dim: P.
+        head: "linear", or "cosine" (logits are cosines between the embedding and each class's weight
+            vector: what ArcFace / CosFace margins act on).
     """
 
-    def __init__(self, encoder: nn.Module, embedding_dim: int, num_outputs: int, projection_dim: int) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        embedding_dim: int,
+        num_outputs: int,
+        projection_dim: int,
+        head: str = "linear",
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(embedding_dim, num_outputs)
+        if head not in ("linear", "cosine"):
+            raise ValueError(f"head={head!r}; expected 'linear' or 'cosine'")
+        self.head: nn.Module = nn.Linear(embedding_dim, num_outputs) if head == "linear" else CosineHead(
+            embedding_dim, num_outputs
+        )
         self.projection = nn.Sequential(
             nn.Linear(embedding_dim, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, projection_dim)
         )
@@ -90,7 +104,25 @@ class ContrastiveModel(nn.Module):
         return [self.head, self.projection]
 
 
-def build_model(name: str, *, num_features: int, num_outputs: int, **options: Any) -> ContrastiveModel:
+class CosineHead(nn.Module):
+    """Logits = cos(embedding, w_c) for each class c (both L2-normalised); in [-1, 1].
+
+    Shape:
+        - x: (N, E); returns (N, C).
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+
+def build_model(
+    name: str, *, num_features: int, num_outputs: int, head: str = "linear", **options: Any
+) -> ContrastiveModel:
     """Builds a registered model by name (configs never name an import path).
 
     Raises:
@@ -114,4 +146,4 @@ def build_model(name: str, *, num_features: int, num_outputs: int, **options: An
         raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
     # Pretrained encoders have their own width (a transformer's hidden size); the heads follow it.
     embedding_dim = int(getattr(encoder, "output_dim", embedding_dim))
-    return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim)
+    return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim, head=head)

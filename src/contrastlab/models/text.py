@@ -166,6 +166,10 @@ class TextEncoder(nn.Module):
             raise ValueError(f"cannot find the {self.num_blocks} transformer blocks of {type(base).__name__}")
         return nn.ModuleList([embeddings, *blocks])
 
+    def pool_stage(self, output: Tensor, batch: Any) -> Tensor:
+        """A layer's per-token output (N, L, H) as one vector per text, pooled like the embedding."""
+        return pool(output, batch.attention_mask, self.pooling)
+
     def request_views(self, request: ViewRequest) -> None:
         """Asks for extra views in training-mode outputs (the trainer calls this with the objective's needs).
 

@@ -107,6 +107,14 @@ class MarginTermConfig(TermConfig):
     margin: float = Field(default=0.2, ge=0.0)
 
 
+class ProtectionTermConfig(TermConfig):
+    """Similarity protection (seed 003): the cosine similarity of every same-identity pair in a batch may
+    fall at most ``margin`` below its value under a frozen copy of the starting model (after
+    ``model.init_from``)."""
+
+    margin: float = Field(default=0.01, ge=0.0)
+
+
 class MoCoTermConfig(ContrastiveTermConfig):
     """MoCo (He et al. 2020): view 1 through the model against view 2 through a momentum copy of it, with a
     FIFO queue of earlier keys as extra negatives."""
@@ -119,9 +127,13 @@ class MoCoTermConfig(ContrastiveTermConfig):
 class ObjectiveConfig(_Strict):
     """The task loss plus named weighted terms (``objective.supcon.weight``, ...)."""
 
-    task: Literal["cross_entropy", "focal", "mse", "l1", "none"] = "cross_entropy"
+    task: Literal["cross_entropy", "focal", "arcface", "cosface", "mse", "l1", "none"] = "cross_entropy"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     focal_gamma: float = Field(default=2.0, ge=0.0)
+    #: arcface / cosface (identity heads on cosine logits): the scale s and the margin m (arcface: an angle
+    #: in radians, default 0.5; cosface: subtracted from the cosine, default 0.35).
+    face_scale: float = Field(default=30.0, gt=0.0)
+    face_margin: float | None = Field(default=None, ge=0.0)
     supcon: SupConTermConfig | None = None
     focal_supcon: FocalSupConTermConfig | None = None
     margin: MarginTermConfig | None = None
@@ -130,11 +142,12 @@ class ObjectiveConfig(_Strict):
     moco: MoCoTermConfig | None = None
     token_supcon: TokenSupConTermConfig | None = None
     layer_supcon: LayerSupConTermConfig | None = None
+    similarity_protection: ProtectionTermConfig | None = None
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
         names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco", "token_supcon",
-                 "layer_supcon")  # fmt: skip
+                 "layer_supcon", "similarity_protection")  # fmt: skip
         return {name: term for name in names if (term := getattr(self, name)) is not None}
 
 

@@ -148,7 +148,8 @@ def diagnose_run(
         cpu = torch.device("cpu")
         batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
         stages = _stage_names(model_a)
-        matrix = layer_cka(model_a, model_b, batches, layers_a=stages)
+        pool = getattr(model_a.encoder, "pool_stage", None)  # text: masked mean over each text's tokens
+        matrix = layer_cka(model_a, model_b, batches, layers_a=stages, pool=pool)
         comparison["stage_cka"] = {name: float(matrix[i, i]) for i, name in enumerate(stages)}
         comparison["stage_cka_matrix"] = {"stages": stages, "values": matrix.tolist()}
         if plots and importlib.util.find_spec("matplotlib") is not None:

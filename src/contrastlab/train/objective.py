@@ -7,6 +7,7 @@ curves of both arms of a comparison then show the same quantities.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from contrastlab.losses import (
     momentum_update,
     nt_xent,
     rdrop_kl,
+    similarity_protection,
     supcon,
 )
 from contrastlab.models import ContrastiveModel, ModelOutput
@@ -47,6 +49,7 @@ from contrastlab.train.config import (
 __all__ = ["Objective", "ObjectiveValue", "scheduled_weight", "task_loss"]
 
 TermFn = Callable[[Sequence[ModelOutput], Tensor | None], Tensor]
+CLASSIFICATION_TASKS = ("cross_entropy", "focal", "arcface", "cosface")
 
 
 def scheduled_weight(weight: float, schedule: ScheduleConfig, epoch: int) -> float:
@@ -94,12 +97,40 @@ def task_loss(cfg: ObjectiveConfig, logits: Tensor, targets: Tensor) -> Tensor:
         target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_classes
         focal = (1 - log_p.exp()).pow(cfg.focal_gamma)
         return -(target * focal * log_p).sum(dim=-1).mean()
+    if cfg.task in ("arcface", "cosface"):
+        margins = margin_logits(cfg, logits, targets)
+        return F.cross_entropy(margins, targets, label_smoothing=cfg.label_smoothing)
     prediction = logits.squeeze(-1)
     if cfg.task == "mse":
         return F.mse_loss(prediction, targets.float())
     if cfg.task == "l1":
         return F.l1_loss(prediction, targets.float())
     return logits.sum() * 0.0  # "none": pretraining on the terms alone
+
+
+def margin_logits(cfg: ObjectiveConfig, cosine: Tensor, targets: Tensor) -> Tensor:
+    """ArcFace (Deng et al. 2019): s·cos(θ_y + m) for the true class; CosFace (Wang et al. 2018):
+    s·(cos θ_y - m); s·cos θ for the others.
+
+    The cosine is clamped inside (-1, 1) before the arccos-free ArcFace identity
+    cos(θ + m) = cos θ cos m - sin θ sin m, so sin θ = sqrt(1 - cos²θ) and its gradient stay finite; past
+    θ = π - m, where θ + m would wrap around and raise the logit, ArcFace's usual linear fallback
+    cos θ - m sin m keeps it decreasing.
+
+    Shape:
+        - cosine: (N, C) in [-1, 1] (a cosine head's logits); targets: (N,); returns (N, C).
+    """
+    cos = cosine.float().clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+    target = F.one_hot(targets, cos.shape[-1]).bool()
+    if cfg.task == "arcface":
+        m = 0.5 if cfg.face_margin is None else cfg.face_margin
+        sin = (1.0 - cos.pow(2)).sqrt()
+        shifted = cos * math.cos(m) - sin * math.sin(m)
+        shifted = torch.where(cos > math.cos(math.pi - m), shifted, cos - math.sin(math.pi - m) * m)
+    else:
+        m = 0.35 if cfg.face_margin is None else cfg.face_margin
+        shifted = cos - m
+    return cfg.face_scale * torch.where(target, shifted, cos)
 
 
 def _views(outputs: Sequence[ModelOutput], layers: Sequence[int] | None = None) -> Tensor:
@@ -124,7 +155,7 @@ def _token_rows(output: ModelOutput, key: str, mask_key: str, y: Tensor | None) 
 
 
 def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
-    classification = task in ("cross_entropy", "focal")
+    classification = task in CLASSIFICATION_TASKS
 
     def labels_for(y: Tensor | None) -> Tensor | None:
         return y if classification else None
@@ -226,7 +257,7 @@ class Objective:
         self.fns = {
             name: _term_fn(name, t, cfg.task, gather_distributed)
             for name, t in self.term_cfgs.items()
-            if name != "moco"
+            if name not in ("moco", "similarity_protection")
         }
         self.base_weights = {name: t.weight for name, t in self.term_cfgs.items()}
         self.key_model: nn.Module | None = None
@@ -239,6 +270,28 @@ class Objective:
             last = model.projection[-1]
             assert isinstance(last, nn.Linear)
             self.queue = MemoryQueue(cfg.moco.queue_size, last.out_features)
+        self.reference_model: nn.Module | None = None
+        if cfg.similarity_protection is not None:
+            if model is None:
+                raise ValueError("objective.similarity_protection needs the starting model (model=)")
+            self.reference_model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def _protection(
+        self, outputs: Sequence[ModelOutput], targets: Tensor, reference: ModelOutput | None
+    ) -> Tensor:
+        """Similarity protection over the batch's same-identity pairs (i < j)."""
+        term = self.cfg.similarity_protection
+        assert term is not None
+        if reference is None:
+            raise ValueError("objective.similarity_protection needs the reference model's output")
+        e = F.normalize(outputs[0].embedding.float(), dim=-1)
+        r = F.normalize(reference.embedding.float(), dim=-1)
+        n = e.shape[0]
+        pairs = (targets[:, None] == targets[None, :]) & torch.ones(n, n, dtype=torch.bool,
+                                                                     device=e.device).triu(1)  # fmt: skip
+        if not bool(pairs.any()):
+            return e.sum() * 0.0  # no two samples of one identity in this batch
+        return similarity_protection((e @ e.T)[pairs], (r @ r.T)[pairs], margin=term.margin)
 
     def view_request(self) -> ViewRequest:
         """The extra views (layers, tokens, clusters) this objective's terms read from a text encoder."""
@@ -300,13 +353,15 @@ class Objective:
         epoch: int,
         keys: ModelOutput | None = None,
         clean: ModelOutput | None = None,
+        reference: ModelOutput | None = None,
     ) -> ObjectiveValue:
         """Evaluates the objective on the V views' outputs of one batch.
 
         The task loss is on ``clean`` (the unaugmented input's output) when given, otherwise averaged over
         the views (R-Drop's convention: every pass is supervised). ``keys``: the momentum model's output on
-        view 2, for ``moco``. With no view outputs (the trainer skips the views while every term's weight is
-        0 and the task is on ``clean``) the terms are not evaluated and the value is the task loss.
+        view 2, for ``moco``; ``reference``: the frozen starting model's output on the first view's input,
+        for ``similarity_protection``. With no view outputs (the trainer skips the views while every term's
+        weight is 0 and the task is on ``clean``) the terms are not evaluated and the value is the task loss.
         """
         supervised = [clean] if clean is not None else outputs
         task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in supervised]).mean()
@@ -318,6 +373,8 @@ class Objective:
         }
         if self.cfg.moco is not None:
             fns["moco"] = lambda: self._moco(outputs, keys)
+        if self.cfg.similarity_protection is not None:
+            fns["similarity_protection"] = lambda: self._protection(outputs, targets, reference)
         if not outputs:
             fns = {}
         for name, compute in fns.items():
@@ -344,6 +401,8 @@ class Objective:
         if self.key_model is not None and self.queue is not None:
             state["key_model"] = self.key_model.state_dict()
             state["queue"] = self.queue.state_dict()
+        if self.reference_model is not None:
+            state["reference_model"] = self.reference_model.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any], *, keep_configured: bool = False) -> None:
@@ -355,3 +414,5 @@ class Objective:
         if self.key_model is not None and self.queue is not None and "key_model" in state:
             self.key_model.load_state_dict(state["key_model"])
             self.queue.load_state_dict(state["queue"])
+        if self.reference_model is not None and "reference_model" in state:
+            self.reference_model.load_state_dict(state["reference_model"])  # the start, not the resume point

@@ -109,6 +109,7 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         embedding_dim=config.model.embedding_dim,
         projection_dim=config.model.projection_dim,
         dropout=config.model.dropout,
+        head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
         **extra,
     )
     if hasattr(data, "tokenize"):
@@ -307,20 +308,49 @@ def evaluate(
     cfg: TrainConfig,
     scale: TargetScale | None = None,
     device: torch.device | None = None,
+    part: str | None = None,
 ) -> dict[str, float]:
     """Task metrics of the clean (eval-mode) model on a subset (none when the task is "none").
-    The loss is on the training scale; regression metrics are in the targets' own units."""
+    The loss is on the training scale; regression metrics are in the targets' own units.
+
+    Identity tasks (arcface, cosface) add verification metrics of the embeddings on val and test
+    (``cosine_similarity``: the mean over same-identity pairs; ``tar@far=0.001``, ``eer``, ``rank1``; at most
+    :data:`VERIFICATION_MAX` samples, a fixed draw). An open-set split (identities never trained on, e.g.
+    Fashion-MNIST's held-out classes) has verification metrics only.
+    """
     if cfg.objective.task == "none" or idx.numel() == 0:
         return {}
     scale = scale or TargetScale()
-    logits = predict(model, data, idx, device or torch.device("cpu")).logits
+    out = predict(model, data, idx, device or torch.device("cpu"))
     y = data.targets[idx]
-    metrics = {"loss": float(task_loss(cfg.objective, logits, scale.encode(y)))}
+    metrics: dict[str, float] = {}
+    if cfg.objective.task in ("arcface", "cosface") and part in ("val", "test"):
+        metrics.update(_verification(out.embedding, y))
+    if part in getattr(data, "open_set", ()):
+        return metrics
+    logits = out.logits
+    metrics["loss"] = float(task_loss(cfg.objective, logits, scale.encode(y)))
     if data.task == "classification":
         metrics.update(classification_metrics(logits, y))
     else:
         metrics.update(regression_metrics(logits.squeeze(-1) * scale.sd + scale.mean, y))
     return metrics
+
+
+#: Verification scores all N(N-1)/2 pairs; larger splits are evaluated on a fixed draw of this many samples.
+VERIFICATION_MAX = 4000
+
+
+def _verification(embedding: Tensor, identities: Tensor) -> dict[str, float]:
+    from contrastlab.diagnostics.verification import verification_metrics
+
+    if embedding.shape[0] > VERIFICATION_MAX:
+        draw = torch.randperm(embedding.shape[0], generator=torch.Generator().manual_seed(0))
+        embedding, identities = embedding[draw[:VERIFICATION_MAX]], identities[draw[:VERIFICATION_MAX]]
+    m = verification_metrics(embedding.numpy(), identities.numpy(), far_targets=(1e-3, 1e-2))
+    return {"cosine_similarity": m["genuine_cosine"], "impostor_cosine": m["impostor_cosine"],
+            "tar@far=0.001": m["tar@far=0.001"], "tar@far=0.01": m["tar@far=0.01"], "eer": m["eer"],
+            "rank1": m["rank1"]}  # fmt: skip
 
 
 def _grad_norm(params: Sequence[Tensor]) -> float:
@@ -503,7 +533,11 @@ def train(
                         keys = objective.key_model(x[1] if isinstance(x, list) else x)
                 if on_clean:
                     clean = net(x_clean)
-            value = objective(outputs, y, epoch, keys, clean)
+                reference = None
+                if objective.reference_model is not None and use_views:
+                    with torch.no_grad():
+                        reference = objective.reference_model(x[0] if isinstance(x, list) else x)
+            value = objective(outputs, y, epoch, keys, clean, reference)
 
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
             # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
@@ -572,11 +606,11 @@ def train(
         row["train/grad_norm"] = grad_norm_total / max(optimizer_steps, 1)
         row.update({f"weight/{k}": w for k, w in objective.weights(epoch).items()})
         row.update({f"grad_norm/{k}": v / grad_norm_count for k, v in grad_norm_sums.items()})
-        clean_train = evaluate(model, data, train_idx, config, scale, device)
-        val = evaluate(model, data, split["val"], config, scale, device)
+        clean_train = evaluate(model, data, train_idx, config, scale, device, part="train")
+        val = evaluate(model, data, split["val"], config, scale, device, part="val")
         row.update({f"train_eval/{k}": v for k, v in clean_train.items()})
         row.update({f"val/{k}": v for k, v in val.items()})
-        for k in val:
+        for k in (k for k in val if k in clean_train):
             row[f"gap/{k}"] = clean_train[k] - val[k]
             row[f"gap_ratio/{k}"] = clean_train[k] / val[k] if val[k] else float("nan")
         row["lr"] = optimizer.param_groups[-1]["lr"]
@@ -666,7 +700,7 @@ def _finish(
     """Reloads the best weights, evaluates on test, saves embeddings and metrics.json."""
     best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     model.load_state_dict(best_state["model"])
-    test = evaluate(model, data, split["test"], config, scale, device)
+    test = evaluate(model, data, split["test"], config, scale, device, part="test")
     emb_dir = run_dir / "embeddings"
     emb_dir.mkdir(exist_ok=True)
     with torch.no_grad():
