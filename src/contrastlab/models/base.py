@@ -133,6 +133,7 @@ def build_model(
         "gine": "contrastlab.models.graph:GINEEncoder",
         "graphormer": "contrastlab.models.graph:GraphormerEncoder",
         "transformer": "contrastlab.models.text:TextEncoder",
+        "fusion": "contrastlab.models.fusion:FusionEncoder",
     }
     if name not in registry:
         raise KeyError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")

@@ -99,6 +99,15 @@ class LayerSupConTermConfig(ContrastiveTermConfig):
     k: int = Field(default=16, ge=1)
 
 
+class ClipTermConfig(ContrastiveTermConfig):
+    """The cross-modal CLIP term (Radford et al. 2021) between a two-tower model's views of one sample
+    (model.name=fusion: the graph and the text vectors), every other sample of the batch a negative.
+    Seed 000's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
+    ``objective.clip: {weight: λ, temperature: τ}``."""
+
+    temperature: float = Field(default=0.07, gt=0.0)
+
+
 class FocalSupConTermConfig(ContrastiveTermConfig):
     gamma: float = Field(default=2.0, ge=0.0)
 
@@ -143,11 +152,12 @@ class ObjectiveConfig(_Strict):
     token_supcon: TokenSupConTermConfig | None = None
     layer_supcon: LayerSupConTermConfig | None = None
     similarity_protection: ProtectionTermConfig | None = None
+    clip: ClipTermConfig | None = None
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
         names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco", "token_supcon",
-                 "layer_supcon", "similarity_protection")  # fmt: skip
+                 "layer_supcon", "similarity_protection", "clip")  # fmt: skip
         return {name: term for name in names if (term := getattr(self, name)) is not None}
 
 

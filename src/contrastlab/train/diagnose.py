@@ -90,9 +90,17 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 
 def _stage_names(model: ContrastiveModel) -> list[str]:
-    """The model's stages bottom to top: each encoder layer, then the task head and the projection."""
+    """The model's stages bottom to top: the encoder's named stages when it has them (a fusion model's
+    graph, text_fine, text_final, fused), else each encoder layer; then the task head and the projection."""
     names = {id(module): name for name, module in model.named_modules()}  # a module's first (own) name
-    return [*(names[id(layer)] for layer in model.encoder_layers()), "head", "projection"]
+    named = getattr(model.encoder, "stage_modules", None)
+    modules = list(named().values()) if named is not None else model.encoder_layers()
+    return [*(names[id(m)] for m in modules), "head", "projection"]
+
+
+def _stage_label(name: str) -> str:
+    """``encoder.stages.fused`` -> ``fused``; layer names stay as they are."""
+    return name.removeprefix("encoder.stages.")
 
 
 def diagnose_run(
@@ -150,11 +158,12 @@ def diagnose_run(
         stages = _stage_names(model_a)
         pool = getattr(model_a.encoder, "pool_stage", None)  # text: masked mean over each text's tokens
         matrix = layer_cka(model_a, model_b, batches, layers_a=stages, pool=pool)
-        comparison["stage_cka"] = {name: float(matrix[i, i]) for i, name in enumerate(stages)}
-        comparison["stage_cka_matrix"] = {"stages": stages, "values": matrix.tolist()}
+        labels = [_stage_label(name) for name in stages]
+        comparison["stage_cka"] = {label: float(matrix[i, i]) for i, label in enumerate(labels)}
+        comparison["stage_cka_matrix"] = {"stages": labels, "values": matrix.tolist()}
         if plots and importlib.util.find_spec("matplotlib") is not None:
             plot_cka_heatmap(
-                matrix, stages, stages, str(run / "cka_against.png"), title=f"{run.name} vs {other.name}"
+                matrix, labels, labels, str(run / "cka_against.png"), title=f"{run.name} vs {other.name}"
             )
             result.setdefault("plots", []).append("cka_against.png")
         result["comparison"] = comparison

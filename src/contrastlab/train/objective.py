@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from contrastlab import distributed
 from contrastlab.losses import (
     MemoryQueue,
+    clip_loss,
     focal_supcon,
     info_nce,
     margin_contrastive,
@@ -36,6 +37,7 @@ from contrastlab.models import ContrastiveModel, ModelOutput
 if TYPE_CHECKING:
     from contrastlab.models.text import ViewRequest
 from contrastlab.train.config import (
+    ClipTermConfig,
     FocalSupConTermConfig,
     LayerSupConTermConfig,
     MarginTermConfig,
@@ -221,6 +223,18 @@ def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
         return lambda outs, y: nt_xent(
             outs[0].projection, outs[1].projection, temperature=t, gather_distributed=gather
         )
+    if name == "clip":
+        assert isinstance(term, ClipTermConfig)
+
+        def clip_term(outs: Sequence[ModelOutput], y: Tensor | None) -> Tensor:
+            if "graph" not in outs[0].extras or "text" not in outs[0].extras:
+                raise ValueError("objective.clip compares a two-tower model's graph and text views; "
+                                 "use model.name=fusion on a paired graph+text dataset")  # fmt: skip
+            graph, text = outs[0].extras["graph"], outs[0].extras["text"]  # L2-normalised already
+            return clip_loss(graph, text, temperature=term.temperature, normalize=False,
+                             chunk_size=term.chunk_size, gather_distributed=gather)  # fmt: skip
+
+        return clip_term
     if name == "rdrop":
         if classification:
             return lambda outs, y: rdrop_kl(outs[0].logits, outs[1].logits)

@@ -94,10 +94,13 @@ def seed_everything(seed: int) -> None:
 def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
     """The model a config describes, sized for its dataset (graph datasets add their edge features)."""
     extra: dict[str, Any] = dict(config.model.options)
-    if hasattr(data, "tokenize") != (config.model.name == "transformer"):
+    paired = hasattr(data, "tokenize") and hasattr(data, "num_edge_features")  # graph + text pairs
+    wanted = "fusion" if paired else "transformer" if hasattr(data, "tokenize") else None
+    if (config.model.name in ("transformer", "fusion") or wanted is not None) and config.model.name != wanted:
         raise ValueError(
             f"data.name={config.data.name!r} and model.name={config.model.name!r} do not fit: text datasets "
-            "need a text encoder (model.name=transformer) and a text encoder needs a text dataset"
+            "need a text encoder (model.name=transformer), paired graph+text datasets a two-tower model "
+            "(model.name=fusion), and each of those models needs its kind of dataset"
         )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
@@ -218,10 +221,11 @@ def make_augmentation(config: TrainConfig, data: Any) -> Any:
     spec = config.trainer.views.augment
     if spec is None:
         return None
-    if not hasattr(data, "num_edge_features"):
+    if not hasattr(data, "num_edge_features") or hasattr(data, "tokenize"):
         raise ValueError(
-            f"trainer.views.augment needs graph inputs; dataset {data.name!r} is not graphs (text views come "
-            "from dropout (trainer.views.count), layers and tokens: see objective.token_supcon)"
+            f"trainer.views.augment needs graph inputs; dataset {data.name!r} is not graphs alone (text "
+            "views come from dropout (trainer.views.count), layers and tokens: see objective.token_supcon; a "
+            "paired graph+text sample's second view is its other modality: see objective.clip)"
         )
     from contrastlab.views.graph import build_augmentation
 
