@@ -4,6 +4,7 @@
 # from the seed's grid), each trained with seeds 0..SEEDS-1 on one split (a seed gives every arm the same
 # initial weights), then one comparison and a mean ± sd table of test accuracy.
 #   RUNS=runs/seed004 SEEDS=3 recipes/text/seed004_grid.sh
+# (TOKEN_K=8,16 TOKEN_WEIGHTS=0.5 narrows the token-level grid: each point is one more run.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${RUNS:-runs/seed004}"
@@ -18,8 +19,8 @@ for recipe in rt_ce rt_rdrop_one_stage rt_supcon; do
         "$cl" train "$here/$recipe.yaml" trainer.seed=$s --name "${recipe}_seed$s" --runs-dir "$runs" --overwrite
     done
 done
-"$cl" sweep "$here/rt_token_topk.yaml" --param objective.token_supcon.k=8,16,32 \
-    --param objective.token_supcon.weight=0.2,0.5 --out "$runs/token_sweep"
+"$cl" sweep "$here/rt_token_topk.yaml" --param "objective.token_supcon.k=${TOKEN_K:-8,16,32}" \
+    --param "objective.token_supcon.weight=${TOKEN_WEIGHTS:-0.2,0.5}" --out "$runs/token_sweep"
 best=$("${PYTHON:-python}" -c "import json,sys; b=json.load(open(sys.argv[1]))['best']['params']; \
 print(' '.join(f'{k}={v}' for k, v in b.items()))" "$runs/token_sweep/sweep.json")
 echo "best token-level setting on validation: $best"

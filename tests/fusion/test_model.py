@@ -128,6 +128,7 @@ def test_the_clip_term_compares_the_two_towers(model_and_batch):
         ({"middle_fusion_num_heads": 3}, "middle_fusion_num_heads=3 must be >= 1 and divide the width 16"),
         ({"cross_modal_num_heads": 5}, "cross_modal_num_heads=5 must .* width 12"),
         ({"text": {"frozen": True}}, r"model.options.text: unknown key\(s\) \['frozen'\]"),
+        ({"text": {"freeze": True, "lora": {"r": 4}}}, "freeze the LoRA adapters too"),
     ],
 )
 def test_bad_settings_are_named(options, message):

@@ -141,3 +141,58 @@ def test_pretrain_finetune_with_protection_and_resume_with_new_weights(fashion, 
     assert [r["weight/similarity_protection"] for r in history] == [1.0, 1.0, 2.0]
     reference = load_checkpoint(run / "checkpoints" / "last.pt")["objective"]["reference_model"]
     assert all(torch.equal(reference[k], v) for k, v in start.items() if k.startswith("encoder."))
+
+
+def test_rotate_images_turns_clockwise_as_displayed():
+    from contrastlab.data.images import rotate_images
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 6, 6, generator=g)
+    turned = rotate_images(images, torch.tensor([90.0, 0.0, -90.0]))
+    torch.testing.assert_close(turned[0], torch.rot90(images[0], -1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(turned[1], images[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(turned[2], torch.rot90(images[2], 1), atol=1e-5, rtol=0)
+
+
+def test_the_auxiliary_pose_head_learns_the_pose_and_is_optional(fashion, tmp_path):
+    from contrastlab.data import get_dataset
+
+    posed = get_dataset("fashion_mnist", train_per_class=30, test_per_class=10, pose_degrees=30)
+    upright = get_dataset("fashion_mnist", train_per_class=30, test_per_class=10)
+    assert upright.auxiliary is None and posed.auxiliary.shape == (7 * 30 + 3 * 10, 1)
+    assert float(posed.auxiliary.abs().max()) <= 1.0 and float(posed.auxiliary.std()) > 0.3
+    assert not torch.equal(posed.features, upright.features) and torch.equal(posed.targets, upright.targets)
+    with pytest.raises(ValueError, match="pose_degrees=-5"):
+        get_dataset("fashion_mnist", pose_degrees=-5)
+
+    small = ["data.options.train_per_class=100", "data.options.test_per_class=30", "trainer.epochs=6",
+             "trainer.lr=0.003", "trainer.batch_size=64", "model.init_from=null",
+             "objective.auxiliary.weight=1.0"]  # fmt: skip
+    assert cli_main(["train", str(RECIPES / "identity_pose.yaml"), *small, "--runs-dir", str(tmp_path)]) == 0
+    history = read_history(tmp_path / "identity_pose" / "history.csv")
+    assert history[-1]["train/auxiliary"] < history[0]["train/auxiliary"]
+    # A constant guess of 0 is off by 0.5 on average for poses uniform in [-1, 1].
+    assert history[-1]["val/auxiliary_mae"] < 0.4 and history[-1]["train_eval/auxiliary_mae"] < 0.4
+    test = json.loads((tmp_path / "identity_pose" / "metrics.json").read_text())["test"]
+    assert {"auxiliary_mae", "tar@far=0.001", "eer"} <= set(test)  # open-set: pose and verification
+
+    config, _ = load_config(RECIPES / "identity_pose.yaml", [*small, "data.options.pose_degrees=0"])
+    with pytest.raises(ValueError, match=r"objective\.auxiliary needs auxiliary targets"):
+        make_model(config, get_dataset("fashion_mnist", train_per_class=30, test_per_class=10))
+
+
+def test_the_auxiliary_term_is_the_mse_of_the_auxiliary_head_and_needs_its_targets():
+    from contrastlab.models import build_model
+
+    model = build_model("mlp", num_features=8, num_outputs=3, hidden_dims=[16], embedding_dim=8,
+                        projection_dim=4, num_auxiliary=2)  # fmt: skip
+    x, y, pose = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2]), torch.randn(6, 2)
+    out = model(x)
+    assert out.auxiliary is not None and out.auxiliary.shape == (6, 2)
+    objective = Objective(ObjectiveConfig(auxiliary={"weight": 0.5}))
+    value = objective([out, out.rows(0, 6)], y, 0, auxiliary=pose)
+    expected = ((out.auxiliary - pose) ** 2).mean()
+    assert value.terms["auxiliary"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert value.total.item() == pytest.approx(value.task.item() + 0.5 * expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="auxiliary head and the dataset's auxiliary targets"):
+        objective([out], y, 0)

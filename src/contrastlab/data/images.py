@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab.data.registry import ArrayDataset, DatasetInfo, register_dataset
 
-__all__ = ["IdentityDataset", "fashion_mnist", "read_idx"]
+__all__ = ["IdentityDataset", "fashion_mnist", "read_idx", "rotate_images"]
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -40,6 +41,8 @@ class IdentityDataset(ArrayDataset):
     predefined_split: dict[str, Tensor] | None = None
     open_set: frozenset[str] = field(default_factory=frozenset)
     identity_names: list[str] = field(default_factory=list)
+    #: (N, A) auxiliary regression targets (a pose), or None.
+    auxiliary: Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +74,7 @@ def fashion_mnist(
     test_per_class: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    pose_degrees: float = 0.0,
 ) -> IdentityDataset:
     """Fashion-MNIST images (784 values in [0, 1]) with classes as identities.
 
@@ -80,7 +84,10 @@ def fashion_mnist(
         train_per_class: Images per known class taken from the training file (default all 6,000).
         test_per_class: Images per held-out class taken from the test file (default all 1,000).
         val_fraction: Share of each known class's training images held out for validation.
-        seed: Draws the per-class subsets and the validation share.
+        seed: Draws the per-class subsets, the validation share and the poses.
+        pose_degrees: Rotate each image by an angle drawn uniformly from ±``pose_degrees`` (a "pose" the
+            identity must not depend on); the angle / ``pose_degrees`` in [-1, 1] is the dataset's
+            ``auxiliary`` target, for an auxiliary pose head (seed 003). 0: upright images, no target.
 
     Raises:
         FileNotFoundError: the Debian package is not installed (with the apt line).
@@ -96,6 +103,8 @@ def fashion_mnist(
             "apt-get install dataset-fashion-mnist (or set CONTRASTLAB_FASHION_MNIST to a folder of the "
             "idx files)"
         )
+    if not 0.0 <= pose_degrees <= 180.0:
+        raise ValueError(f"pose_degrees={pose_degrees}; expected 0..180")
     held = sorted(holdout_classes if holdout_classes is not None else [7, 8, 9])
     if any(c not in range(10) for c in held) or len(set(held)) != len(held) or len(held) > 8:
         raise ValueError(f"holdout_classes={held}; expected distinct classes 0..9 leaving at least 2 known")
@@ -129,11 +138,32 @@ def fashion_mnist(
     train = np.setdiff1d(np.arange(n_known), val)
     split = {"train": torch.from_numpy(train), "val": torch.from_numpy(np.sort(val)),
              "test": torch.arange(n_known, y.size)}  # fmt: skip
+    features, auxiliary = torch.from_numpy(x), None
+    if pose_degrees > 0:
+        pose = torch.from_numpy(rng.uniform(-1.0, 1.0, size=y.size).astype(np.float32))
+        features = rotate_images(features.view(-1, 28, 28), pose * pose_degrees).reshape(-1, 784)
+        auxiliary = pose[:, None]
     return IdentityDataset(
-        "fashion_mnist", torch.from_numpy(x), torch.from_numpy(y), "classification", known=len(known),
+        "fashion_mnist", features, torch.from_numpy(y), "classification", known=len(known),
         predefined_split=split, open_set=frozenset({"test"}),
-        identity_names=[CLASSES[c] for c in known + held],
+        identity_names=[CLASSES[c] for c in known + held], auxiliary=auxiliary,
     )  # fmt: skip
+
+
+def rotate_images(images: Tensor, degrees: Tensor) -> Tensor:
+    """Each image rotated about its centre by its angle, clockwise as displayed (row 0 at the top; 90 is
+    ``torch.rot90(k=-1)``), bilinear, with zeros coming in from outside.
+
+    Shape:
+        - images: (N, H, W); degrees: (N,); returns (N, H, W).
+    """
+    theta = torch.deg2rad(degrees.float())
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    # affine_grid maps output to input coordinates: the inverse rotation samples the rotated image.
+    affine = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(affine, [images.shape[0], 1, *images.shape[1:]], align_corners=False)
+    return F.grid_sample(images[:, None], grid, align_corners=False)[:, 0]
 
 
 register_dataset(
@@ -141,7 +171,7 @@ register_dataset(
         "fashion_mnist",
         "classification",
         "Fashion-MNIST, classes as identities; held-out classes are the open-set test (options: "
-        "holdout_classes, train_per_class, test_per_class, val_fraction, seed)",
+        "holdout_classes, train_per_class, test_per_class, val_fraction, seed, pose_degrees)",
         "70,000 x 784, 10 classes",
         "apt-get install dataset-fashion-mnist",
         files=(str(FASHION_DIR / "train-images-idx3-ubyte.gz"),),

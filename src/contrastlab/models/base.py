@@ -24,17 +24,20 @@ class ModelOutput:
         - extras: further views of each sample from the same forward (text encoders, on request), through
           the projection head and L2-normalised: "layer:i" (N, P), "tokens:i" and "clusters" (N, k, P),
           with their masks "tokens_mask" and "clusters_mask" (N, k) bool.
+        - auxiliary: (N, A), the auxiliary regression head's output (seed 003's pose), when the model has one.
     """
 
     logits: Tensor
     embedding: Tensor
     projection: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    auxiliary: Tensor | None = None
 
     def rows(self, start: int, stop: int) -> ModelOutput:
         """The outputs of samples ``start:stop`` (one view of a one-stage forward)."""
+        aux = None if self.auxiliary is None else self.auxiliary[start:stop]
         return ModelOutput(self.logits[start:stop], self.embedding[start:stop], self.projection[start:stop],
-                           {k: v[start:stop] for k, v in self.extras.items()})  # fmt: skip
+                           {k: v[start:stop] for k, v in self.extras.items()}, aux)  # fmt: skip
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ContrastiveModel(nn.Module):
         projection_dim: P.
         head: "linear", or "cosine" (logits are cosines between the embedding and each class's weight
             vector: what ArcFace / CosFace margins act on).
+        num_auxiliary: Width of an auxiliary regression head on the embedding (seed 003's pose head); 0: none.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ContrastiveModel(nn.Module):
         num_outputs: int,
         projection_dim: int,
         head: str = "linear",
+        num_auxiliary: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -79,6 +84,7 @@ class ContrastiveModel(nn.Module):
         self.projection = nn.Sequential(
             nn.Linear(embedding_dim, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, projection_dim)
         )
+        self.auxiliary_head = nn.Linear(embedding_dim, num_auxiliary) if num_auxiliary > 0 else None
 
     def forward(self, x: Any) -> ModelOutput:
         encoded = self.encoder(x)  # (N, E), or an EncoderOutput with extra views
@@ -92,6 +98,7 @@ class ContrastiveModel(nn.Module):
             embedding=embedding,
             projection=F.normalize(self.projection(embedding), dim=-1),
             extras=extras,
+            auxiliary=None if self.auxiliary_head is None else self.auxiliary_head(embedding),
         )
 
     def encoder_layers(self) -> list[nn.Module]:
@@ -101,7 +108,8 @@ class ContrastiveModel(nn.Module):
         return list(layers)
 
     def head_modules(self) -> list[nn.Module]:
-        return [self.head, self.projection]
+        heads = [self.head, self.projection]
+        return heads if self.auxiliary_head is None else [*heads, self.auxiliary_head]
 
 
 class CosineHead(nn.Module):
@@ -121,7 +129,13 @@ class CosineHead(nn.Module):
 
 
 def build_model(
-    name: str, *, num_features: int, num_outputs: int, head: str = "linear", **options: Any
+    name: str,
+    *,
+    num_features: int,
+    num_outputs: int,
+    head: str = "linear",
+    num_auxiliary: int = 0,
+    **options: Any,
 ) -> ContrastiveModel:
     """Builds a registered model by name (configs never name an import path).
 
@@ -147,4 +161,5 @@ def build_model(
         raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
     # Pretrained encoders have their own width (a transformer's hidden size); the heads follow it.
     embedding_dim = int(getattr(encoder, "output_dim", embedding_dim))
-    return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim, head=head)
+    return ContrastiveModel(encoder, embedding_dim, num_outputs, projection_dim, head=head,
+                            num_auxiliary=num_auxiliary)  # fmt: skip

@@ -128,6 +128,8 @@ class FusionEncoder(nn.Module):
                 f"model.options.text: unknown key(s) {unknown}; expected some of path, pooling, max_length, "
                 "lora, dropout, freeze"
             )
+        if freeze and text_options.get("lora") is not None:
+            raise ValueError("model.options.text: freeze=true would freeze the LoRA adapters too; choose one")
         g_drop = dropout if graph_dropout is None else graph_dropout
 
         # graph tower

@@ -124,6 +124,12 @@ class ProtectionTermConfig(TermConfig):
     margin: float = Field(default=0.01, ge=0.0)
 
 
+class AuxiliaryTermConfig(TermConfig):
+    """An auxiliary regression head on the embedding, trained with MSE on the dataset's auxiliary targets
+    (seed 003's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to predict).
+    Configuring it adds the head, in both arms of a verdict (weight 0 in the baseline)."""
+
+
 class MoCoTermConfig(ContrastiveTermConfig):
     """MoCo (He et al. 2020): view 1 through the model against view 2 through a momentum copy of it, with a
     FIFO queue of earlier keys as extra negatives."""
@@ -153,11 +159,12 @@ class ObjectiveConfig(_Strict):
     layer_supcon: LayerSupConTermConfig | None = None
     similarity_protection: ProtectionTermConfig | None = None
     clip: ClipTermConfig | None = None
+    auxiliary: AuxiliaryTermConfig | None = None
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
         names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco", "token_supcon",
-                 "layer_supcon", "similarity_protection", "clip")  # fmt: skip
+                 "layer_supcon", "similarity_protection", "clip", "auxiliary")  # fmt: skip
         return {name: term for name in names if (term := getattr(self, name)) is not None}
 
 

@@ -271,7 +271,7 @@ class Objective:
         self.fns = {
             name: _term_fn(name, t, cfg.task, gather_distributed)
             for name, t in self.term_cfgs.items()
-            if name not in ("moco", "similarity_protection")
+            if name not in ("moco", "similarity_protection", "auxiliary")
         }
         self.base_weights = {name: t.weight for name, t in self.term_cfgs.items()}
         self.key_model: nn.Module | None = None
@@ -306,6 +306,15 @@ class Objective:
         if not bool(pairs.any()):
             return e.sum() * 0.0  # no two samples of one identity in this batch
         return similarity_protection((e @ e.T)[pairs], (r @ r.T)[pairs], margin=term.margin)
+
+    @staticmethod
+    def _auxiliary(outputs: Sequence[ModelOutput], targets: Tensor | None) -> Tensor:
+        """MSE of the auxiliary head against the auxiliary targets, averaged over the supervised outputs."""
+        if targets is None or any(o.auxiliary is None for o in outputs):
+            raise ValueError("objective.auxiliary needs a model with an auxiliary head and the dataset's "
+                             "auxiliary targets (e.g. fashion_mnist with pose_degrees > 0)")  # fmt: skip
+        return torch.stack([F.mse_loss(o.auxiliary.float(), targets.float())  # type: ignore[union-attr]
+                            for o in outputs]).mean()  # fmt: skip
 
     def view_request(self) -> ViewRequest:
         """The extra views (layers, tokens, clusters) this objective's terms read from a text encoder."""
@@ -368,14 +377,17 @@ class Objective:
         keys: ModelOutput | None = None,
         clean: ModelOutput | None = None,
         reference: ModelOutput | None = None,
+        auxiliary: Tensor | None = None,
     ) -> ObjectiveValue:
         """Evaluates the objective on the V views' outputs of one batch.
 
         The task loss is on ``clean`` (the unaugmented input's output) when given, otherwise averaged over
         the views (R-Drop's convention: every pass is supervised). ``keys``: the momentum model's output on
         view 2, for ``moco``; ``reference``: the frozen starting model's output on the first view's input,
-        for ``similarity_protection``. With no view outputs (the trainer skips the views while every term's
-        weight is 0 and the task is on ``clean``) the terms are not evaluated and the value is the task loss.
+        for ``similarity_protection``; ``auxiliary``: the batch's auxiliary targets (N, A), for the
+        ``auxiliary`` head's term (supervised like the task, on the same outputs). With no view outputs (the
+        trainer skips the views while every term's weight is 0 and the task is on ``clean``) the contrastive
+        terms are not evaluated.
         """
         supervised = [clean] if clean is not None else outputs
         task = torch.stack([task_loss(self.cfg, o.logits, targets) for o in supervised]).mean()
@@ -391,6 +403,8 @@ class Objective:
             fns["similarity_protection"] = lambda: self._protection(outputs, targets, reference)
         if not outputs:
             fns = {}
+        if self.cfg.auxiliary is not None:  # supervised, like the task: on the same outputs
+            fns["auxiliary"] = lambda: self._auxiliary(supervised, auxiliary)
         for name, compute in fns.items():
             if weights[name] > 0:
                 terms[name] = compute()

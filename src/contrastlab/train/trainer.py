@@ -104,6 +104,15 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
+    num_auxiliary = 0
+    if config.objective.auxiliary is not None:
+        auxiliary = getattr(data, "auxiliary", None)
+        if auxiliary is None:
+            raise ValueError(
+                f"objective.auxiliary needs auxiliary targets, which dataset {config.data.name!r} does not "
+                "have (fashion_mnist has them with data.options.pose_degrees > 0)"
+            )
+        num_auxiliary = int(auxiliary.shape[1])
     model = build_model(
         config.model.name,
         num_features=data.num_features,
@@ -113,6 +122,7 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         projection_dim=config.model.projection_dim,
         dropout=config.model.dropout,
         head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
+        num_auxiliary=num_auxiliary,
         **extra,
     )
     if hasattr(data, "tokenize"):
@@ -301,7 +311,9 @@ def predict(model: ContrastiveModel, data: Any, idx: Tensor, device: torch.devic
     outs = [model(batch_inputs(data, idx[i : i + 512], device)) for i in range(0, idx.shape[0], 512)]
     logits, embedding, projection = (torch.cat([getattr(o, f).float().cpu() for o in outs])
                                      for f in ("logits", "embedding", "projection"))  # fmt: skip
-    return ModelOutput(logits, embedding, projection)
+    heads = [o.auxiliary for o in outs if o.auxiliary is not None]
+    aux = torch.cat([a.float().cpu() for a in heads]) if heads else None
+    return ModelOutput(logits, embedding, projection, auxiliary=aux)
 
 
 @torch.no_grad()
@@ -320,7 +332,8 @@ def evaluate(
     Identity tasks (arcface, cosface) add verification metrics of the embeddings on val and test
     (``cosine_similarity``: the mean over same-identity pairs; ``tar@far=0.001``, ``eer``, ``rank1``; at most
     :data:`VERIFICATION_MAX` samples, a fixed draw). An open-set split (identities never trained on, e.g.
-    Fashion-MNIST's held-out classes) has verification metrics only.
+    Fashion-MNIST's held-out classes) has verification metrics only. A model with an auxiliary head adds
+    ``auxiliary_mae`` against the dataset's auxiliary targets on every split.
     """
     if cfg.objective.task == "none" or idx.numel() == 0:
         return {}
@@ -328,6 +341,8 @@ def evaluate(
     out = predict(model, data, idx, device or torch.device("cpu"))
     y = data.targets[idx]
     metrics: dict[str, float] = {}
+    if out.auxiliary is not None:  # an auxiliary target (a pose) is defined on every split
+        metrics["auxiliary_mae"] = float((out.auxiliary - data.auxiliary[idx]).abs().mean())
     if cfg.objective.task in ("arcface", "cosface") and part in ("val", "test"):
         metrics.update(_verification(out.embedding, y))
     if part in getattr(data, "open_set", ()):
@@ -517,6 +532,7 @@ def train(
         for step, batch in enumerate(bar):
             idx = train_idx[torch.tensor(batch[rank * local_batch : (rank + 1) * local_batch])]
             y = scale.encode(data.targets[idx]).to(device)
+            aux = data.auxiliary[idx].to(device) if config.objective.auxiliary is not None else None
             on_clean = augment is not None and tc.views.task_on_clean and config.objective.task != "none"
             # With the task on clean inputs and every term's weight 0 (a verdict's baseline arm, or before a
             # term starts), the augmented views would only feed unweighted terms, yet their forward passes
@@ -541,7 +557,7 @@ def train(
                 if objective.reference_model is not None and use_views:
                     with torch.no_grad():
                         reference = objective.reference_model(x[0] if isinstance(x, list) else x)
-            value = objective(outputs, y, epoch, keys, clean, reference)
+            value = objective(outputs, y, epoch, keys, clean, reference, aux)
 
             # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
             # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
