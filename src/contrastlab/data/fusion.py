@@ -33,7 +33,7 @@ from torch import Tensor
 
 from contrastlab.data.registry import DatasetInfo, Task, register_dataset
 from contrastlab.data.sources import package_file
-from contrastlab.data.text import TokenBatch, pad_tokens, tokenize_texts
+from contrastlab.data.text import SkippedText, TokenBatch, pad_tokens, tokenize_texts
 
 if TYPE_CHECKING:
     from torch_geometric.data import Batch, Data
@@ -60,13 +60,6 @@ class FusionBatch:
 
 
 @dataclass
-class SkippedRecord:
-    row: int
-    text: str
-    reason: str
-
-
-@dataclass
 class FusionDataset(torch.utils.data.Dataset[tuple[Any, str, Tensor]]):
     """Graphs, their texts and targets, held in memory; ``take`` batches both for a two-tower model.
 
@@ -83,7 +76,7 @@ class FusionDataset(torch.utils.data.Dataset[tuple[Any, str, Tensor]]):
     task: Task
     num_features: int
     num_edge_features: int
-    skipped: list[SkippedRecord] = field(default_factory=list)
+    skipped: list[SkippedText] = field(default_factory=list)
     #: Rows of the source left out, by reason (e.g. {"subsample": 100113}); never silently dropped.
     excluded: dict[str, int] = field(default_factory=dict)
     predefined_split: dict[str, Tensor] | None = None
@@ -254,7 +247,7 @@ def _mp_gap(
     )
     vectors = element_vectors(elements)
     kept: list[tuple[str, dict[str, float], float]] = []
-    skipped: list[SkippedRecord] = []
+    skipped: list[SkippedText] = []
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"formula", "target"} <= set(reader.fieldnames):
@@ -272,7 +265,7 @@ def _mp_gap(
             except ValueError as exc:
                 if on_error == "raise":
                     raise ValueError(f"row {row} of {path.name}: {exc}") from None
-                skipped.append(SkippedRecord(row, formula, str(exc)))
+                skipped.append(SkippedText(row, formula, str(exc)))
                 continue
             kept.append((formula, amounts, target))
     if skipped:
