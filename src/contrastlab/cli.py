@@ -107,7 +107,7 @@ def _sweep(args: argparse.Namespace) -> int:
     params = dict(parse_param(p) for p in args.param)
     out = Path(args.out or Path("sweeps") / Path(args.recipe).stem)
     result = run_sweep(args.recipe, params, out_dir=out, sampler=args.sampler, trials=args.trials,
-                       storage=args.storage, overrides=args.overrides)  # fmt: skip
+                       storage=args.storage, overrides=args.overrides, prune=not args.no_prune)  # fmt: skip
     states = [t["state"] for t in result["trials"]]
     print(
         f"{len(states)} trials: " + ", ".join(f"{s.lower()} {states.count(s)}" for s in sorted(set(states)))
@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="an Optuna RDB URL shared by several workers (default: sweep.db inside --out)"
     )
     p.add_argument("--out", help="sweep directory (default: sweeps/<recipe name>)")
+    p.add_argument(
+        "--no-prune", action="store_true", help="run every trial to the end (default: median pruning)"
+    )
     p.set_defaults(fn=_sweep)
 
     p = sub.add_parser("verdict", help="did the treatment help? paired runs over seeds, with statistics")

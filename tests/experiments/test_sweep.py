@@ -65,6 +65,25 @@ def test_sweep__resume_runs_only_the_missing_points(tmp_path):
     assert not (out / "trials" / "trial000").exists()  # no run for the points already done
 
 
+def test_sweep__no_prune_runs_every_trial_to_the_end(tmp_path, monkeypatch, capsys):
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **_: AlwaysPrune())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(QUICK))
+    args = ["sweep", str(recipe), "--param", "objective.supcon.weight=0.1,0.3"]
+    assert cli_main([*args, "--out", str(tmp_path / "pruned")]) == 0
+    assert "pruned 2" in capsys.readouterr().out
+    assert cli_main([*args, "--out", str(tmp_path / "all"), "--no-prune"]) == 0
+    assert "complete 2" in capsys.readouterr().out
+    result = json.loads((tmp_path / "all" / "sweep.json").read_text())
+    for t in result["trials"]:
+        history = (tmp_path / "all" / "trials" / f"trial{t['number']:03d}" / "history.csv").read_text()
+        assert len(history.strip().splitlines()) == 1 + QUICK["trainer"]["epochs"]
+
+
 def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))

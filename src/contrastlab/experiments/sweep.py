@@ -4,7 +4,8 @@
         --param objective.supcon.temperature=0.05,0.1 [--sampler grid|tpe] [--trials N]
 
 The objective is the recipe's early-stopping metric (``trainer.early_stopping.monitor`` and ``mode``) at
-its best epoch; trials report it every epoch and Optuna's median pruner stops hopeless ones. The study
+its best epoch; trials report it every epoch and Optuna's median pruner stops hopeless ones (``--no-prune``
+runs every trial to the end: a grid whose points must all be compared, or noisy early epochs). The study
 lives in ``sweep.db`` (SQLite) inside the sweep directory unless ``--storage`` names another database.
 
 Resuming: run the same command again, with the same values (Optuna fixes each parameter's choices for
@@ -191,6 +192,7 @@ def run_sweep(
     storage: str | None = None,
     overrides: list[str] | None = None,
     seed: int = 0,
+    prune: bool = True,
 ) -> dict[str, Any]:
     """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one).
 
@@ -216,7 +218,9 @@ def run_sweep(
         shared=storage is not None,
         direction="minimize" if mode == "min" else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if prune
+        else optuna.pruners.NopPruner(),
     )
     if storage is None:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
