@@ -47,6 +47,11 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 MODES = {"top2": "top 2 blocks + heads (the recipes)", "full": "full fine-tuning", "lora": "LoRA r=8"}
 
 
+def _cases(mode: str) -> list[tuple[str, str]]:
+    """The (case, fine-tuning mode) pairs one child process times: every case; top2 also LoRA's CE."""
+    return [(case, mode) for case in CASES] + ([("ce", "lora")] if mode == "top2" else [])
+
+
 def _build(case: str, mode: str, batches: int) -> Callable[[], None]:
     import torch
 
@@ -99,7 +104,7 @@ def _child(args: argparse.Namespace) -> None:
     import statistics
     import time
 
-    cases = [(case, args.mode) for case in CASES] + ([("ce", "lora")] if args.mode == "top2" else [])
+    cases = _cases(args.mode)
     steps = {key: _build(*key, BATCHES) for key in cases}
     for fn in steps.values():
         fn()  # warm-up round, not timed
@@ -136,8 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{mode}: {out}", flush=True)
         if "ce_spread" in out:
             spread[mode] = out["ce_spread"]
-        cases = [(c, mode) for c in CASES] + ([("ce", "lora")] if mode == "top2" else [])
-        for case, m in cases:
+        for case, m in _cases(mode):
             seconds = out.get(f"{case}|{m}")
             results[(case, m)] = {"status": "ok", "seconds": seconds} if seconds else {
                 "status": out.get("status", "error"), "note": out.get("note", "")}  # fmt: skip
@@ -177,8 +181,8 @@ def _render(results: dict[tuple[str, str], dict[str, Any]], spread: dict[str, fl
         f"One run of `python -m bench.text`: all-MiniLM-L6-v2 classifier, Rotten Tomatoes, batch {BATCH}, <= 64 "
         f"tokens, {BATCHES} steps (forward, objective, backward, AdamW) per round; each fine-tuning mode in "
         "one fresh process timing all its cases in interleaved rounds (a fresh random order each round), "
-        "median round reported. Samples/s "
-        "and time relative to cross-entropy alone in the same fine-tuning mode.",
+        "median round reported. Samples/s and time relative to cross-entropy alone in the same fine-tuning "
+        "mode.",
         "",
         "| objective | " + " | ".join(f"{MODES[m]}: samples/s | vs CE" for m in ("top2", "full")) + " |",
         "|---|---|---|---|---|",
