@@ -179,6 +179,18 @@ def test_clip_loss__logit_scale_is_clamped_at_100():
     assert big.grad is not None and big.grad.item() == 0.0  # clamped: no gradient pushes it further
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [100.0, 1000.0, 1e30])
+def test_clip_loss__logit_scale_past_exp_overflow_has_a_zero_not_nan_gradient(dtype, value):
+    # exp(1000) is inf even in float64; clamping after the exponential gave 0 * inf = NaN for the scale.
+    a, b = (t.to(dtype) for t in _pair())
+    big = torch.tensor(value, dtype=dtype, requires_grad=True)
+    loss = clip_loss(a, b, logit_scale=big)
+    torch.testing.assert_close(loss, clip_loss(a, b, temperature=0.01), rtol=1e-6, atol=1e-6)
+    loss.backward()
+    assert big.grad is not None and big.grad.item() == 0.0
+
+
 def test_clip_loss__symmetric_and_permutation_invariant():
     a, b = _pair()
     perm = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(5))

@@ -8,6 +8,8 @@ comes from ``_tiled``, dense (``torch.logsumexp``) or streamed in tiles, always 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -183,8 +185,9 @@ def _logit_scale(logit_scale: Tensor | None, temperature: float | None, dtype: t
             f"logit_scale must be a floating scalar tensor, got shape {tuple(logit_scale.shape)} "
             f"and dtype {logit_scale.dtype}"
         )
-    # exp() then clamp, as open_clip does: the gradient reaches logit_scale until the scale reaches 100.
-    return logit_scale.to(dtype).reshape(()).exp().clamp(max=MAX_LOGIT_SCALE)
+    # Clamp, then exp: the gradient reaches logit_scale until the scale reaches 100 and is 0 beyond. (exp
+    # then clamp, as open_clip does, gives 0 · exp(s) = NaN for the scale once exp(s) overflows.)
+    return logit_scale.to(dtype).reshape(()).clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
 
 
 def clip_loss(

@@ -243,24 +243,74 @@ def make_augmentation(config: TrainConfig, data: Any) -> Any:
 
 
 def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
-    """AdamW groups: the head at ``head_lr``; encoder layer i from the top at ``lr · layer_decay^i``;
-    layers below the last ``freeze_all_but_last`` are frozen (requires_grad False, in no group). Parameters
-    the model froze itself (a LoRA model's base weights) stay frozen."""
+    """AdamW groups built from ``model.named_parameters()``, so that no trainable parameter is left out.
+
+    Each parameter is assigned by name: encoder layer i from the top (``model.encoder_layers()``) trains at
+    ``lr · layer_decay^i`` and is frozen below the last ``freeze_all_but_last`` layers; encoder parameters
+    outside every layer (a Graphormer's degree and distance embeddings, DeBERTa's relative-position table:
+    tensors every block shares) form the group ``encoder.shared`` at ``lr``, frozen only when the whole
+    encoder is (``freeze_all_but_last=0``); everything else (task, projection and auxiliary heads) is
+    ``head`` at ``head_lr``. A parameter two layers share belongs to the upper one. Parameters the model
+    froze itself (a LoRA model's base weights) stay frozen. Each group lists its ``param_names``.
+
+    Raises:
+        RuntimeError: a trainable parameter is in no group or in two (a bug: the message names them).
+    """
     layers = model.encoder_layers()
-    groups: list[dict[str, Any]] = []
-    for depth_from_top, layer in enumerate(reversed(layers)):
-        frozen = cfg.freeze_all_but_last is not None and depth_from_top >= cfg.freeze_all_but_last
-        if frozen:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+    layer_of: dict[int, int] = {}
+    for i, layer in enumerate(layers):  # bottom to top: a shared parameter ends in the upper layer
+        for p in layer.parameters():
+            layer_of[id(p)] = i
+    frozen_below = None if cfg.freeze_all_but_last is None else len(layers) - cfg.freeze_all_but_last
+    groups: dict[str, dict[str, Any]] = {}
+
+    def add(group: str, lr: float, name: str, p: nn.Parameter) -> None:
+        entry = groups.setdefault(group, {"params": [], "param_names": [], "lr": lr, "name": group})
+        entry["params"].append(p)
+        entry["param_names"].append(name)
+
+    for name, p in model.named_parameters():
+        if not name.startswith("encoder."):
+            if p.requires_grad:
+                add("head", cfg.head_lr or cfg.lr, name, p)
             continue
-        params = [p for p in layer.parameters() if p.requires_grad]
-        if params:
-            groups.append({"params": params, "lr": cfg.lr * cfg.layer_decay**depth_from_top,
-                           "name": f"encoder.{len(layers) - 1 - depth_from_top}"})  # fmt: skip
-    head = [p for m in model.head_modules() for p in m.parameters()]
-    groups.append({"params": head, "lr": cfg.head_lr or cfg.lr, "name": "head"})
-    return groups
+        at = layer_of.get(id(p))
+        shared_frozen = at is None and frozen_below is not None and frozen_below >= len(layers)
+        if shared_frozen or (at is not None and frozen_below is not None and at < frozen_below):
+            p.requires_grad_(False)
+        if not p.requires_grad:
+            continue
+        if at is None:
+            add("encoder.shared", cfg.lr, name, p)
+        else:
+            add(f"encoder.{at}", cfg.lr * cfg.layer_decay ** (len(layers) - 1 - at), name, p)
+    order = [f"encoder.{i}" for i in reversed(range(len(layers)))] + ["encoder.shared", "head"]
+    result = [groups[g] for g in order if g in groups]
+    check_param_groups(model, result)
+    return result
+
+
+def check_param_groups(model: nn.Module, groups: Sequence[dict[str, Any]]) -> None:
+    """Every parameter with ``requires_grad`` is in exactly one group, and no frozen one is in any.
+
+    Raises:
+        RuntimeError: naming the parameters left out, listed twice, or frozen but optimised.
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen: dict[int, int] = {}
+    for group in groups:
+        for p in group["params"]:
+            seen[id(p)] = seen.get(id(p), 0) + 1
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    twice = [names.get(k, "?") for k, c in seen.items() if c > 1]
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and id(p) in seen]
+    if missing or twice or frozen:
+        raise RuntimeError(
+            "optimiser parameter groups do not cover the model exactly: "
+            + "; ".join(f"{what}: {found[:10]}" for what, found in (
+                ("trainable but in no group (they would never train)", missing),
+                ("in more than one group", twice), ("frozen but optimised", frozen)) if found)
+        )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_per_epoch: int) -> Any:
@@ -483,7 +533,7 @@ def train(
                 f"{config.model.name!r} is not"
             )
         model.encoder.request_views(request)  # type: ignore[operator]
-    encoder_params = [p for layer in model.encoder_layers() for p in layer.parameters() if p.requires_grad]
+    encoder_params = [p for n, p in model.named_parameters() if n.startswith("encoder.") and p.requires_grad]
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     history: list[dict[str, Any]] = []
