@@ -111,10 +111,33 @@ def test_nan_guard__skips_bad_steps_and_stops_with_a_report(tmp_path, monkeypatc
     assert report["temperature"] == 0.2 and math.isfinite(report["max_logit"])
 
 
-def test_train__amp_bf16_and_gradient_accumulation_run(tmp_path):
-    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "amp": "bf16", "accumulate": 2}}
-    result = train(validate_config(raw), tmp_path / "amp", progress=False)
-    assert math.isfinite(result.history[0]["train/task"])
+def test_accumulation__two_micro_batches_of_12_train_exactly_like_one_batch_of_24(tmp_path):
+    # The random sampler cuts one permutation into batches, so 2 x 12 are the rows of 1 x 24.
+    plain = {**TINY, "objective": {"task": "cross_entropy"},
+             "model": {**TINY["model"], "dropout": 0.0},
+             "trainer": {**TINY["trainer"], "epochs": 2, "views": {"count": 1},
+                         "sampler": {"name": "random"}}}
+    whole = train(validate_config(plain), tmp_path / "whole", progress=False)
+    halves = {**plain, "trainer": {**plain["trainer"], "batch_size": 12, "accumulate": 2}}
+    accumulated = train(validate_config(halves), tmp_path / "halves", progress=False)
+    for key in ("train/task", "val/loss", "train/grad_norm"):
+        expected = [r[key] for r in whole.history]
+        assert [r[key] for r in accumulated.history] == pytest.approx(expected, rel=1e-5)
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6)
+
+
+def test_train__bf16_autocast_tracks_the_float32_run(tmp_path):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+    fp32 = train(validate_config(raw), tmp_path / "fp32", progress=False)
+    bf16 = train(validate_config({**raw, "trainer": {**raw["trainer"], "amp": "bf16"}}), tmp_path / "bf16",
+                 progress=False)  # fmt: skip
+    for key in ("train/task", "train/supcon", "val/loss"):
+        for ours, ref in zip(bf16.history, fp32.history, strict=True):
+            assert ours[key] == pytest.approx(ref[key], rel=0.05), key  # bf16 keeps ~3 significant digits
+    assert all(row["skipped_steps"] == 0 for row in bf16.history)
 
 
 def test_param_groups__layer_decay_head_lr_and_freezing(tmp_path):
@@ -156,11 +179,17 @@ def _recipe(tmp_path: Path, raw: dict) -> str:
     return str(path)
 
 
-def test_train__fp16_with_grad_scaler_runs(tmp_path):
-    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "amp": "fp16"}}
-    result = train(validate_config(raw), tmp_path / "fp16", progress=False)
-    assert math.isfinite(result.history[0]["train/task"])
-    assert "scale" in load_checkpoint(tmp_path / "fp16" / "checkpoints" / "last.pt")["scaler"]
+def test_train__fp16_with_grad_scaler_tracks_the_float32_run(tmp_path):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+    fp32 = train(validate_config(raw), tmp_path / "fp32", progress=False)
+    fp16 = train(validate_config({**raw, "trainer": {**raw["trainer"], "amp": "fp16"}}), tmp_path / "fp16",
+                 progress=False)  # fmt: skip
+    for key in ("train/task", "train/supcon", "val/loss"):
+        for ours, ref in zip(fp16.history, fp32.history, strict=True):
+            assert ours[key] == pytest.approx(ref[key], rel=0.01), key
+    assert all(row["skipped_steps"] == 0 for row in fp16.history)
+    scaler = load_checkpoint(tmp_path / "fp16" / "checkpoints" / "last.pt")["scaler"]
+    assert scaler["scale"] == 2.0**16  # no overflow on this run: the scale never backed off
 
 
 def test_schedulers__warmup_cosine_and_plateau_change_the_learning_rate(tmp_path):

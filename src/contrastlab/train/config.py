@@ -282,6 +282,12 @@ class TrainConfig(_Strict):
                 f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "
                 f"{self.trainer.views.count}; set trainer.views.count=2"
             )
+        adaptive = [n for n, t in self.objective.terms().items() if t.auto_ratio is not None]
+        if adaptive and self.trainer.term_grad_norm_every == 0:
+            raise ValueError(
+                f"objective term(s) {adaptive} set auto_ratio, which adapts λ from per-term gradient norms, "
+                "but trainer.term_grad_norm_every is 0 (never measured); set it >= 1 or drop auto_ratio"
+            )
         tokens, layered = self.objective.token_supcon, self.objective.layer_supcon
         if tokens is not None and layered is not None and layered.level == "token" and tokens.k != layered.k:
             raise ValueError(

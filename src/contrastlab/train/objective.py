@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -259,7 +259,8 @@ class Objective:
     ``base_weights`` start at the configured weights; automatic λ (``auto_ratio``) rescales them in
     :meth:`adapt` and they are part of the checkpointed state. A ``moco`` term owns a momentum copy of
     ``model`` (``key_model``, which the trainer runs on the second view) and the queue of keys; call
-    :meth:`after_step` after every optimiser step to move the copy and enqueue the batch's keys.
+    :meth:`enqueue` with every micro-batch's keys after its loss, and :meth:`after_step` after every
+    optimiser step to move the copy.
     """
 
     def __init__(
@@ -276,7 +277,6 @@ class Objective:
         self.base_weights = {name: t.weight for name, t in self.term_cfgs.items()}
         self.key_model: nn.Module | None = None
         self.queue: MemoryQueue | None = None
-        self._pending_keys: Tensor | None = None
         if cfg.moco is not None:
             if model is None:
                 raise ValueError("objective.moco needs the model, to make its momentum copy (model=)")
@@ -344,7 +344,6 @@ class Objective:
         if keys is None:
             raise ValueError("objective.moco needs the momentum encoder's outputs on the second view (keys=)")
         k = keys.projection.detach().float()
-        self._pending_keys = k
         negatives = self.queue.keys.to(k.device) if len(self.queue) else None
         return info_nce(
             outputs[0].projection, k, negatives=negatives, temperature=term.temperature,
@@ -352,16 +351,20 @@ class Objective:
         )  # fmt: skip
 
     @torch.no_grad()
+    def enqueue(self, keys: ModelOutput | None) -> None:
+        """MoCo: adds one micro-batch's keys (the momentum model's projections) to the queue, after the loss
+        that used the queue (as in the paper); every rank's keys under DDP. A no-op without MoCo."""
+        if self.queue is None or keys is None:
+            return
+        k = keys.projection.detach().float()
+        self.queue.enqueue(distributed.all_gather(k) if self.gather else k)
+
+    @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        """MoCo bookkeeping after an optimiser step: momentum update, then enqueue this batch's keys
-        (after the loss used the queue, as in the paper)."""
-        if self.key_model is None or self.queue is None or self.cfg.moco is None:
+        """MoCo after an optimiser step: the momentum copy moves toward the model."""
+        if self.key_model is None or self.cfg.moco is None:
             return
         momentum_update(self.key_model, model, momentum=self.cfg.moco.momentum)
-        if self._pending_keys is not None:
-            keys = distributed.all_gather(self._pending_keys) if self.gather else self._pending_keys
-            self.queue.enqueue(keys)
-            self._pending_keys = None
 
     def weights(self, epoch: int) -> dict[str, float]:
         return {
@@ -433,12 +436,12 @@ class Objective:
             state["reference_model"] = self.reference_model.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any], *, keep_configured: bool = False) -> None:
-        """Restores adapted weights (with ``keep_configured``, resume with a new λ, the config wins) and
-        MoCo's momentum model and queue."""
-        if not keep_configured:
-            weights = state["weights"]
-            self.base_weights.update({k: v for k, v in weights.items() if k in self.base_weights})
+    def load_state_dict(self, state: dict[str, Any], *, configured: Set[str] = frozenset()) -> None:
+        """Restores adapted weights (except those of the terms named in ``configured``: a resume that sets
+        their weight, where the config wins) and MoCo's momentum model and queue."""
+        weights = state["weights"]
+        kept = {k: v for k, v in weights.items() if k in self.base_weights and k not in configured}
+        self.base_weights.update(kept)
         if self.key_model is not None and self.queue is not None and "key_model" in state:
             self.key_model.load_state_dict(state["key_model"])
             self.queue.load_state_dict(state["queue"])

@@ -45,7 +45,7 @@ from contrastlab.train.checkpoint import (
 )
 from contrastlab.train.config import TrainConfig, TrainerConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
-from contrastlab.train.objective import Objective, task_loss
+from contrastlab.train.objective import Objective, ObjectiveValue, task_loss
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "train"]
 
@@ -440,6 +440,66 @@ def _term_grad_norms(
     return norms
 
 
+def overridden_weights(overrides: Sequence[str]) -> set[str]:
+    """The terms whose weight an override sets (``objective.supcon.weight=0.1`` or ``objective.supcon=...``):
+    on resume their configured weight replaces the adapted one; every other term keeps its adapted λ.
+
+    Example:
+        >>> sorted(overridden_weights(["trainer.epochs=9", "objective.supcon.weight=0.1", "objective.x={}"]))
+        ['supcon', 'x']
+    """
+    names = set()
+    for text in overrides:
+        path = text.split("=", 1)[0].split(".")
+        if path[0] == "objective" and (len(path) == 2 or (len(path) == 3 and path[2] == "weight")):
+            names.add(path[1])
+    return names
+
+
+def _forward_batch(
+    net: nn.Module,
+    objective: Objective,
+    data: Any,
+    idx: Tensor,
+    scale: TargetScale,
+    augment: Any,
+    config: TrainConfig,
+    epoch: int,
+    step: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> tuple[ObjectiveValue, list[ModelOutput], ModelOutput | None, ModelOutput | None]:
+    """One micro-batch through the model: its views, the clean input, MoCo's keys and the reference model,
+    then the objective. Returns (value, view outputs, keys, clean output)."""
+    tc = config.trainer
+    y = scale.encode(data.targets[idx]).to(device)
+    aux = data.auxiliary[idx].to(device) if config.objective.auxiliary is not None else None
+    on_clean = augment is not None and tc.views.task_on_clean and config.objective.task != "none"
+    # With the task on clean inputs and every term's weight 0 (a verdict's baseline arm, or before a term
+    # starts), the augmented views would only feed unweighted terms, yet their forward passes would still
+    # move BatchNorm statistics: they are skipped, so the run is the plain task run.
+    use_views = not on_clean or any(w > 0 for w in objective.weights(epoch).values())
+    # Every view is drawn from the one collated clean batch, on the CPU (the generators live there).
+    host = batch_inputs(data, idx, torch.device("cpu"))
+    x_clean = host.to(device)
+    x: Any = x_clean
+    if augment is not None and use_views:
+        x = [augment_view(augment, host, view_generator(tc.seed, epoch, step, v)).to(device)
+             for v in range(tc.views.count)]  # fmt: skip
+    one_stage = tc.views.mode == "one_stage" or distributed.world_size() > 1  # DDP: one forward per backward
+    keys = clean = reference = None
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        outputs = forward_views(net, x, tc.views.count, one_stage) if use_views else []
+        with torch.no_grad():
+            if objective.key_model is not None and use_views:
+                keys = objective.key_model(x[1] if isinstance(x, list) else x)
+            if objective.reference_model is not None and use_views:
+                reference = objective.reference_model(x[0] if isinstance(x, list) else x)
+        if on_clean:
+            clean = net(x_clean)
+    return objective(outputs, y, epoch, keys, clean, reference, aux), outputs, keys, clean
+
+
 def _better(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
@@ -486,6 +546,12 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if tc.batch_size % world:
         raise ValueError(f"trainer.batch_size={tc.batch_size} must divide evenly over {world} processes")
+    adaptive = [n for n, t in config.objective.terms().items() if t.auto_ratio is not None]
+    if world > 1 and adaptive:
+        raise ValueError(
+            f"objective term(s) {adaptive} set auto_ratio, which needs per-term gradient norms that DDP's "
+            "gradient exchange cannot give; run on one process or fix their weights"
+        )
     local_batch = tc.batch_size // world
     is_main = rank == 0
     seed_everything(tc.seed)
@@ -496,9 +562,7 @@ def train(
     train_idx = split["train"]
     scale = TargetScale.fit(config, data, train_idx)
     augment = make_augmentation(config, data)
-    views, one_stage = tc.views.count, tc.views.mode == "one_stage"
-    if world > 1:
-        one_stage = True  # DDP expects one forward per backward: views come from one duplicated batch
+    views = tc.views.count
 
     # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
     model = make_model(config, data)
@@ -514,7 +578,7 @@ def train(
         )
     else:
         sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.seed)
-    steps_per_epoch = max(1, len(sampler) // tc.accumulate)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / tc.accumulate))
     scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
@@ -548,7 +612,7 @@ def train(
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        objective.load_state_dict(state["objective"], keep_configured=bool(override_note))
+        objective.load_state_dict(state["objective"], configured=overridden_weights(override_note or []))
         history, best = state["history"], state["best"]
         start_epoch, global_step, bad_epochs = state["epoch"] + 1, state["global_step"], state["bad_epochs"]
         overrides_log = state["overrides_log"]
@@ -568,83 +632,65 @@ def train(
     events = _event_writer(run_dir / "events") if is_main else None
     es = tc.early_stopping
     consecutive_skips = 0
-    stopped_early = False
-    for epoch in range(start_epoch, tc.epochs):
+    # A run that stopped early (its checkpoint says so) stays stopped on resume, unless a new patience lets
+    # it go on: it finishes exactly as the uninterrupted run did.
+    stopped_early = es.patience is not None and bad_epochs >= es.patience
+    for epoch in range(start_epoch, tc.epochs if not stopped_early else start_epoch):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = {}  # over the micro-batches whose optimiser step was applied
+        logged_keys: dict[str, None] = {}  # every logged name, in order, also of dropped steps
         counted, skipped, optimizer_steps, grad_norm_total = 0, 0, 0, 0.0
         grad_norm_sums: dict[str, float] = {}
         grad_norm_count = 0
         batches = list(sampler)
-        bar = _progress(batches, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
-        for step, batch in enumerate(bar):
-            idx = train_idx[torch.tensor(batch[rank * local_batch : (rank + 1) * local_batch])]
-            y = scale.encode(data.targets[idx]).to(device)
-            aux = data.auxiliary[idx].to(device) if config.objective.auxiliary is not None else None
-            on_clean = augment is not None and tc.views.task_on_clean and config.objective.task != "none"
-            # With the task on clean inputs and every term's weight 0 (a verdict's baseline arm, or before a
-            # term starts), the augmented views would only feed unweighted terms, yet their forward passes
-            # would still move BatchNorm statistics: they are skipped, so the run is the plain task run.
-            use_views = not on_clean or any(w > 0 for w in objective.weights(epoch).values())
-            # Every view is drawn from the one collated clean batch, on the CPU (the generators live there).
-            host = batch_inputs(data, idx, torch.device("cpu"))
-            x_clean = host.to(device)
-            x: Any = x_clean
-            if augment is not None and use_views:
-                x = [augment_view(augment, host, view_generator(tc.seed, epoch, step, v)).to(device)
-                     for v in range(views)]  # fmt: skip
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                outputs = forward_views(net, x, views, one_stage) if use_views else []
-                keys = clean = None
-                if objective.key_model is not None and use_views:
-                    with torch.no_grad():
-                        keys = objective.key_model(x[1] if isinstance(x, list) else x)
-                if on_clean:
-                    clean = net(x_clean)
-                reference = None
-                if objective.reference_model is not None and use_views:
-                    with torch.no_grad():
-                        reference = objective.reference_model(x[0] if isinstance(x, list) else x)
-            value = objective(outputs, y, epoch, keys, clean, reference, aux)
+        # One optimiser step per window of `accumulate` micro-batches; the epoch's last window may be
+        # shorter and still steps, so no gradient carries into the next epoch (nor is lost on resume).
+        n, acc = len(batches), tc.accumulate
+        windows = [range(i, min(i + acc, n)) for i in range(0, n, acc)]
+        bar = _progress(windows, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
+        for window in bar:
+            window_sums: dict[str, float] = {}
+            failure: list[str] | None = None
+            norms: dict[str, float] = {}
+            # Per-term gradient norms (and auto-λ) once per optimiser step, on its first micro-batch; they
+            # need extra autograd passes outside DDP's reducer: one process only.
+            measure = (world == 1 and tc.term_grad_norm_every > 0 and bool(encoder_params)
+                       and global_step % tc.term_grad_norm_every == 0)  # fmt: skip
+            for step in window:
+                idx = train_idx[torch.tensor(batches[step][rank * local_batch : (rank + 1) * local_batch])]
+                value, outputs, keys, clean = _forward_batch(
+                    net, objective, data, idx, scale, augment, config, epoch, step, device, amp_dtype
+                )
+                logged = {"loss": value.total, "task": value.task, **value.terms}
+                logged_keys.update(dict.fromkeys(logged))
 
-            # Guard: a non-finite loss never reaches the weights; K in a row end the run with a report.
-            # (Every rank takes the same decision, or DDP's gradient exchange would hang.)
-            if _on_any_rank(bool(value.non_finite), world):
+                # Guard: a non-finite loss never reaches the weights. The whole optimiser step is dropped
+                # (with the window's gradients and logged values); K dropped steps in a row end the run with
+                # a report. (Every rank takes the same decision, or DDP's gradient exchange would hang.)
+                if _on_any_rank(bool(value.non_finite), world):
+                    failure = value.non_finite or ["(another rank)"]
+                    break
+                if measure and step == window[0]:
+                    norms = _term_grad_norms(value, value.weights, encoder_params)
+                scaler.scale(value.total / len(window)).backward()  # type: ignore[no-untyped-call]
+                objective.enqueue(keys)  # MoCo: every micro-batch's keys, after its loss
+                classes = data.task == "classification"
+                stats = batch_statistics(data.targets[idx], idx, views) if classes else {}
+                for k, v in {**{n: float(t.detach()) for n, t in logged.items()}, **stats}.items():
+                    window_sums[k] = window_sums.get(k, 0.0) + v
+
+            if failure is None:
+                scaler.unscale_(optimizer)  # a no-op without fp16; under fp16 it records the overflow
+                if not all(bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None):
+                    failure = ["gradient"]
+                    if scaler.is_enabled():
+                        scaler.update()  # lowers the scale, as GradScaler's own skipped step would
+            if failure is not None:
                 skipped += 1
-                bad = value.non_finite or ["(another rank)"]
                 seen = outputs or ([clean] if clean is not None else [])
-                report = partial(_divergence_report, bad, seen, config, epoch, step)
-                consecutive_skips = _skip_step(optimizer, consecutive_skips, tc.max_consecutive_skips, report)
-                continue
-
-            # Per-term gradient norms need extra autograd passes outside DDP's reducer: one process only.
-            measure = (
-                world == 1 and tc.term_grad_norm_every > 0 and global_step % tc.term_grad_norm_every == 0
-            )
-            if measure and encoder_params:
-                norms = _term_grad_norms(value, value.weights, encoder_params)
-                for k, v in norms.items():
-                    grad_norm_sums[k] = grad_norm_sums.get(k, 0.0) + v
-                grad_norm_count += 1
-                if norms.get("task", 0.0) > 0:
-                    objective.adapt({k: v / norms["task"] for k, v in norms.items() if k != "task"})
-
-            scaler.scale(value.total / tc.accumulate).backward()  # type: ignore[no-untyped-call]
-            counted += 1
-            stats = batch_statistics(y, idx, views) if data.task == "classification" else {}
-            logged = {"loss": value.total, "task": value.task, **value.terms}
-            for k, v in {**{n: float(t.detach()) for n, t in logged.items()}, **stats}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if (step + 1) % tc.accumulate:
-                continue
-            scaler.unscale_(optimizer)
-            if not scaler.is_enabled() and not all(
-                bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None
-            ):
-                skipped += 1
-                report = partial(_divergence_report, ["gradient"], outputs, config, epoch, step)
+                report = partial(_divergence_report, failure, seen, config, epoch, window[-1])
                 consecutive_skips = _skip_step(optimizer, consecutive_skips, tc.max_consecutive_skips, report)
                 continue
             grad_norm = (
@@ -662,17 +708,28 @@ def train(
             global_step += 1
             optimizer_steps += 1
             grad_norm_total += grad_norm
+            counted += len(window)
+            for k, v in window_sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if norms:
+                for k, v in norms.items():
+                    grad_norm_sums[k] = grad_norm_sums.get(k, 0.0) + v
+                grad_norm_count += 1
+                if norms.get("task", 0.0) > 0:
+                    objective.adapt({k: v / norms["task"] for k, v in norms.items() if k != "task"})
             if show_bar:
                 bar.set_postfix(
                     {k: f"{v / counted:.3g}" for k, v in sums.items() if k in ("task", *value.terms)}
                 )
             if on_step is not None:
-                on_step(StepState(epoch, step, global_step, float(value.total.detach())))
+                on_step(StepState(epoch, window[-1], global_step, float(value.total.detach())))
 
         # --- end of epoch: evaluate, log, schedule, stop, checkpoint ---
         sums = _mean_over_ranks(sums, world)
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({f"train/{k}": v / max(counted, 1) for k, v in sums.items()})
+        # Means over the micro-batches that were applied (NaN when every step of the epoch was dropped).
+        row.update({f"train/{k}": sums.get(k, 0.0) / counted if counted else math.nan
+                    for k in [*logged_keys, *(k for k in sums if k not in logged_keys)]})  # fmt: skip
         row["train/grad_norm"] = grad_norm_total / max(optimizer_steps, 1)
         row.update({f"weight/{k}": w for k, w in objective.weights(epoch).items()})
         row.update({f"grad_norm/{k}": v / grad_norm_count for k, v in grad_norm_sums.items()})
@@ -725,6 +782,7 @@ def train(
                     "epoch": epoch,
                     "global_step": global_step,
                     "bad_epochs": bad_epochs,
+                    "stopped_early": stopped_early,
                     "history": history,
                     "best": best,
                     "overrides_log": overrides_log,
