@@ -17,18 +17,12 @@ __all__ = ["main"]
 
 def _train(args: argparse.Namespace) -> int:
     from contrastlab.train import load_config, train
+    from contrastlab.train.rundir import check_run_name
 
     config, raw = load_config(args.recipe, args.overrides)
-    name = args.name or config.name
+    name = check_run_name(args.name, "--name") if args.name else config.name
     run_dir = Path(args.runs_dir) / name
-    if (run_dir / "checkpoints" / "last.pt").exists() and not args.overwrite:
-        print(
-            f"error: {run_dir} already holds a run; use `contrastlab resume {run_dir}` to continue it, "
-            "--name for a new one, or --overwrite",
-            file=sys.stderr,
-        )
-        return 2
-    result = train(config, run_dir, raw_config=raw, override_note=args.overrides)
+    result = train(config, run_dir, raw_config=raw, override_note=args.overrides, overwrite=args.overwrite)
     _summary(result)
     return 0
 
@@ -36,19 +30,25 @@ def _train(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     import yaml
 
-    from contrastlab.train import train
+    from contrastlab.train import RunDir, RunDirError, train
     from contrastlab.train.config import apply_overrides, validate
 
-    run_dir = Path(args.run_dir)
-    recorded = run_dir / "config.yaml"
-    if not recorded.is_file():
-        print(f"error: {run_dir} has no config.yaml; is it a contrastlab run directory?", file=sys.stderr)
-        return 2
-    saved = yaml.safe_load(recorded.read_text())
+    run = RunDir(args.run_dir)
+    if not run.config.is_file():
+        raise RunDirError(f"{run.path} has no config.yaml; is it a contrastlab run directory?")
+    try:
+        saved = yaml.safe_load(run.config.read_text())
+    except yaml.YAMLError as exc:
+        raise RunDirError(f"{run.config} is not valid YAML ({exc}); contrastlab did not write it") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise RunDirError(
+            f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
+            f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
+        )
     raw = apply_overrides(saved["config"], args.overrides)  # the recorded, fully resolved config
     config = validate(raw)
     result = train(
-        config, run_dir, raw_config=saved.get("raw", {}), resume=True, override_note=args.overrides
+        config, run.path, raw_config=saved.get("raw", {}), resume=True, override_note=args.overrides
     )
     _summary(result)
     return 0
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.supcon.weight=0.2")
     p.add_argument("--name", help="run name (default: the recipe's `name`)")
     p.add_argument("--runs-dir", default="runs", help="parent of run directories (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="start over in an existing run directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an existing run directory (the old run is deleted first)")  # fmt: skip
     p.set_defaults(fn=_train)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint, optionally with overrides")
@@ -312,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.data.sources import MissingDataPackage
-        from contrastlab.train import CheckpointError, ConfigError, TrainingDiverged
+        from contrastlab.train import CheckpointError, ConfigError, RunDirError, TrainingDiverged
 
         known = (ConfigError, CheckpointError, TrainingDiverged, KeyError, FileNotFoundError, ValueError,
-                 MissingDataPackage)  # fmt: skip
+                 MissingDataPackage, RunDirError)  # fmt: skip
         if isinstance(exc, known):
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             print(f"error: {message}", file=sys.stderr)

@@ -74,7 +74,7 @@ def test_accumulation__a_dropped_window_leaves_nothing_in_the_logged_means(tmp_p
 
     def recording(self, *args, **kwargs):
         value = real_call(self, *args, **kwargs)
-        tasks.append(float(value.task))
+        tasks.append(float(value.task.detach()))
         return value
 
     monkeypatch.setattr(Objective, "__call__", recording)

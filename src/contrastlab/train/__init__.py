@@ -7,12 +7,15 @@ from contrastlab.train.checkpoint import CheckpointError, load_checkpoint, read_
 from contrastlab.train.config import ConfigError, TrainConfig, load_config
 from contrastlab.train.config import validate as validate_config
 from contrastlab.train.objective import Objective, scheduled_weight
+from contrastlab.train.rundir import RunDir, RunDirError
 from contrastlab.train.trainer import RunResult, StepState, TrainingDiverged, train
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "Objective",
+    "RunDir",
+    "RunDirError",
     "RunResult",
     "StepState",
     "TrainConfig",

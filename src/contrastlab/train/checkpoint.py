@@ -49,6 +49,7 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Opens a temporary file beside ``path``; on success it is fsynced and renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs and reports from teammates
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -58,6 +59,12 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ConfigError",
@@ -268,11 +268,19 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    #: The run's directory name under ``--runs-dir``: one path component.
     name: str = "run"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     trainer: TrainerConfig = TrainerConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name: str) -> str:
+        from contrastlab.train.rundir import check_run_name
+
+        return check_run_name(name)
 
     @model_validator(mode="after")
     def _views_fit_terms(self) -> TrainConfig:

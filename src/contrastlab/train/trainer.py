@@ -35,6 +35,7 @@ from contrastlab.data import (
 )
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import (
+    atomic_write,
     capture_rng,
     load_checkpoint,
     restore_rng,
@@ -46,6 +47,7 @@ from contrastlab.train.checkpoint import (
 from contrastlab.train.config import TrainConfig, TrainerConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
 from contrastlab.train.objective import Objective, ObjectiveValue, task_loss
+from contrastlab.train.rundir import RunDir, RunDirError
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "train"]
 
@@ -518,6 +520,7 @@ def train(
     quiet: bool = False,
     on_step: Callable[[StepState], None] | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Trains ``config`` into ``run_dir`` (created), or resumes the run there.
 
@@ -526,19 +529,57 @@ def train(
         run_dir: Where config.yaml, history.csv, checkpoints/, metrics.json and embeddings/ go.
         raw_config: The mapping the config came from, recorded in config.yaml.
         resume: Continue from ``checkpoints/last.pt``; ``config`` may differ (e.g. a new λ) and the change
-            is recorded in config.yaml's ``overrides`` history.
+            is recorded in config.yaml's ``overrides`` history. A run killed before its first checkpoint
+            starts over; files of interrupted atomic writes are removed.
         override_note: The overrides that produced ``config``, for the record.
         progress: Show a progress bar (default: when stderr is a terminal; otherwise one line per epoch).
         quiet: Neither bar nor epoch lines (a caller such as ``contrastlab verdict`` shows its own).
         on_step: Called after every optimiser step.
         on_epoch: Called with (epoch, history row) after each epoch is checkpointed; an exception it raises
             (e.g. a sweep pruning the trial) ends the run there, its files intact.
+        overwrite: Start afresh where a run exists, removing it first (else that is an error).
 
     Raises:
         TrainingDiverged: ``max_consecutive_skips`` steps in a row had a non-finite loss or gradient.
-        CheckpointError: resume from a missing or unreadable checkpoint.
+        CheckpointError: resume from an unreadable checkpoint.
+        RunDirError: another process is using ``run_dir``; a new run where one exists without
+            ``overwrite``; resume where no run was ever started.
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the directory
+        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch)
+    with run.lock():
+        if resume:
+            run.remove_temporaries()
+            if not run.last.is_file():
+                if not run.config.is_file():
+                    raise RunDirError(f"{run.path} holds no run to resume (no config.yaml, no checkpoint)")
+                print(f"note: {run.path} has no checkpoint yet (stopped during its first epoch): "
+                      "starting it over", file=sys.stderr)  # fmt: skip
+                run.clear()
+                resume = False
+        elif run.holds_run():
+            if not overwrite:
+                raise RunDirError(
+                    f"{run.path} already holds a run; resume it (contrastlab resume {run.path}), choose "
+                    "another name, or overwrite it (--overwrite; the old run is deleted)"
+                )
+            run.clear()
+        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch)
+
+
+def _train(
+    config: TrainConfig,
+    run: RunDir,
+    raw_config: dict[str, Any] | None,
+    resume: bool,
+    override_note: list[str] | None,
+    progress: bool | None,
+    quiet: bool,
+    on_step: Callable[[StepState], None] | None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+) -> RunResult:
+    run_dir = run.path
     tc = config.trainer
     device = torch.device(tc.device)
     rank, world = _init_distributed(device)
@@ -604,9 +645,8 @@ def train(
     best: dict[str, Any] = {}
     start_epoch, global_step, bad_epochs = 0, 0, 0
     overrides_log: list[dict[str, Any]] = []
-    ckpt_dir = run_dir / "checkpoints"
     if resume:
-        state = load_checkpoint(ckpt_dir / "last.pt")
+        state = load_checkpoint(run.last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
@@ -624,12 +664,12 @@ def train(
     if is_main:
         write_yaml(
             {"config": config.model_dump(mode="json"), "raw": raw_config or {}, "overrides": overrides_log},
-            run_dir / "config.yaml",
+            run.config,
         )
-        write_json({k: v.tolist() for k, v in split.items()}, run_dir / "split.json")
+        write_json({k: v.tolist() for k, v in split.items()}, run.split)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
-    events = _event_writer(run_dir / "events") if is_main else None
+    events = _event_writer(run.events) if is_main else None
     es = tc.early_stopping
     consecutive_skips = 0
     # A run that stopped early (its checkpoint says so) stays stopped on resume, unless a new patience lets
@@ -764,7 +804,7 @@ def train(
             if is_main:
                 best_weights = {"model": model.state_dict(), "epoch": epoch}
                 save_checkpoint(
-                    {**best_weights, "config": config.model_dump(mode="json")}, ckpt_dir / "best.pt"
+                    {**best_weights, "config": config.model_dump(mode="json")}, run.best
                 )
         else:
             bad_epochs += 1
@@ -789,9 +829,9 @@ def train(
                     "rng": capture_rng(),
                     "config": config.model_dump(mode="json"),
                 },
-                ckpt_dir / "last.pt",
+                run.last,
             )
-            write_history(history, run_dir / "history.csv")
+            write_history(history, run.history)
             if events is not None:
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, float | int) and math.isfinite(value):
@@ -810,11 +850,11 @@ def train(
         torch.distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run_dir, history, best, stopped_early)
-    return _finish(run_dir, model, data, split, config, history, best, stopped_early, scale, device)
+    return _finish(run, model, data, split, config, history, best, stopped_early, scale, device)
 
 
 def _finish(
-    run_dir: Path,
+    run: RunDir,
     model: ContrastiveModel,
     data: Any,
     split: dict[str, Tensor],
@@ -826,23 +866,18 @@ def _finish(
     device: torch.device,
 ) -> RunResult:
     """Reloads the best weights, evaluates on test, saves embeddings and metrics.json."""
-    best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    best_state = load_checkpoint(run.best)
     model.load_state_dict(best_state["model"])
     test = evaluate(model, data, split["test"], config, scale, device, part="test")
-    emb_dir = run_dir / "embeddings"
-    emb_dir.mkdir(exist_ok=True)
     with torch.no_grad():
         for name in ("train", "val", "test"):
             idx = split[name]
             if idx.numel() == 0:
                 continue
             out = predict(model, data, idx, device)
-            np.savez(
-                emb_dir / f"{name}.npz",
-                embedding=out.embedding.float().numpy(),
-                projection=out.projection.float().numpy(),
-                targets=data.targets[idx].numpy(),
-            )
+            with atomic_write(run.embeddings / f"{name}.npz") as handle:
+                np.savez(handle, embedding=out.embedding.float().numpy(),
+                         projection=out.projection.float().numpy(), targets=data.targets[idx].numpy())
     final = history[-1] if history else {}
     write_json(
         {
@@ -853,9 +888,9 @@ def _finish(
             "epochs_run": len(history),
             "target_scale": {"mean": scale.mean, "sd": scale.sd},
         },
-        run_dir / "metrics.json",
+        run.metrics,
     )
-    return RunResult(run_dir, history, best, stopped_early, test)
+    return RunResult(run.path, history, best, stopped_early, test)
 
 
 def _event_writer(path: Path) -> Any:

@@ -1,0 +1,167 @@
+"""A run directory: its layout, its exclusive lock, and what may happen to one that already holds a run.
+
+``runs/<name>/`` holds ``config.yaml``, ``history.csv``, ``split.json``, ``metrics.json``,
+``checkpoints/{last,best}.pt``, ``embeddings/{train,val,test}.npz`` and ``events/`` (TensorBoard). One
+process at a time may write it: :meth:`RunDir.lock` takes an exclusive ``flock`` on ``.lock`` (released
+by the kernel when the process dies, ``kill -9`` included) and a second process gets :class:`RunDirError`
+naming the holder. Starting a new run where one exists needs ``overwrite``, which removes the old run
+first, so that no checkpoint of it can be resumed under the new config.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["RunDir", "RunDirError", "check_run_name"]
+
+
+class RunDirError(RuntimeError):
+    """A run directory that is locked by another process, holds a run already, or has no run to resume."""
+
+
+def check_run_name(name: str, what: str = "name") -> str:
+    """A run name is one path component, so that ``--runs-dir`` contains every run.
+
+    Example:
+        >>> check_run_name("supcon_0.2")
+        'supcon_0.2'
+        >>> check_run_name("../elsewhere")
+        Traceback (most recent call last):
+        ...
+        ValueError: name='../elsewhere' must be one directory name (not '.' or '..', no slashes), e.g. 'run_1'
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(
+            f"{what}={name!r} must be one directory name (not '.' or '..', no slashes), e.g. 'run_1'"
+        )
+    return name
+
+
+# Processes may hold a lock more than once (the CLI locks before --overwrite removes a run, then train()
+# locks again): open lock files by path, with a count.
+_held: dict[Path, tuple[IO[str], int]] = {}
+
+
+class RunDir:
+    """The files of one run, by name (the only place their layout is spelled)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def split(self) -> Path:
+        return self.path / "split.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "checkpoints/last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "checkpoints/best.pt"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.path / "embeddings"
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    def holds_run(self) -> bool:
+        """Whether a run was started here (its config or a checkpoint exists)."""
+        return self.config.is_file() or self.checkpoints.is_dir()
+
+    def is_complete(self) -> bool:
+        """Whether the run finished (metrics.json is written last, after the test evaluation)."""
+        return self.metrics.is_file()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the directory's exclusive lock for the block (re-entrant within one process).
+
+        Raises:
+            RunDirError: another process holds it; the message names that process.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        key = self.lock_file.resolve()
+        if key in _held:
+            handle, count = _held[key]
+            _held[key] = (handle, count + 1)
+        else:
+            handle = key.open("a+")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "an unknown process"
+                handle.close()
+                raise RunDirError(
+                    f"{self.path} is in use by {holder}; wait for it to finish, or use another run name"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}\n")
+            handle.flush()
+            _held[key] = (handle, 1)
+        try:
+            yield
+        finally:
+            handle, count = _held[key]
+            if count > 1:
+                _held[key] = (handle, count - 1)
+            else:
+                del _held[key]
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
+
+    def clear(self) -> None:
+        """Removes the run held here (every entry but the lock); the caller holds the lock."""
+        for entry in self.path.iterdir():
+            if entry.name == self.lock_file.name:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def remove_temporaries(self) -> list[Path]:
+        """Deletes what interrupted atomic writes left (``.<name>.<random>`` beside their target)."""
+        found = []
+        for folder in (self.path, self.checkpoints, self.embeddings):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if entry.is_file() and entry.name.startswith(".") and entry.name.count(".") >= 2:
+                        entry.unlink()
+                        found.append(entry)
+        return found
