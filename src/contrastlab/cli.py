@@ -124,7 +124,7 @@ def _verdict(args: argparse.Namespace) -> int:
 
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
     verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
-                          overrides=args.overrides)  # fmt: skip
+                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume)  # fmt: skip
     print(format_verdict(verdict))
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
@@ -273,12 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--treatment", action="append", required=True, help="e.g. objective.supcon.weight=0.2")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
+    p.add_argument("--overwrite", action="store_true", help="delete a verdict in --out and start over")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted verdict in --out (complete runs are kept)")  # fmt: skip
     p.set_defaults(fn=_verdict)
 
     p = sub.add_parser("demo", help="the main job: a verdict with its HTML report on built-in real data")
     p.add_argument("overrides", nargs="*", help="overrides of the demo recipe, e.g. trainer.epochs=10")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", default="demo", help="output directory (default: %(default)s)")
+    p.add_argument("--out", default="demo", help="output directory, rewritten each time (%(default)s)")
     p.set_defaults(fn=_demo)
 
     p = sub.add_parser("report", help="one self-contained HTML file from a run, comparison, sweep or verdict")

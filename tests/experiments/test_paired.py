@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from contrastlab.cli import main as cli_main
 from contrastlab.experiments.paired import baseline_override
-from contrastlab.train import load_checkpoint
+from contrastlab.train import RunDirError, load_checkpoint
 from tests.train.test_trainer import TINY
 
 
@@ -35,3 +36,74 @@ def test_verdict__two_seeds_end_to_end(tmp_path, capsys):
     treat = load_checkpoint(out / "treatment" / "seed0" / "checkpoints" / "last.pt")
     assert base["history"][0]["weight/supcon"] == 0.0 and treat["history"][0]["weight/supcon"] == 0.5
     assert set(verdict["stage_cka_mean"]) == {"encoder.layers.0", "encoder.layers.1", "head", "projection"}
+
+
+def _two_epoch_recipe(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}))
+    return recipe
+
+
+def test_verdict__refuses_an_existing_verdict_without_overwrite_or_resume(tmp_path, capsys):
+    # Seen failing before the fix: a second verdict silently overwrote some seeds and kept stale ones.
+    recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
+    args = ["verdict", str(recipe), "--treatment", "objective.supcon.weight=0.5", "--seeds", "2"]
+    args += ["--out", str(out)]
+    assert cli_main(args) == 0
+    (out / "report.html").write_text("an old report")
+    assert cli_main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli_main([*args, "--overwrite"]) == 0
+    assert not (out / "report.html").exists()  # the old verdict went, all of it
+
+
+def test_verdict__resume_after_kill_9_keeps_complete_runs_and_equals_an_uninterrupted_verdict(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import contrastlab.experiments.paired as paired
+
+    recipe = _two_epoch_recipe(tmp_path)
+    reference = paired.run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2,
+                                   out_dir=tmp_path / "ref", progress=False)  # fmt: skip
+    out = tmp_path / "killed"
+    script = Path(__file__).with_name("_killed_verdict.py")
+    proc = subprocess.run([sys.executable, str(script), str(recipe), str(out), "3"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (out / "baseline" / "seed1" / "checkpoints" / "last.pt").is_file()  # the run cut short
+    trained = []
+    real = paired.train
+
+    def counting(config, run_dir, **kwargs):
+        trained.append((str(run_dir), kwargs.get("resume")))
+        return real(config, run_dir, **kwargs)
+
+    paired.train = counting
+    try:
+        with pytest.raises(RunDirError, match="not"):  # a different request is not a resume
+            paired.run_verdict(recipe, treatment=["objective.supcon.weight=0.4"], seeds=2, out_dir=out,
+                               progress=False, resume=True)  # fmt: skip
+        resumed = paired.run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2, out_dir=out,
+                                     progress=False, resume=True)  # fmt: skip
+    finally:
+        paired.train = real
+    assert trained == [(str(out / "baseline" / "seed1"), True), (str(out / "treatment" / "seed1"), False)]
+    assert resumed["comparisons"] == reference["comparisons"]
+
+
+def test_compare_arms__metric_directions_come_from_the_registry():
+    # Seen failing before the fix: a rise in EER, impostor cosine or auxiliary MAE was called "helped".
+    from contrastlab.experiments.paired import compare_arms
+
+    base = [0.30, 0.31, 0.29, 0.30, 0.32, 0.31]
+    worse = [b + 0.05 + 0.001 * i for i, b in enumerate(base)]
+    per_arm = {"baseline": [{"test.eer": b, "test.impostor_cosine": b, "test.auxiliary_mae": b,
+                             "test.accuracy": b, "test.my_metric": b} for b in base],
+               "treatment": [{"test.eer": w, "test.impostor_cosine": w, "test.auxiliary_mae": w,
+                              "test.accuracy": w, "test.my_metric": w} for w in worse]}  # fmt: skip
+    calls = {c["metric"]: c["verdict"] for c in compare_arms(per_arm)}
+    assert calls == {"test.eer": "hurt", "test.impostor_cosine": "hurt", "test.auxiliary_mae": "hurt",
+                     "test.accuracy": "helped", "test.my_metric": "increased"}  # fmt: skip

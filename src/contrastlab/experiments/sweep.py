@@ -210,7 +210,7 @@ def run_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base, _ = load_config(recipe, overrides)
-    monitor, mode = base.trainer.early_stopping.monitor, base.trainer.early_stopping.mode
+    monitor, mode = base.trainer.early_stopping.monitor, base.trainer.early_stopping.resolved_mode
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, rdb = _open_study(
         storage or f"sqlite:///{out / 'sweep.db'}",

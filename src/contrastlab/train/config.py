@@ -190,7 +190,8 @@ class SchedulerConfig(_Strict):
     name: Literal["none", "warmup_cosine", "plateau"] = "none"
     warmup_epochs: int = Field(default=0, ge=0)
     monitor: str = "val/loss"
-    mode: Literal["min", "max"] = "min"
+    #: None: the monitored metric's direction (contrastlab.metrics); needed for a metric it does not know.
+    mode: Literal["min", "max"] | None = None
     factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     patience: int = Field(default=5, ge=0)
     min_lr: float = Field(default=0.0, ge=0.0)
@@ -198,8 +199,16 @@ class SchedulerConfig(_Strict):
 
 class EarlyStoppingConfig(_Strict):
     monitor: str = "val/loss"
-    mode: Literal["min", "max"] = "min"
+    #: None: the monitored metric's direction (contrastlab.metrics); needed for a metric it does not know.
+    mode: Literal["min", "max"] | None = None
     patience: int | None = Field(default=None, ge=1)  # None: never stop early; still pick best.pt
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        """``mode``, which a validated TrainConfig always fills in from the monitored metric."""
+        if self.mode is None:
+            raise RuntimeError("early_stopping.mode is resolved when a TrainConfig validates")
+        return self.mode
 
 
 class SamplerConfig(_Strict):
@@ -290,6 +299,22 @@ class TrainConfig(_Strict):
                 f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "
                 f"{self.trainer.views.count}; set trainer.views.count=2"
             )
+        from contrastlab.metrics import mode_for
+
+        monitored: list[tuple[str, EarlyStoppingConfig | SchedulerConfig]] = [
+            ("early_stopping", self.trainer.early_stopping)
+        ]
+        if self.trainer.scheduler.name == "plateau":
+            monitored.append(("scheduler", self.trainer.scheduler))
+        for key, part in monitored:
+            if part.mode is None:
+                mode = mode_for(part.monitor)
+                if mode is None:
+                    raise ValueError(
+                        f"trainer.{key}.monitor={part.monitor!r} has no known direction; set "
+                        f"trainer.{key}.mode to min or max (or declare it: metrics.register_metric)"
+                    )
+                part.mode = mode
         adaptive = [n for n, t in self.objective.terms().items() if t.auto_ratio is not None]
         if adaptive and self.trainer.term_grad_norm_every == 0:
             raise ValueError(

@@ -20,6 +20,7 @@ import yaml
 from contrastlab.data import get_dataset
 from contrastlab.diagnostics import bootstrap_cka, linear_cka
 from contrastlab.diagnostics.report import plot_projection, summarize
+from contrastlab.metrics import direction
 from contrastlab.models import ContrastiveModel
 from contrastlab.train.checkpoint import load_checkpoint, read_history, write_json
 from contrastlab.train.config import TrainConfig, validate
@@ -65,11 +66,13 @@ def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:
     metrics = sorted(k[len("val/") :] for k in history[-1] if k.startswith("val/"))
     out: dict[str, Any] = {}
     for m in metrics:
-        lower_is_better = m in ("loss", "mae", "rmse")
+        better = direction(m)
         values = [row[f"val/{m}"] for row in history]
-        best = int(np.argmin(values) if lower_is_better else np.argmax(values))
+        moments = [("final", history[-1])]
+        if better is not None:  # a metric with no known direction has no best epoch
+            moments.append(("at_best_val", history[int(np.argmax(values) if better else np.argmin(values))]))
         entry = {}
-        for name, row in (("final", history[-1]), ("at_best_val", history[best])):
+        for name, row in moments:
             train_v, val_v = row.get(f"train_eval/{m}"), row.get(f"val/{m}")
             if train_v is None or val_v is None:
                 continue

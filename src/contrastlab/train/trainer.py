@@ -329,7 +329,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_p
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if s.name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=s.mode, factor=s.factor, patience=s.patience, min_lr=s.min_lr
+            optimizer, mode=s.mode or "min",  # always resolved for "plateau" by TrainConfig's validation
+            factor=s.factor, patience=s.patience, min_lr=s.min_lr
         )
     return None
 
@@ -798,7 +799,7 @@ def _train(
                     f"choose one of {sorted(row)}"
                 )
             scheduler.step(plateau_metric)
-        if _better(monitored, best.get("value"), es.mode):
+        if _better(monitored, best.get("value"), es.resolved_mode):
             best = {"epoch": epoch + 1, "metric": es.monitor, "value": monitored}
             bad_epochs = 0
             if is_main:

@@ -287,15 +287,15 @@ def _verdict_sections(directory: Path) -> list[Section]:
         )  # fmt: skip
     rows = []
     for c in comparisons:
-        mde = c["minimum_detectable_effect"]
+        mde = c["minimum_detectable_effect"] if c["minimum_detectable_effect"] is not None else ""
         rows.append(
             [
                 _cell(c["metric"]),
                 _cell(float(np.mean(c["baseline"]))),
                 _cell(float(np.mean(c["treatment"]))),
                 _cell(c["mean_difference"], digits=3),
-                _cell(c["ci_low"], digits=3),
-                _cell(c["ci_high"], digits=3),
+                _cell(c["ci_low"] if c["ci_low"] is not None else "unbounded", digits=3),
+                _cell(c["ci_high"] if c["ci_high"] is not None else "unbounded", digits=3),
                 _cell(c["p_value"], digits=3),
                 _cell(c["p_adjusted"] if c.get("p_adjusted") is not None else "", digits=3),
                 _cell(mde, digits=3),
@@ -437,14 +437,15 @@ def _plot_intervals(comparisons: list[dict[str, Any]], path: str | BinaryIO) -> 
     for ax, c in zip(axes.flat, comparisons, strict=False):
         color = colors.get(c["verdict"], "#5d6678")
         ax.axvline(0.0, color="black", linestyle="--", linewidth=0.8)
-        ax.errorbar(
-            [c["mean_difference"]],
-            [0],
-            xerr=[[c["mean_difference"] - c["ci_low"]], [c["ci_high"] - c["mean_difference"]]],
-            fmt="s",
-            color=color,
-            capsize=5,
-        )
+        if c["ci_low"] is not None and c["ci_high"] is not None:  # an unbounded interval has no bar
+            ax.errorbar(
+                [c["mean_difference"]],
+                [0],
+                xerr=[[c["mean_difference"] - c["ci_low"]], [c["ci_high"] - c["mean_difference"]]],
+                fmt="s",
+                color=color,
+                capsize=5,
+            )
         ax.scatter(
             c["differences"], np.linspace(-0.25, 0.25, len(c["differences"])), s=12, color=color, alpha=0.6
         )
