@@ -164,3 +164,21 @@ def test_take__batches_graphs_and_applies_a_transform():
         return graph.__class__(x=graph.x * 0, edge_index=graph.edge_index, edge_attr=graph.edge_attr)
 
     assert float(data.take(torch.tensor([1]), zero).x.abs().sum()) == 0.0
+
+
+def test_cache__a_truncated_entry_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    # Seen failing before the fix: a truncated cache file broke the dataset for good (an unpickling error).
+    monkeypatch.setenv("CONTRASTLAB_CACHE", str(tmp_path))
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)N"]
+    graphs, kept, _ = molecules.featurize(smiles)
+    (entry,) = (tmp_path / "graphs").iterdir()
+    entry.write_bytes(entry.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="could not be read"):
+        again, kept_again, _ = molecules.featurize(smiles)
+    assert kept_again == kept and all(torch.equal(a.x, b.x) for a, b in zip(again, graphs, strict=True))
+    assert [p.name for p in (tmp_path / "graphs").iterdir()] == [entry.name]  # rewritten, no leftovers
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        molecules.featurize(smiles)  # readable again: no warning

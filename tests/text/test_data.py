@@ -112,3 +112,20 @@ def test_take_pads_to_the_batch_and_tokenisation_is_cached_on_disk():
     data.tokenize(_Tokenizer(), max_length=3)  # another length is another cache entry
     assert _Tokenizer.calls == 2 and data.take(torch.tensor([0])).input_ids.shape == (1, 3)
     assert len(batch.repeat_batch(2)) == 4
+
+
+def test_token_cache__a_truncated_entry_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from contrastlab.data.text import tokenize_texts
+    from contrastlab.models.text import builtin_model_path
+
+    monkeypatch.setenv("CONTRASTLAB_CACHE", str(tmp_path))
+    tokenizer = AutoTokenizer.from_pretrained(builtin_model_path(), local_files_only=True)
+    texts = ["a first text", "and a second one"]
+    ids = tokenize_texts(texts, tokenizer, 16)
+    (entry,) = (tmp_path / "tokens").iterdir()
+    entry.write_bytes(b"")
+    with pytest.warns(UserWarning, match="could not be read"):
+        again = tokenize_texts(texts, tokenizer, 16)
+    assert all(torch.equal(a, b) for a, b in zip(again, ids, strict=True))

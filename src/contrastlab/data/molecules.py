@@ -19,7 +19,6 @@ dropped silently: a string RDKit cannot read raises :class:`InvalidRecordError` 
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from rdkit import Chem, rdBase
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from contrastlab._io import cache_root, load_cache, save_cache
 from contrastlab.data.registry import Task
 
 __all__ = [
@@ -239,9 +239,8 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
 
 
 def cache_dir() -> Path:
-    """Where featurized datasets are cached: ``$CONTRASTLAB_CACHE`` or ``~/.cache/contrastlab``."""
-    root = os.environ.get("CONTRASTLAB_CACHE") or Path.home() / ".cache" / "contrastlab"
-    return Path(root) / "graphs"
+    """Where featurized molecules are cached: ``$CONTRASTLAB_CACHE/graphs`` (see :func:`cache_root`)."""
+    return cache_root() / "graphs"
 
 
 def featurize(
@@ -267,8 +266,9 @@ def featurize(
         digest.update(str(s).encode())
         digest.update(b"\x00")
     path = cache_dir() / f"{digest.hexdigest()[:32]}.pt"
-    if cache and path.is_file():
-        graphs, kept, skipped = _read_cache(path)
+    cached = load_cache(path, _parse_cache) if cache else None
+    if cached is not None:
+        graphs, kept, skipped = cached
         if on_error == "raise" and skipped:
             first = skipped[0]
             raise InvalidRecordError(first.row, first.text, first.reason, source)
@@ -291,7 +291,6 @@ def featurize(
 
 def _write_cache(path: Path, graphs: list[Data], kept: list[int], skipped: list[SkippedRecord]) -> None:
     """Graphs as flat tensors plus offsets (loadable with weights_only), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     nodes = torch.tensor([0] + [g.num_nodes for g in graphs]).cumsum(0)
     edges = torch.tensor([0] + [g.edge_index.shape[1] for g in graphs]).cumsum(0)
     state = {
@@ -303,13 +302,10 @@ def _write_cache(path: Path, graphs: list[Data], kept: list[int], skipped: list[
         "kept": torch.tensor(kept, dtype=torch.long),
         "skipped": [(s.row, s.text, s.reason) for s in skipped],
     }
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_cache(path, state)
 
 
-def _read_cache(path: Path) -> tuple[list[Data], list[int], list[SkippedRecord]]:
-    state = torch.load(path, weights_only=True)
+def _parse_cache(state: dict[str, Any]) -> tuple[list[Data], list[int], list[SkippedRecord]]:
     nodes, edges = state["nodes"].tolist(), state["edges"].tolist()
     graphs = [
         Data(

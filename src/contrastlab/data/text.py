@@ -19,7 +19,6 @@ import bz2
 import csv
 import hashlib
 import io
-import os
 import warnings
 import zipfile
 from collections import Counter
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from contrastlab._io import cache_root, load_cache, save_cache
 from contrastlab.data.registry import DatasetInfo, register_dataset
 from contrastlab.data.sources import package_file
 
@@ -149,20 +149,17 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Any, max_length: int) -> lis
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\x00")
-    path = _cache_dir() / f"{digest.hexdigest()[:32]}.pt"
-    if path.is_file():
-        state = torch.load(path, weights_only=True)
-        flat, offsets = state["ids"], state["offsets"].tolist()
+    path = cache_root() / "tokens" / f"{digest.hexdigest()[:32]}.pt"
+    cached = load_cache(path, lambda state: (state["ids"], state["offsets"].tolist()))
+    if cached is not None:
+        flat, offsets = cached
     else:
         encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
         flat = torch.tensor([t for ids in encoded for t in ids], dtype=torch.long)
         offsets = [0]
         for ids in encoded:
             offsets.append(offsets[-1] + len(ids))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"ids": flat, "offsets": torch.tensor(offsets)}, tmp)
-        os.replace(tmp, path)
+        save_cache(path, {"ids": flat, "offsets": torch.tensor(offsets)})
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
@@ -175,11 +172,6 @@ def pad_tokens(rows: Sequence[Tensor], pad_id: int) -> TokenBatch:
         ids[i, : r.shape[0]] = r
         mask[i, : r.shape[0]] = 1
     return TokenBatch(ids, mask)
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("CONTRASTLAB_CACHE") or Path.home() / ".cache" / "contrastlab"
-    return Path(root) / "tokens"
 
 
 def text_dataset(

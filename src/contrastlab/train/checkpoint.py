@@ -11,17 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
+
+from contrastlab._io import atomic_write
 
 __all__ = [
     "FORMAT",
@@ -42,29 +40,6 @@ FORMAT = "contrastlab-checkpoint-v1"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, or not written by contrastlab."""
-
-
-@contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Opens a temporary file beside ``path``; on success it is fsynced and renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs and reports from teammates
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

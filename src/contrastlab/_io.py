@@ -1,0 +1,73 @@
+"""Files written whole or not at all: what checkpoints, run files and the on-disk caches share.
+
+A file is written to a temporary name beside its target (``.<name>.<random>``), flushed to disk and
+renamed over the target, so a process killed at any moment leaves the old file or the new one, never
+half of one. The new file gets the permissions the umask allows (0644 by default), not mkstemp's 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import torch
+
+__all__ = ["atomic_write", "cache_root", "load_cache", "save_cache"]
+
+T = TypeVar("T")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file beside ``path``; on success it is fsynced and renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs and reports from teammates
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_root() -> Path:
+    """Where featurized data are cached: ``$CONTRASTLAB_CACHE`` or ``~/.cache/contrastlab``."""
+    return Path(os.environ.get("CONTRASTLAB_CACHE") or Path.home() / ".cache" / "contrastlab")
+
+
+def save_cache(path: Path, state: dict[str, Any]) -> None:
+    """Saves a cache entry (plain tensors and lists) atomically."""
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+
+
+def load_cache(path: Path, parse: Callable[[dict[str, Any]], T]) -> T | None:
+    """A cache entry read and parsed, or None when there is none. An entry that fails to load or parse
+    (truncated by a crash, written by another version) is deleted with a warning, so it is rebuilt."""
+    if not path.is_file():
+        return None
+    try:
+        return parse(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # truncated zip, foreign pickle, missing keys: rebuild it
+        warnings.warn(
+            f"the cache entry {path} could not be read ({type(exc).__name__}: {str(exc)[:120]}); "
+            "it is rebuilt",
+            stacklevel=2,
+        )
+        path.unlink(missing_ok=True)
+        return None
