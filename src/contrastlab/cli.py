@@ -316,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.data.sources import MissingDataPackage
+        from contrastlab.errors import UnknownNameError
         from contrastlab.train import CheckpointError, ConfigError, RunDirError, TrainingDiverged
 
-        known = (ConfigError, CheckpointError, TrainingDiverged, KeyError, FileNotFoundError, ValueError,
-                 MissingDataPackage, RunDirError)  # fmt: skip
+        # ValueError/TypeError name a bad argument throughout the library (its convention for bad input).
+        known = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, ValueError,
+                 MissingDataPackage, RunDirError, UnknownNameError)  # fmt: skip
         if isinstance(exc, known):
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             if isinstance(exc, TrainingDiverged):
                 for k, v in exc.report.items():
                     print(f"  {k}: {v}", file=sys.stderr)

@@ -33,6 +33,7 @@ from torch_geometric.data import Batch, Data
 
 from contrastlab._io import cache_root, load_cache, save_cache
 from contrastlab.data.registry import Task
+from contrastlab.data.splits import predefined_split
 
 __all__ = [
     "ATOM_FEATURES",
@@ -71,7 +72,10 @@ class InvalidRecordError(ValueError):
     def __init__(self, row: int, text: str, reason: str, source: str = "") -> None:
         self.row, self.text, self.reason = row, text, reason
         where = f" of {source}" if source else ""
-        super().__init__(f"row {row}{where}: cannot read {text!r}: {reason}")
+        super().__init__(
+            f"row {row}{where}: cannot read {text!r}: {reason} (to leave such rows out and list them, set "
+            "on_error: skip, e.g. data.options.on_error=skip)"
+        )
 
 
 def mol_to_graph(mol: Chem.Mol) -> Data:
@@ -350,11 +354,7 @@ def graph_dataset(
     y = torch.as_tensor(np.asarray(targets, dtype=np.float64)[kept]).to(dtype)
     predefined = None
     if split_labels is not None:
-        labels = [split_labels[i] for i in kept]
-        predefined = {
-            part: torch.tensor([i for i, s in enumerate(labels) if s == part], dtype=torch.long)
-            for part in sorted(set(labels))
-        }
+        predefined = predefined_split([split_labels[i] for i in kept], source=source or name)
     return GraphDataset(
         name, graphs, y, task, strings=[strings[i] for i in kept], skipped=skipped,
         predefined_split=predefined, kind=kind,

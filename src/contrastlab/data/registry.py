@@ -10,7 +10,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-__all__ = ["ArrayDataset", "DatasetInfo", "get_dataset", "list_datasets", "register_dataset"]
+from contrastlab.errors import UnknownNameError
+
+__all__ = ["ArrayDataset", "DatasetInfo", "check_options", "get_dataset", "list_datasets", "register_dataset"]
 
 Task = Literal["classification", "regression"]
 
@@ -99,9 +101,59 @@ def get_dataset(name: str, **options: Any) -> Any:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"no dataset named {name!r}{hint} (registered: {', '.join(sorted(_REGISTRY))})")
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownNameError(f"no dataset named {name!r}{hint} (registered: {known})")
     _, loader = _REGISTRY[name]
-    return loader(**options)
+    return loader(**check_options(loader, options, f"data.options (dataset {name!r})"))
+
+
+def check_options(function: Callable[..., Any], options: dict[str, Any], where: str) -> dict[str, Any]:
+    """``options`` checked against ``function``'s keyword parameters and their annotated types.
+
+    Raises:
+        ValueError: an unknown option (with the closest names and every valid one), or a value that does
+            not fit the parameter's type (naming both).
+
+    Example:
+        >>> def load(n_samples: int = 10, noise: float = 1.0) -> None: ...
+        >>> check_options(load, {"n_samples": "12", "noise": 2}, "options")
+        {'n_samples': 12, 'noise': 2.0}
+        >>> check_options(load, {"n_sampels": 12}, "options")
+        Traceback (most recent call last):
+        ...
+        ValueError: options: unknown option 'n_sampels'; did you mean 'n_samples'? (valid: n_samples, noise)
+    """
+    import inspect
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    signature = inspect.signature(function)
+    params = {n: p for n, p in signature.parameters.items()
+              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}  # fmt: skip
+    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        return options  # the loader takes anything: it checks its own options
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # an annotation that does not resolve: check names only
+        hints = {}
+    checked = {}
+    for key, value in options.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{where}: unknown option {key!r}{hint} (valid: {', '.join(params)})")
+        annotation = hints.get(key)
+        if annotation is None:
+            checked[key] = value
+            continue
+        try:
+            checked[key] = TypeAdapter(annotation).validate_python(value)
+        except ValidationError as exc:
+            expected = getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+            why = exc.errors()[0]["msg"]
+            raise ValueError(f"{where}: {key}={value!r} is not a valid {expected} ({why})") from None
+    return checked
 
 
 def _blobs(

@@ -81,32 +81,18 @@ def read_molecule_csv(
             bad molecule (:class:`~contrastlab.data.molecules.InvalidRecordError`, with ``on_error="raise"``).
     """
     from contrastlab.data.molecules import graph_dataset
+    from contrastlab.data.tables import class_codes, read_csv
 
     if (smiles_column is None) == (sequence_column is None):
         raise ValueError("give exactly one of smiles_column= and sequence_column=")
     column = smiles_column or sequence_column
     assert column is not None
     source = str(path)
-    with open(path, newline="", encoding=encoding) as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for needed in (column, target_column, split_column):
-            if needed is not None and needed not in header:
-                raise ValueError(f"{source} has no column {needed!r}; its columns are {header}")
-        rows = list(reader)
+    rows = read_csv(path, columns=[c for c in (column, target_column, split_column) if c], encoding=encoding)
     strings = [r[column] for r in rows]
     if task == "classification":
-        raw = [r[target_column].strip() for r in rows]
-        for i, v in enumerate(raw):
-            if not v:
-                raise ValueError(f"row {i + 1} of {source}: column {target_column!r} is empty")
-        try:
-            keys: list[Any] = sorted({int(v) for v in raw})
-            raw_keys: list[Any] = [int(v) for v in raw]
-        except ValueError:
-            keys, raw_keys = sorted(set(raw)), raw
-        code = {k: i for i, k in enumerate(keys)}
-        targets = [float(code[v]) for v in raw_keys]
+        codes, _ = class_codes([r[target_column].strip() for r in rows], column=target_column, source=source)
+        targets = [float(c) for c in codes]
     else:
         targets = [_number(r[target_column], i + 1, target_column, source) for i, r in enumerate(rows)]
     splits = [r[split_column].strip() for r in rows] if split_column else None

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["stratified_split"]
+__all__ = ["predefined_split", "stratified_split"]
+
+#: The labels a split column may hold (any case), and the part each names.
+SPLIT_LABELS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
 
 
 def stratified_split(
@@ -43,3 +49,29 @@ def stratified_split(
         parts["val"].append(idx[n_test : n_test + n_val])
         parts["train"].append(idx[n_test + n_val :])
     return {k: torch.cat(v).sort().values for k, v in parts.items()}
+
+
+def predefined_split(labels: Sequence[str], *, source: str) -> dict[str, Tensor]:
+    """A split column's labels (train / valid / test, any case; "val" and "validation" too) as index tensors.
+
+    Raises:
+        ValueError: labels that are none of those (each with its number of rows), or no training rows.
+
+    Example:
+        >>> parts = predefined_split(["train", "TEST", "valid", "train"], source="f.csv")
+        >>> {k: v.tolist() for k, v in parts.items()}
+        {'train': [0, 3], 'test': [1], 'val': [2]}
+    """
+    counts = Counter(labels)
+    unknown = {label: n for label, n in counts.items() if label.strip().lower() not in SPLIT_LABELS}
+    if unknown:
+        raise ValueError(
+            f"{source}: the split column holds labels other than train/valid/test: {unknown} (label: rows); "
+            "rename them or drop those rows"
+        )
+    parts: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        parts.setdefault(SPLIT_LABELS[label.strip().lower()], []).append(i)
+    if "train" not in parts:
+        raise ValueError(f"{source}: the split column has no 'train' rows (found {dict(counts)})")
+    return {part: torch.tensor(rows, dtype=torch.long) for part, rows in parts.items()}

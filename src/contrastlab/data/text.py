@@ -264,14 +264,14 @@ def read_text_csv(
     Raises:
         ValueError: a missing column (naming those present) or a bad record (with its row).
     """
+    from contrastlab.data.tables import class_codes, read_csv
+
     path = Path(path)
-    with open(path, newline="", encoding=encoding) as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: no column(s) {missing}; columns are {reader.fieldnames}")
-        records = [(i + 1, row[text_column] or "", (row[label_column] or "").strip())
-                   for i, row in enumerate(reader)]  # fmt: skip
+    rows = read_csv(path, columns=[text_column, label_column], encoding=encoding)
+    labels = [(row[label_column] or "").strip() for row in rows]
+    class_codes([v for v in labels if v], column=label_column, source=str(path))  # refuses 0.5-like labels
+    records = [(i + 1, row[text_column] or "", label)
+               for i, (row, label) in enumerate(zip(rows, labels, strict=True))]  # fmt: skip
     return text_dataset(name or path.stem, records, on_error=on_error, source=str(path), subsample=subsample)
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.diagnostics.cka import StreamingLinearCKA
+from contrastlab.errors import UnknownNameError
 
 __all__ = ["layer_cka", "plot_cka_heatmap"]
 
@@ -26,7 +27,9 @@ def _capture(
     modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
     if missing:
-        raise KeyError(f"no module named {missing} in the model; named modules include {list(modules)[:20]}")
+        raise UnknownNameError(
+            f"no module named {missing} in the model; named modules include {list(modules)[:20]}"
+        )
 
     def hook(name: str):  # type: ignore[no-untyped-def]
         def save(_: nn.Module, __: object, output: object) -> None:

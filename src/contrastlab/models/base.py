@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contrastlab.errors import UnknownNameError
+
 __all__ = ["ContrastiveModel", "EncoderOutput", "ModelOutput", "build_model"]
 
 
@@ -150,7 +152,7 @@ def build_model(
         "fusion": "contrastlab.models.fusion:FusionEncoder",
     }
     if name not in registry:
-        raise KeyError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")
+        raise UnknownNameError(f"no model named {name!r} (available: {', '.join(sorted(registry))})")
     module, _, cls = registry[name].partition(":")
     encoder_cls = getattr(importlib.import_module(module), cls)  # domain encoders import their extras
     embedding_dim = int(options.pop("embedding_dim"))

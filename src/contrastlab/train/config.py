@@ -237,6 +237,17 @@ class TrainerConfig(_Strict):
     seed: int = 0
     device: str = "cpu"
 
+    @field_validator("device")
+    @classmethod
+    def _a_torch_device(cls, device: str) -> str:
+        import torch
+
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"{device!r} is not a device; expected cpu, cuda, cuda:1, mps, ...") from None
+        return device
+
 
 class DataConfig(_Strict):
     """A dataset from the registry (``contrastlab datasets`` lists them) and how it is split."""
@@ -383,7 +394,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, value = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key segment")
-    return key.split("."), parse_scalar(value)
+    try:
+        return key.split("."), parse_scalar(value)
+    except ConfigError as exc:
+        raise ConfigError(f"override {text!r}: {exc}") from None
 
 
 #: Words YAML 1.1 turns into booleans that are ordinary values here (trainer.amp=off).
@@ -402,7 +416,13 @@ def parse_scalar(text: str) -> Any:
         return None
     if text.strip().lower() in _YAML11_BOOLEANS:
         return text.strip()
-    parsed = yaml.safe_load(text)
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # "[1" (unclosed), "!!python/object:os.system" (a tag we never load)
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ConfigError(
+            f"the value {text!r} is not valid YAML ({problem}); quote it, e.g. key='[1, 2]' for a list"
+        ) from None
     if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; users mean the number
         with contextlib.suppress(ValueError):
             parsed = float(parsed)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +40,42 @@ def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.nda
         ValueError: unknown suffix, a missing key, or labels whose length differs from the rows.
     """
     p = Path(path)
-    if p.suffix == ".npy":
-        return np.load(p), None
-    if p.suffix == ".npz":
-        data: Any = dict(np.load(p))
-    elif p.suffix == ".pt":
-        loaded = torch.load(p, map_location="cpu", weights_only=True)
-        if isinstance(loaded, torch.Tensor):
-            return loaded.double().numpy(), None
-        data = {k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in loaded.items()}
-    else:
+    if p.suffix not in (".npy", ".npz", ".pt"):
         raise ValueError(f"{p}: embeddings must be .npz, .npy or .pt, got {p.suffix!r}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist")
+    try:  # pickles are never loaded: allow_pickle=False, weights_only=True
+        if p.suffix == ".npy":
+            return _matrix(p, np.load(p, allow_pickle=False)), None
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as archive:
+                data: Any = {k: archive[k] for k in archive.files}
+        else:
+            loaded = torch.load(p, map_location="cpu", weights_only=True)
+            if isinstance(loaded, torch.Tensor):
+                return _matrix(p, loaded.double().numpy()), None
+            if not isinstance(loaded, dict):
+                raise ValueError(f"holds a {type(loaded).__name__}, not a tensor or a mapping of arrays")
+            data = {k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in loaded.items()}
+    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"{p} is not a readable embeddings file ({why}); save a matrix with "
+            "numpy.savez(path, embedding=..., labels=...) or torch.save({'embedding': ..., 'labels': ...})"
+        ) from None
     if key not in data:
         raise ValueError(f"{p} has no array named {key!r} (it has {sorted(data)}); pass --key")
-    emb = np.asarray(data[key])
+    emb = _matrix(p, np.asarray(data[key]))
     labels = data.get("targets", data.get("labels"))
     if labels is not None and len(labels) != len(emb):
         raise ValueError(f"{p}: {len(labels)} labels for {len(emb)} embedding rows")
     return emb, None if labels is None else np.asarray(labels)
+
+
+def _matrix(path: Path, emb: np.ndarray) -> np.ndarray:
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
+        raise ValueError(f"{path}: embeddings must be a numeric (N, D) matrix, got {emb.dtype} {emb.shape}")
+    return emb
 
 
 def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:

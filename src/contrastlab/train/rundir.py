@@ -10,6 +10,7 @@ first, so that no checkpoint of it can be resumed under the new config.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -111,6 +112,8 @@ class RunDir:
         Raises:
             RunDirError: another process holds it; the message names that process.
         """
+        path = self.path.absolute()
+        created = [p for p in (*reversed(path.parents), path) if not p.exists()]  # top first
         self.path.mkdir(parents=True, exist_ok=True)
         key = self.lock_file.resolve()
         if key in _held:
@@ -142,6 +145,11 @@ class RunDir:
                 del _held[key]
                 handle.seek(0)
                 handle.truncate()
+                if created and [e.name for e in self.path.iterdir()] == [key.name]:
+                    key.unlink()  # nothing was written (the run was refused): leave no directory behind
+                    with contextlib.suppress(OSError):  # a parent another process has since used stays
+                        for folder in reversed(created):
+                            folder.rmdir()
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
                 handle.close()
 

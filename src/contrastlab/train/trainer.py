@@ -44,7 +44,7 @@ from contrastlab.train.checkpoint import (
     write_json,
     write_yaml,
 )
-from contrastlab.train.config import TrainConfig, TrainerConfig
+from contrastlab.train.config import ConfigError, TrainConfig, TrainerConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
 from contrastlab.train.objective import Objective, ObjectiveValue, task_loss
 from contrastlab.train.rundir import RunDir, RunDirError
@@ -159,28 +159,44 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
 
 
 def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
-    """Train/val/test indices: stratified random, or the dataset's own train/test with val carved from
-    its train part (``data.split: dataset``)."""
+    """Train/val/test indices: stratified random, or the dataset's own split (``data.split: dataset``), with
+    val carved from its train part when it has no val part of its own.
+
+    Raises:
+        ValueError: no split of its own with ``data.split=dataset``; an empty train, val or test part (test
+            may be empty only when ``data.test_fraction=0`` asks for that).
+    """
     dc = config.data
     stratify = data.task == "classification"
     if dc.split == "dataset":
         own = getattr(data, "predefined_split", None)
         if not own or "train" not in own:
             raise ValueError(
-                f"data.split=dataset but dataset {config.data.name!r} has no split of its own; "
-                "use data.split=random"
+                f"data.split=dataset but dataset {config.data.name!r} has no split of its own; use "
+                "data.split=random (a recipe: `data: {split: random, val_fraction: 0.1, test_fraction: 0.1}`)"
             )
-        part = own["train"]
-        inner = stratified_split(
-            data.targets[part], val_fraction=dc.val_fraction, test_fraction=0.0, seed=dc.split_seed,
+        split = {"train": own["train"], "val": own.get("val"), "test": own.get("test")}
+        if split["val"] is None:
+            part = own["train"]
+            inner = stratified_split(
+                data.targets[part], val_fraction=dc.val_fraction, test_fraction=0.0, seed=dc.split_seed,
+                stratify=stratify,
+            )  # fmt: skip
+            split["train"], split["val"] = part[inner["train"]], part[inner["val"]]
+        where = f"dataset {config.data.name!r}'s own split (data.split=dataset)"
+    else:
+        split = stratified_split(
+            data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
             stratify=stratify,
         )  # fmt: skip
-        test = own.get("test", torch.zeros(0, dtype=torch.long))
-        return {"train": part[inner["train"]], "val": part[inner["val"]], "test": test}
-    return stratified_split(
-        data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
-        stratify=stratify,
-    )  # fmt: skip
+        where = (f"the random split of dataset {config.data.name!r} ({len(data.targets)} rows, "
+                 f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
+    for name in ("train", "val", "test"):
+        rows = split[name]
+        if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split == "random"
+                                                         and dc.test_fraction == 0):  # fmt: skip
+            raise ValueError(f"{where} has no {name} rows; a run needs train, val and test rows")
+    return {k: v for k, v in split.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -788,13 +804,13 @@ def _train(
 
         monitored = row.get(es.monitor)
         if monitored is None:
-            raise KeyError(
+            raise ConfigError(
                 f"trainer.early_stopping.monitor={es.monitor!r} is not logged; choose one of {sorted(row)}"
             )
         if scheduler is not None and tc.scheduler.name == "plateau":
             plateau_metric = row.get(tc.scheduler.monitor)
             if plateau_metric is None:
-                raise KeyError(
+                raise ConfigError(
                     f"trainer.scheduler.monitor={tc.scheduler.monitor!r} is not logged; "
                     f"choose one of {sorted(row)}"
                 )
