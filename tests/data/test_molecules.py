@@ -145,7 +145,7 @@ def test_read_molecule_csv__targets_splits_and_row_numbered_errors(tmp_path):
     data = read_molecule_csv(path, smiles_column="smiles", target_column="activity", split_column="part")
     assert len(data) == 3 and data.targets.tolist() == [1.5, 2.5, 3.0]
     assert data.predefined_split["train"].tolist() == [0, 2] and data.predefined_split["test"].tolist() == [1]
-    with pytest.raises(ValueError, match=r"has no column 'y'; its columns are \['smiles', 'activity', 'part'\]"):
+    with pytest.raises(ValueError, match=r"has no column\(s\) \['y'\]; its columns are \['smiles', 'activity', 'part'\]"):
         read_molecule_csv(path, smiles_column="smiles", target_column="y")
     path.write_text("smiles,activity\nCCO,1.5\nCCN,high\n")
     with pytest.raises(ValueError, match=r"row 2 of .*mols.csv: column 'activity' holds 'high', not a number"):

@@ -44,8 +44,8 @@ def class_codes(raw: Sequence[str], *, column: str, source: str) -> tuple[list[i
     """Class labels (words or integers) as codes 0..C-1 in sorted order, with the sorted classes.
 
     Raises:
-        ValueError: an empty label (its row), or labels that are numbers with fractions (a regression
-            target passed as classes), naming examples and their rows.
+        ValueError: an empty label (its row), or labels that are all numbers, some with fractions (a
+            regression target passed as classes), naming examples and their rows.
 
     Example:
         >>> class_codes(["b", "a", "b"], column="y", source="f.csv")
@@ -57,7 +57,7 @@ def class_codes(raw: Sequence[str], *, column: str, source: str) -> tuple[list[i
         if not v:
             raise ValueError(f"row {i + 1} of {source}: column {column!r} is empty")
     fractional = [(i + 1, v) for i, v in enumerate(raw) if _is_fraction(v)]
-    if fractional:
+    if fractional and all(_is_number(v) for v in raw):  # numbers throughout: a regression target
         shown = ", ".join(f"row {row}: {v!r}" for row, v in fractional[:3])
         raise ValueError(
             f"{source}: column {column!r} holds {len(fractional)} non-integer numbers ({shown}), which "
@@ -72,9 +72,13 @@ def class_codes(raw: Sequence[str], *, column: str, source: str) -> tuple[list[i
     return [code[k] for k in keys], classes
 
 
-def _is_fraction(text: str) -> bool:
+def _is_number(text: str) -> bool:
     try:
-        value = float(text)
+        float(text)
     except ValueError:
         return False
-    return not value.is_integer()
+    return True
+
+
+def _is_fraction(text: str) -> bool:
+    return _is_number(text) and not float(text).is_integer()
