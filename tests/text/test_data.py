@@ -64,7 +64,7 @@ def test_a_bad_row_is_named_or_skipped_and_reported(tmp_path):
         data = read_text_csv(path, text_column="review", label_column="label", on_error="skip")
     assert data.texts == ["great film", "dull", "fine"] and data.class_names == ["neg", "pos"]
     assert data.targets.tolist() == [1, 0, 1] and data.skipped[0].row == 2
-    with pytest.raises(ValueError, match=r"no column\(s\) \['text'\]; columns are \['review', 'label'\]"):
+    with pytest.raises(ValueError, match=r"no column\(s\) \['text'\]; its columns are \['review', 'label'\]"):
         read_text_csv(path, text_column="text", label_column="label")
 
 

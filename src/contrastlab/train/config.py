@@ -263,6 +263,9 @@ class DataConfig(_Strict):
     #: Regression: train on targets standardised with the training split's mean and sd (metrics are
     #: reported in the original units).
     standardize_targets: bool = True
+    #: Keep at most this many rows of each of train/val/test (a draw seeded by split_seed, after the
+    #: split): a quick smoke run of a recipe on any dataset. None: every row.
+    max_rows_per_split: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> DataConfig:

@@ -191,6 +191,11 @@ def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
         )  # fmt: skip
         where = (f"the random split of dataset {config.data.name!r} ({len(data.targets)} rows, "
                  f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
+    if dc.max_rows_per_split is not None:  # a seeded draw of each part, so every class can appear
+        g = torch.Generator().manual_seed(dc.split_seed)
+        split = {k: v if v is None or v.numel() <= dc.max_rows_per_split else
+                 v[torch.randperm(v.numel(), generator=g)[: dc.max_rows_per_split]].sort().values
+                 for k, v in split.items()}  # fmt: skip
     for name in ("train", "val", "test"):
         rows = split[name]
         if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split == "random"
