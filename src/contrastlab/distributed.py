@@ -10,13 +10,28 @@ checks that contract.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["all_gather", "all_gather_with_grad", "is_distributed", "rank", "world_size"]
+T = TypeVar("T")
+
+__all__ = [
+    "GlobalBatchNorm",
+    "all_gather",
+    "all_gather_with_grad",
+    "all_reduce_with_grad",
+    "average_gradients",
+    "broadcast_module",
+    "broadcast_object",
+    "convert_batchnorm",
+    "is_distributed",
+    "rank",
+    "world_size",
+]
 
 
 def is_distributed() -> bool:
@@ -96,3 +111,130 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     _check_equal_batches(x)
     out: Tensor = _AllGatherWithGrad.apply(x)  # type: ignore[no-untyped-call]
     return out
+
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        # Every rank's sum depends on our x: the gradient of x is the sum of every rank's gradient of the sum.
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_with_grad(x: Tensor) -> Tensor:
+    """The sum of ``x`` over ranks, differentiable (``x`` itself with one process)."""
+    if world_size() == 1:
+        return x
+    out: Tensor = _AllReduceWithGrad.apply(x)  # type: ignore[no-untyped-call]
+    return out
+
+
+def broadcast_object(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (picklable data: a history row, a decision)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation over the whole batch of every rank (any backend, CPU and gloo included; torch's
+    SyncBatchNorm needs a GPU): training-mode statistics are all-reduced, in two passes (the mean, then the
+    squared deviations from it), with gradients through them, so a W-process run normalises exactly as one
+    process on the concatenated batch and every rank's running statistics stay equal. Same parameters and
+    buffers as the BatchNorm it replaces (checkpoints are interchangeable).
+
+    Shape:
+        - input: (N, C) or (N, C, *); ranks may hold different N (graphs have different node counts).
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected (N, C) or (N, C, *) input, got shape {tuple(input.shape)}")
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        if not self.training or world_size() == 1:
+            return super().forward(input)
+        dims = [0, *range(2, input.dim())]
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        count = torch.tensor(float(input.numel() // input.shape[1]), device=input.device)
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)  # (), rows over every rank
+        x = input.float()
+        mean = all_reduce_with_grad(x.sum(dims)) / count  # (C,)
+        var = all_reduce_with_grad((x - mean.view(shape)).pow(2).sum(dims)) / count  # (C,) biased
+        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                assert self.running_mean is not None and self.running_var is not None
+                assert self.num_batches_tracked is not None
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * count / max(float(count) - 1.0, 1.0)
+                self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
+                self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
+        return out.to(input.dtype)
+
+
+def convert_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm layer replaced by a :class:`GlobalBatchNorm` holding the same
+    parameters and buffers (returned; ``module`` itself is changed in place below the top)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)  # fmt: skip
+        new.load_state_dict(module.state_dict())
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias  # the very parameters, for optimisers
+        new.train(module.training)
+        return new.to(next(module.buffers(), torch.zeros(0)).device)
+    for name, child in module.named_children():
+        setattr(module, name, convert_batchnorm(child))
+    return module
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Copies rank 0's parameters and buffers to every rank (the same start everywhere)."""
+    if world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(params: Sequence[Tensor]) -> None:
+    """Replaces each parameter's gradient by its mean over ranks, in one collective per call.
+
+    Under torchrun the loss of each rank is the mean over its own share of the batch, so the mean of the
+    ranks' gradients is the gradient of the whole batch's loss (the contrastive terms' gathers carry the
+    rest; see the top of this module). A parameter no rank's loss reached keeps ``grad=None`` everywhere,
+    as in one process (DDP instead requires every output of ``forward`` to reach the loss); one that only
+    some ranks reached gets zeros elsewhere.
+    """
+    if world_size() == 1 or not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8, device=params[0].device)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    reached = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    for p in reached:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not reached:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in reached])  # type: ignore[union-attr]
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for p in reached:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p))  # type: ignore[union-attr]
+        offset += n

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -47,3 +50,41 @@ def test_torchrun_two_processes__same_parameters_as_one_process(tmp_path):
     for ours, ref in zip(ddp_history, single.history, strict=True):
         for key in ("train/task", "train/supcon", "train/nt_xent", "val/accuracy", "val/loss"):
             assert abs(ours[key] - ref[key]) < 1e-5, key
+
+
+GINE = {
+    "name": "ddp_gine",
+    "data": {"name": "solubility", "split": "dataset", "val_fraction": 0.2, "max_rows_per_split": 64},
+    "model": {"name": "gine", "hidden_dims": [16, 16], "embedding_dim": 16, "projection_dim": 8,
+              "dropout": 0.0},
+    "objective": {"task": "mse"},
+    "trainer": {
+        "epochs": 4, "batch_size": 16, "lr": 0.01, "term_grad_norm_every": 0,
+        "early_stopping": {"monitor": "val/rmse", "patience": 2},
+        "scheduler": {"name": "plateau", "monitor": "val/rmse", "patience": 0, "factor": 0.5},
+    },
+}  # fmt: skip
+
+
+def test_torchrun_two_processes__gine_with_batchnorm_equals_one_process_and_ranks_agree(tmp_path):
+    # Seen failing before the fix: each rank normalised its half batch and kept its own BatchNorm buffers,
+    # so the ranks' models (and their validation numbers, hence their decisions) differed.
+    single = train(validate_config(GINE), tmp_path / "single", progress=False)
+    script = Path(__file__).with_name("_ddp_run.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*torchrun, str(script), json.dumps(GINE), str(tmp_path / "ddp"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name, tensor in rank0.items():  # parameters and BatchNorm buffers alike
+        assert torch.equal(rank1[name], tensor), name
+    expected = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
+    for name, tensor in expected.items():
+        torch.testing.assert_close(rank0[name].float(), tensor.float(), rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, n=name: f"{n}: {m}")  # fmt: skip
+    history = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["history"]
+    assert len(history) == len(single.history)  # the same early-stopping decision
+    for ours, ref in zip(history, single.history, strict=True):
+        assert ours["lr"] == ref["lr"]  # the same plateau decisions
+        for key in ("train/task", "val/rmse", "val/loss"):
+            assert ours[key] == pytest.approx(ref[key], rel=1e-4), key

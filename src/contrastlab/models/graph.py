@@ -64,7 +64,10 @@ class GraphPooling(nn.Module):
 class _GINEBlock(nn.Module):
     def __init__(self, d_in: int, d_out: int, edge_dim: int, dropout: float) -> None:
         super().__init__()
-        mlp = nn.Sequential(nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), nn.Linear(d_out, d_out))
+        # No bias before a BatchNorm (both Linears here feed one): BN removes it, so its gradient is zero and
+        # Adam would only move it on float noise (which made runs differ across process counts).
+        mlp = nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(),
+                            nn.Linear(d_out, d_out, bias=False))  # fmt: skip
         self.conv = GINEConv(mlp, train_eps=True, edge_dim=edge_dim)
         self.norm = nn.BatchNorm1d(d_out)
         self.dropout = nn.Dropout(dropout)

@@ -510,7 +510,7 @@ def _forward_batch(
     if augment is not None and use_views:
         x = [augment_view(augment, host, view_generator(tc.seed, epoch, step, v)).to(device)
              for v in range(tc.views.count)]  # fmt: skip
-    one_stage = tc.views.mode == "one_stage" or distributed.world_size() > 1  # DDP: one forward per backward
+    one_stage = tc.views.mode == "one_stage"
     keys = clean = reference = None
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         outputs = forward_views(net, x, tc.views.count, one_stage) if use_views else []
@@ -612,8 +612,8 @@ def _train(
     adaptive = [n for n, t in config.objective.terms().items() if t.auto_ratio is not None]
     if world > 1 and adaptive:
         raise ValueError(
-            f"objective term(s) {adaptive} set auto_ratio, which needs per-term gradient norms that DDP's "
-            "gradient exchange cannot give; run on one process or fix their weights"
+            f"objective term(s) {adaptive} set auto_ratio, which adapts λ from per-term gradient norms "
+            "measured on one process only; run on one process or fix their weights"
         )
     local_batch = tc.batch_size // world
     is_main = rank == 0
@@ -631,6 +631,10 @@ def _train(
     model = make_model(config, data)
     if config.model.init_from:
         load_pretrained_encoder(model, config.model.init_from)
+    if world > 1:
+        # BatchNorm over the whole batch of every rank: the run normalises as one process would, and every
+        # rank's running statistics (hence its evaluation) stay equal.
+        model = distributed.convert_batchnorm(model)  # type: ignore[assignment]
     model = model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
     if tc.sampler.name == "class_balanced":
@@ -645,11 +649,11 @@ def _train(
     scheduler = make_scheduler(optimizer, tc, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
-    # Under torchrun each rank holds 1/W of every batch: DDP averages gradients and the contrastive terms
-    # gather negatives from every rank, which together give exactly the single-process gradient.
+    # Under torchrun each rank holds 1/W of every batch: the gradients are averaged over ranks once per
+    # optimiser step and the contrastive terms gather negatives from every rank, which together give
+    # exactly the single-process gradient (distributed.average_gradients says why not DDP's reducer).
+    distributed.broadcast_module(model)
     net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     objective = Objective(config.objective, gather_distributed=world > 1, model=model)
     request = objective.view_request()
     if request:
@@ -717,7 +721,7 @@ def _train(
             failure: list[str] | None = None
             norms: dict[str, float] = {}
             # Per-term gradient norms (and auto-λ) once per optimiser step, on its first micro-batch; they
-            # need extra autograd passes outside DDP's reducer: one process only.
+            # need extra autograd passes, which each rank would take on its own share: one process only.
             measure = (world == 1 and tc.term_grad_norm_every > 0 and bool(encoder_params)
                        and global_step % tc.term_grad_norm_every == 0)  # fmt: skip
             for step in window:
@@ -730,7 +734,7 @@ def _train(
 
                 # Guard: a non-finite loss never reaches the weights. The whole optimiser step is dropped
                 # (with the window's gradients and logged values); K dropped steps in a row end the run with
-                # a report. (Every rank takes the same decision, or DDP's gradient exchange would hang.)
+                # a report. (Every rank takes the same decision, or the gradient exchange would hang.)
                 if _on_any_rank(bool(value.non_finite), world):
                     failure = value.non_finite or ["(another rank)"]
                     break
@@ -744,6 +748,7 @@ def _train(
                     window_sums[k] = window_sums.get(k, 0.0) + v
 
             if failure is None:
+                distributed.average_gradients(trainable)
                 scaler.unscale_(optimizer)  # a no-op without fp16; under fp16 it records the overflow
                 if not all(bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None):
                     failure = ["gradient"]
@@ -805,6 +810,7 @@ def _train(
         row["lr"] = optimizer.param_groups[-1]["lr"]
         row["skipped_steps"] = skipped
         row["seconds"] = time.perf_counter() - started
+        row = distributed.broadcast_object(row)  # every rank decides (LR, best, stop) on rank 0's numbers
         history.append(row)
 
         monitored = row.get(es.monitor)
