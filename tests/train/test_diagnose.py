@@ -105,3 +105,29 @@ def test_plot_projection__tsne_writes_a_png_and_umap_explains_itself(tmp_path):
     if importlib.util.find_spec("umap") is None:
         with pytest.raises(ImportError, match="pip install umap-learn"):
             plot_projection(x, None, str(tmp_path / "u.png"), method="umap")
+
+
+def test_diagnose__alignment_of_the_runs_two_views_equals_the_oracle(twin_runs):
+    # Seen failing before the fix: README promised alignment, and diagnose never computed it.
+    from contrastlab.train.diagnose import diagnose_run
+
+    result = diagnose_run(twin_runs / "treatment", plots=False)
+    with np.load(twin_runs / "treatment" / "embeddings" / "val.npz") as saved:
+        a, b, clean = saved["view_a"], saved["view_b"], saved["embedding"]
+    assert a.shape == b.shape == clean.shape and not np.allclose(a, b)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    oracle = np.mean([np.sum((unit(a)[i] - unit(b)[i]) ** 2) for i in range(len(a))])  # Wang & Isola Eq. 4
+    alignment = result["embedding"]["geometry"]["alignment"]
+    assert alignment == pytest.approx(oracle) and 0 < alignment < 4  # dropout 0.1: two different views
+
+
+def test_diagnose__no_views_no_alignment(tmp_path):
+    from contrastlab.train.diagnose import diagnose_run
+
+    plain = {**TINY, "objective": {"task": "cross_entropy"},
+             "trainer": {**TINY["trainer"], "epochs": 1, "views": {"count": 1}}}  # fmt: skip
+    train(validate_config(plain), tmp_path / "r", progress=False)
+    assert "alignment" not in diagnose_run(tmp_path / "r", plots=False)["embedding"]["geometry"]

@@ -34,6 +34,7 @@ _DIAGNOSTICS = (
     "clustering.nmi",
     "geometry.class_cosine.gap",
     "geometry.uniformity",
+    "geometry.alignment",  # runs with views only
     "geometry.rankme",
     "geometry.collapse_std",
 )

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from contrastlab.data import get_dataset
-from contrastlab.diagnostics import bootstrap_cka, linear_cka
+from contrastlab.diagnostics import alignment, bootstrap_cka, linear_cka
 from contrastlab.diagnostics.report import plot_projection, summarize
 from contrastlab.metrics import direction
 from contrastlab.models import ContrastiveModel
@@ -143,6 +143,9 @@ def diagnose_run(
     data = get_dataset(config.data.name, **config.data.options)
     result: dict[str, Any] = {"run": str(run), "split": split}
     result["embedding"] = summarize(emb, targets, task=data.task, seed=config.trainer.seed)
+    with np.load(emb_file) as archive:  # two views of each row, saved by runs that train on views
+        if "view_a" in archive.files:
+            result["embedding"]["geometry"]["alignment"] = alignment(archive["view_a"], archive["view_b"])
     if (run / "history.csv").is_file():
         result["generalization"] = generalization_gap(read_history(run / "history.csv"))
     if plots and importlib.util.find_spec("matplotlib") is not None:

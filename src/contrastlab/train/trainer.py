@@ -391,6 +391,31 @@ def predict(model: ContrastiveModel, data: Any, idx: Tensor, device: torch.devic
 
 
 @torch.no_grad()
+def predict_views(
+    model: ContrastiveModel, data: Any, idx: Tensor, device: torch.device, augment: Any, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Two views of rows ``idx`` through the eval-mode model, as training makes them: two seeded
+    augmentations of each input, or (without augmentations) two dropout masks (dropout alone is switched
+    on: BatchNorm keeps its running statistics). Returns their embeddings, (N, E) each, on the CPU."""
+    model.eval()
+    if augment is None:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
+    views: tuple[list[Tensor], list[Tensor]] = ([], [])
+    try:
+        for i in range(0, idx.shape[0], 512):
+            host = batch_inputs(data, idx[i : i + 512], torch.device("cpu"))
+            for v, out in enumerate(views):
+                g = view_generator(seed, -1, i, v)  # epoch -1: draws no training step makes
+                x = augment_view(augment, host, g) if augment is not None else host
+                out.append(model(x.to(device)).embedding.float().cpu())
+    finally:
+        model.eval()
+    return torch.cat(views[0]), torch.cat(views[1])
+
+
+@torch.no_grad()
 def evaluate(
     model: ContrastiveModel,
     data: Any,
@@ -878,7 +903,7 @@ def _train(
         torch.distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run_dir, history, best, stopped_early)
-    return _finish(run, model, data, split, config, history, best, stopped_early, scale, device)
+    return _finish(run, model, data, split, config, history, best, stopped_early, scale, device, augment)
 
 
 def _finish(
@@ -892,8 +917,10 @@ def _finish(
     stopped_early: bool,
     scale: TargetScale,
     device: torch.device,
+    augment: Any,
 ) -> RunResult:
-    """Reloads the best weights, evaluates on test, saves embeddings and metrics.json."""
+    """Reloads the best weights, evaluates on test, saves embeddings (and two views of each split, when the
+    run has views: what alignment is measured on) and metrics.json."""
     best_state = load_checkpoint(run.best)
     model.load_state_dict(best_state["model"])
     test = evaluate(model, data, split["test"], config, scale, device, part="test")
@@ -903,9 +930,13 @@ def _finish(
             if idx.numel() == 0:
                 continue
             out = predict(model, data, idx, device)
+            arrays = {"embedding": out.embedding.float().numpy(),
+                      "projection": out.projection.float().numpy(), "targets": data.targets[idx].numpy()}
+            if augment is not None or config.trainer.views.count > 1:  # alignment needs two views
+                a, b = predict_views(model, data, idx, device, augment, config.trainer.seed)
+                arrays.update(view_a=a.numpy(), view_b=b.numpy())
             with atomic_write(run.embeddings / f"{name}.npz") as handle:
-                np.savez(handle, embedding=out.embedding.float().numpy(),
-                         projection=out.projection.float().numpy(), targets=data.targets[idx].numpy())
+                np.savez(handle, **arrays)
     final = history[-1] if history else {}
     write_json(
         {
