@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
         f"<!-- losses:{args.device} -->",
         f"## Losses on {args.device_name} ({args.dtype}, D={args.dim}, forward+backward)",
         "",
+        f"Measured at commit {_commit()}. "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}; "
         "each cell: median seconds (ratio to the GEMM floor), peak extra memory. One run of "
         "`python -m bench.losses`" + (f" `{' '.join(args.argv)}`" if args.argv else "") + ".",
@@ -243,6 +245,18 @@ def _targets(by: dict[tuple[str, str, int], Result], args: argparse.Namespace) -
                     f"{ours_r.seconds / min(times):.2f}x (<= 1)"
                 )
     return out
+
+
+def _commit() -> str:
+    """The checkout's commit (with "+changes" when the tree differs from it), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def write_section(text: str, device: str, path: Path) -> None:
