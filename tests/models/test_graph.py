@@ -74,12 +74,21 @@ def test_shortest_paths_match_scipy_with_the_cap():
 
 
 def test_graphormer_bias_uses_bonds_and_distances():
+    # Each input of the attention bias, changed alone, changes the embedding: the bond features (through
+    # the bond bias), the shortest-path distances (through the spatial table) and the degrees.
     enc = _encoder("graphormer")
-    g = Batch.from_data_list([smiles_to_graph("CCCCO")])
+    graph = smiles_to_graph("CCC(=O)CCO")
+    base_batch = Batch.from_data_list([graph])
     with torch.no_grad():
-        base = enc(g)
-        enc.spatial.weight.add_(torch.randn_like(enc.spatial.weight))
-        assert not torch.allclose(base, enc(g))
+        base = enc(base_batch)
+        other_bonds = graph.clone()
+        other_bonds.edge_attr = other_bonds.edge_attr.roll(1, dims=1)  # same topology, other bond features
+        assert not torch.allclose(base, enc(Batch.from_data_list([other_bonds])), atol=1e-6)
+        for table in (enc.spatial, enc.degree, enc.bond):
+            saved = table.weight.clone()
+            table.weight.add_(torch.randn_like(table.weight))
+            assert not torch.allclose(base, enc(base_batch), atol=1e-6), table
+            table.weight.copy_(saved)
 
 
 @pytest.mark.parametrize(
