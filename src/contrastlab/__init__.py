@@ -4,7 +4,38 @@ The core (``contrastlab.losses``, ``contrastlab.distributed``) depends on torch 
 diagnostics and reports live behind extras and are imported on demand.
 """
 
+from typing import Any
+
 from contrastlab import losses
 
-__all__ = ["__version__", "losses"]
+__all__ = [
+    "__version__",
+    "fit",
+    "losses",
+    "register_dataset",
+    "register_metric",
+    "register_model",
+    "sweep",
+    "verdict",
+]
 __version__ = "0.1.0"
+
+# The training API needs the `train` extra: it is imported on first use, so `import contrastlab` (and the
+# losses) work with torch alone.
+_LAZY = {
+    "fit": "contrastlab.train.api:fit",
+    "verdict": "contrastlab.experiments.paired:run_verdict",
+    "sweep": "contrastlab.experiments.sweep:run_sweep",
+    "register_model": "contrastlab.models.base:register_model",
+    "register_dataset": "contrastlab.data.registry:register_dataset",
+    "register_metric": "contrastlab.metrics:register_metric",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'contrastlab' has no attribute {name!r}")

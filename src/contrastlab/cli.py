@@ -15,6 +15,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def load_plugins(specs: list[str]) -> None:
+    from contrastlab.plugins import load_plugins as load
+
+    load(specs)
+
+
 def _train(args: argparse.Namespace) -> int:
     from contrastlab.train import load_config, train
     from contrastlab.train.rundir import check_run_name
@@ -45,6 +51,14 @@ def _resume(args: argparse.Namespace) -> int:
             f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
             f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
         )
+    from_python = [n for n in (saved["config"]["model"]["name"], saved["config"]["data"]["name"])
+                   if str(n).startswith("python:")]  # fmt: skip
+    if from_python:
+        raise RunDirError(
+            f"{run.path} was trained on {' and '.join(from_python)} passed from Python; resume it from "
+            "Python with the same objects: contrastlab.fit(..., model=, dataset=, run_dir=, resume=True)"
+        )
+    load_plugins(saved.get("plugins") or [])  # what the run registered its model or data with
     raw = apply_overrides(saved["config"], args.overrides)  # the recorded, fully resolved config
     config = validate(raw)
     result = train(
@@ -217,8 +231,13 @@ def _summary(result: object) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrastlab", description="Contrastive representation learning.")
     sub = parser.add_subparsers(dest="command", required=True)
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument("--plugin", action="append", metavar="PATH_OR_MODULE",
+                        help="a .py file or module that registers models, datasets or metrics (repeatable)")
 
-    p = sub.add_parser("train", help="train a recipe into runs/<name>/")
+    p = sub.add_parser(
+        "train", parents=[plugin], help="train a recipe into runs/<name>/"
+    )
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.supcon.weight=0.2")
     p.add_argument("--name", help="run name (default: the recipe's `name`)")
@@ -227,12 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over in an existing run directory (the old run is deleted first)")  # fmt: skip
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("resume", help="continue a run from its last checkpoint, optionally with overrides")
+    p = sub.add_parser(
+        "resume", parents=[plugin], help="continue a run from its last checkpoint, optionally with overrides"
+    )
     p.add_argument("run_dir")
     p.add_argument("overrides", nargs="*", help="e.g. objective.supcon.weight=0.1 (recorded in config.yaml)")
     p.set_defaults(fn=_resume)
 
-    p = sub.add_parser("diagnose", help="representation diagnostics of a run or of an embeddings file")
+    p = sub.add_parser(
+        "diagnose", parents=[plugin], help="representation diagnostics of a run or of an embeddings file"
+    )
     p.add_argument("run_dir", nargs="?", help="a run directory (uses embeddings/<split>.npz)")
     p.add_argument("--against", help="another run on the same split: embedding and stage-by-stage CKA")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -245,14 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="classification", choices=["classification", "regression"])
     p.set_defaults(fn=_diagnose)
 
-    p = sub.add_parser("compare", help="a table and overlaid curves for any set of runs")
+    p = sub.add_parser(
+        "compare", parents=[plugin], help="a table and overlaid curves for any set of runs"
+    )
     p.add_argument("run_dirs", nargs="+")
     p.add_argument(
         "--out", default="comparison", help="where compare.json and curves.png go (default: %(default)s)"
     )
     p.set_defaults(fn=_compare)
 
-    p = sub.add_parser("sweep", help="tune config values with Optuna; each trial is a normal run")
+    p = sub.add_parser(
+        "sweep", parents=[plugin], help="tune config values with Optuna; each trial is a normal run"
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="overrides applied to every trial")
     p.add_argument("--param", action="append", required=True, help="key.path=v1,v2,... (repeatable)")
@@ -267,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=_sweep)
 
-    p = sub.add_parser("verdict", help="did the treatment help? paired runs over seeds, with statistics")
+    p = sub.add_parser(
+        "verdict", parents=[plugin], help="did the treatment help? paired runs over seeds, with statistics"
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="overrides applied to both arms")
     p.add_argument("--treatment", action="append", required=True, help="e.g. objective.supcon.weight=0.2")
@@ -284,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo", help="output directory, rewritten each time (%(default)s)")
     p.set_defaults(fn=_demo)
 
-    p = sub.add_parser("report", help="one self-contained HTML file from a run, comparison, sweep or verdict")
+    p = sub.add_parser(
+        "report", parents=[plugin], help="one self-contained HTML file of a run, comparison, sweep or verdict"
+    )
     p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory")
     p.add_argument("--out", help="the HTML file (default: DIRECTORY/report.html)")
     p.set_defaults(fn=_report)
@@ -313,15 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from contrastlab.plugins import load_entry_points
+
+        load_entry_points()
+        load_plugins(getattr(args, "plugin", None) or [])
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.data.sources import MissingDataPackage
         from contrastlab.errors import UnknownNameError
+        from contrastlab.plugins import PluginError
         from contrastlab.train import CheckpointError, ConfigError, RunDirError, TrainingDiverged
 
         # ValueError/TypeError name a bad argument throughout the library (its convention for bad input).
         known = (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, ValueError,
-                 MissingDataPackage, RunDirError, UnknownNameError)  # fmt: skip
+                 MissingDataPackage, RunDirError, UnknownNameError, PluginError)  # fmt: skip
         if isinstance(exc, known):
             print(f"error: {exc}", file=sys.stderr)
             if isinstance(exc, TrainingDiverged):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,14 +78,27 @@ class DatasetInfo:
 _REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {}
 
 
-def register_dataset(info: DatasetInfo, loader: Callable[..., Any]) -> None:
-    """Adds a dataset under ``info.name``; a second registration under one name is an error.
+def register_dataset(
+    info: DatasetInfo | str,
+    loader: Callable[..., Any],
+    *,
+    task: Task = "classification",
+    description: str = "",
+) -> None:
+    """Makes ``data.name=<name>`` load your data (from recipes, the CLI with ``--plugin``, and Python).
 
-    The loader returns an :class:`ArrayDataset` or a dataset with the same attributes plus ``take(idx)``
-    that builds the model input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`).
+    ``info`` is a :class:`DatasetInfo` or just the name (then ``task`` and ``description`` describe it).
+    The loader takes the ``data.options`` as keyword arguments (checked against its signature) and returns
+    an :class:`ArrayDataset`, or a dataset with the same attributes plus ``take(idx)`` that builds the
+    model input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`). Registering a
+    name again replaces it, with a warning (a notebook re-running its cell).
     """
+    if isinstance(info, str):
+        info = DatasetInfo(info, task, description or f"registered from {getattr(loader, '__module__', '?')}",
+                           "any", None)  # fmt: skip
     if info.name in _REGISTRY:
-        raise ValueError(f"a dataset named {info.name!r} is already registered")
+        warnings.warn(f"register_dataset: {info.name!r} was registered already; the new loader replaces it",
+                      stacklevel=2)  # fmt: skip
     _REGISTRY[info.name] = (info, loader)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["class_codes", "read_csv"]
+__all__ = ["as_dataset", "class_codes", "read_csv"]
 
 
 def read_csv(path: str | Path, *, columns: Sequence[str], encoding: str = "utf-8") -> list[dict[str, str]]:
@@ -82,3 +82,60 @@ def _is_number(text: str) -> bool:
 
 def _is_fraction(text: str) -> bool:
     return _is_number(text) and not float(text).is_integer()
+
+
+def as_dataset(data: Any, *, target: str | None = None, task: str | None = None, name: str = "python") -> Any:
+    """A user's data as a dataset the trainer takes.
+
+    Accepts a dataset with the trainer's attributes (``targets``, ``task``, and ``features`` or
+    ``take(idx)``: returned as it is); a pair ``(X, y)`` of arrays or tensors; a pandas DataFrame with the
+    ``target`` column (every other column a numeric feature); or a ``torch.utils.data.Dataset`` whose items
+    are ``(x, y)`` tensors. The task is ``task``, else classification for integer targets and regression
+    for floating ones.
+
+    Raises:
+        ValueError: no ``target`` for a DataFrame, non-numeric feature columns (named), rows of different
+            lengths, or targets that are not one number per row.
+        TypeError: anything else, naming what is accepted.
+    """
+    import numpy as np
+    import torch
+
+    from contrastlab.data.registry import ArrayDataset
+
+    ready = hasattr(data, "targets") and hasattr(data, "task")
+    if ready and (hasattr(data, "take") or hasattr(data, "features")):
+        return data
+    if type(data).__name__ == "DataFrame":
+        if target is None or target not in data.columns:
+            columns = list(data.columns)
+            raise ValueError(f"a DataFrame needs target= naming its target column (it has {columns})")
+        features = data.drop(columns=[target])
+        bad = [c for c in features.columns if not np.issubdtype(features[c].dtype, np.number)]
+        if bad:
+            raise ValueError(f"DataFrame columns {bad} are not numeric; encode or drop them")
+        x, y = features.to_numpy(dtype=np.float32), data[target].to_numpy()
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        x, y = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) for v in data)
+    elif isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        items = [data[i] for i in range(len(data))]
+        if not items or not all(isinstance(item, tuple | list) and len(item) == 2 for item in items):
+            raise ValueError("a torch Dataset given to contrastlab must yield (x, y) pairs")
+        x = torch.stack([torch.as_tensor(item[0]) for item in items]).numpy()
+        y = np.asarray([float(item[1]) if task == "regression" else item[1] for item in items])
+    else:
+        raise TypeError(
+            f"cannot use a {type(data).__name__} as a dataset; give (X, y) arrays, a pandas DataFrame with "
+            "target=, a torch Dataset of (x, y) pairs, or a dataset with targets/task/take (see ArrayDataset)"
+        )
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"features must be (N, F) and targets (N,), got {x.shape} and {y.shape}")
+    if task is None:
+        task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
+    if task == "classification":
+        targets = torch.as_tensor(np.unique(y, return_inverse=True)[1].reshape(-1), dtype=torch.long)
+    elif task == "regression":
+        targets = torch.as_tensor(y.astype(np.float32))
+    else:
+        raise ValueError(f"task={task!r}; expected 'classification' or 'regression'")
+    return ArrayDataset(name, torch.as_tensor(x, dtype=torch.float32), targets, task)  # type: ignore[arg-type]

@@ -65,6 +65,8 @@ def run_verdict(
     progress: bool | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    model: Any = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Trains both arms for ``seeds`` seeds into ``out_dir/{baseline,treatment}/seed<k>`` and writes
     ``out_dir/verdict.json``; returns its content.
@@ -73,6 +75,8 @@ def run_verdict(
         overwrite: ``out_dir`` holds a verdict: delete it and start over.
         resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
             that was cut short, train the rest (the same recipe, treatment, seeds and overrides only).
+        model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
+            its own copy of the encoder, so both arms of a seed start from the same weights.
 
     Raises:
         ValueError: fewer than 2 seeds, or no treatment.
@@ -85,12 +89,17 @@ def run_verdict(
         raise ValueError("give at least one --treatment override, e.g. objective.supcon.weight=0.2")
     if overwrite and resume:
         raise ValueError("--overwrite starts the verdict over and --resume finishes it: give one of them")
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset)
     out = RunDir(out_dir)
     with out.lock():
         request = {"recipe": str(recipe), "treatment": treatment, "seeds": seeds, "first_seed": first_seed,
                    "overrides": overrides or []}  # fmt: skip
         _prepare(out, request, overwrite=overwrite, resume=resume)
-        per_arm, stage_cka = _train_arms(recipe, out.path, treatment, overrides, seeds, first_seed, progress)
+        per_arm, stage_cka = _train_arms(recipe, out.path, treatment, overrides, seeds, first_seed, progress,
+                                         model, dataset)  # fmt: skip
         comparisons = compare_arms(per_arm)
         config, _ = load_config(recipe, overrides)
         primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
@@ -142,6 +151,8 @@ def _train_arms(
     seeds: int,
     first_seed: int,
     progress: bool | None,
+    model: Any = None,
+    dataset: Any = None,
 ) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
     """Every seed's two runs (complete ones are read back, a cut-short one resumed) and their diagnostics."""
     from contrastlab.train.diagnose import diagnose_run
@@ -166,18 +177,18 @@ def _train_arms(
                           file=sys.stderr)  # fmt: skip
                 result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
                                quiet=show, on_epoch=bar.epoch, resume=run.last.is_file(),
-                               overwrite=run.holds_run())  # fmt: skip
+                               overwrite=run.holds_run(), model=model, dataset=dataset)  # fmt: skip
                 test, best = result.test, result.best
             values = {f"test.{m}": v for m, v in test.items()}
             values.update({f"best_val.{best['metric']}": best["value"]})
-            diag = diagnose_run(run.path, split="test", plots=False)
+            diag = diagnose_run(run.path, split="test", plots=False, dataset=dataset)
             flat: dict[str, float] = {}
             _flatten("", diag["embedding"], flat)
             values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
             per_arm[arm].append(values)
             bar.done()
         pair = out / "treatment" / f"seed{k}", out / "baseline" / f"seed{k}"
-        diag = diagnose_run(pair[0], split="test", against=pair[1])
+        diag = diagnose_run(pair[0], split="test", against=pair[1], model=model, dataset=dataset)
         stage_cka.append(diag["comparison"]["stage_cka"])
     bar.close()
     return per_arm, stage_cka

@@ -193,8 +193,11 @@ def run_sweep(
     overrides: list[str] | None = None,
     seed: int = 0,
     prune: bool = True,
+    model: Any = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
-    """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one).
+    """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one). ``model`` and
+    ``dataset``: your encoder and data for every trial (as in :func:`contrastlab.fit`).
 
     Raises:
         ValueError: an unknown sampler, TPE without ``trials``, or no params.
@@ -239,7 +242,8 @@ def run_sweep(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        result = train(config, run_dir, raw_config=raw, override_note=trial_overrides, on_epoch=report)
+        result = train(config, run_dir, raw_config=raw, override_note=trial_overrides, on_epoch=report,
+                       model=model, dataset=dataset)  # fmt: skip
         return float(result.best["value"])
 
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -5,7 +5,22 @@ trainer's freezing and layer-wise learning-rate decay act on. Domain encoders (g
 behind their extras.
 """
 
-from contrastlab.models.base import ContrastiveModel, EncoderOutput, ModelOutput, build_model
+from contrastlab.models.base import (
+    ContrastiveModel,
+    EncoderOutput,
+    ModelOutput,
+    build_model,
+    register_model,
+    wrap_encoder,
+)
 from contrastlab.models.mlp import MLPEncoder
 
-__all__ = ["ContrastiveModel", "EncoderOutput", "MLPEncoder", "ModelOutput", "build_model"]
+__all__ = [
+    "ContrastiveModel",
+    "EncoderOutput",
+    "MLPEncoder",
+    "ModelOutput",
+    "build_model",
+    "register_model",
+    "wrap_encoder",
+]

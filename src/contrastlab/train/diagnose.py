@@ -127,10 +127,17 @@ def _stage_label(name: str) -> str:
 
 
 def diagnose_run(
-    run_dir: str | Path, *, split: str = "val", against: str | Path | None = None, plots: bool = True
+    run_dir: str | Path,
+    *,
+    split: str = "val",
+    against: str | Path | None = None,
+    plots: bool = True,
+    model: Any = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
-    """Diagnostics of a trained run (and, with ``against``, how it differs from another run)."""
-    from contrastlab.train.trainer import batch_inputs, make_model
+    """Diagnostics of a trained run (and, with ``against``, how it differs from another run). ``model`` and
+    ``dataset``: the encoder and data the runs were trained with from Python (``contrastlab.fit``)."""
+    from contrastlab.train.trainer import batch_inputs, make_model, own_model
 
     run = Path(run_dir)
     emb_file = run / "embeddings" / f"{split}.npz"
@@ -140,7 +147,7 @@ def diagnose_run(
         )
     config = _run_config(run)
     emb, targets = load_embeddings(emb_file)
-    data = get_dataset(config.data.name, **config.data.options)
+    data = dataset if dataset is not None else _dataset_of(config)
     result: dict[str, Any] = {"run": str(run), "split": split}
     result["embedding"] = summarize(emb, targets, task=data.task, seed=config.trainer.seed)
     with np.load(emb_file) as archive:  # two views of each row, saved by runs that train on views
@@ -175,7 +182,11 @@ def diagnose_run(
         }
         from contrastlab.diagnostics.layers import layer_cka, plot_cka_heatmap
 
-        model_a, model_b = make_model(config, data), make_model(_run_config(other), data)
+        if model is not None:
+            train_rows = torch.tensor(json.loads((run / "split.json").read_text())["train"])
+            model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, _run_config(other)))
+        else:
+            model_a, model_b = make_model(config, data), make_model(_run_config(other), data)
         model_a.load_state_dict(load_checkpoint(run / "checkpoints" / "best.pt")["model"])
         model_b.load_state_dict(load_checkpoint(other / "checkpoints" / "best.pt")["model"])
         idx = torch.tensor(json.loads((run / "split.json").read_text())[split])
@@ -195,6 +206,15 @@ def diagnose_run(
         result["comparison"] = comparison
     write_json(result, run / "diagnostics.json")
     return result
+
+
+def _dataset_of(config: TrainConfig) -> Any:
+    if config.data.name.startswith("python:"):
+        raise ValueError(
+            f"this run was trained on a dataset passed from Python ({config.data.name}); diagnose it from "
+            "Python with the same data: diagnose_run(run, dataset=...)"
+        )
+    return get_dataset(config.data.name, **config.data.options)
 
 
 def diagnose_file(

@@ -10,6 +10,7 @@ moment resumes from its last checkpoint with the same history as an uninterrupte
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from contrastlab import distributed
+from contrastlab import distributed, plugins
 from contrastlab.data import (
     ClassBalancedBatchSampler,
     RandomBatchSampler,
@@ -46,7 +47,7 @@ from contrastlab.train.checkpoint import (
 )
 from contrastlab.train.config import ConfigError, TrainConfig, TrainerConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
-from contrastlab.train.objective import Objective, ObjectiveValue, task_loss
+from contrastlab.train.objective import CLASSIFICATION_TASKS, Objective, ObjectiveValue, task_loss
 from contrastlab.train.rundir import RunDir, RunDirError
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "train"]
@@ -82,6 +83,8 @@ class RunResult:
     best: dict[str, Any]
     stopped_early: bool
     test: dict[str, float] = field(default_factory=dict)
+    #: The trained model (best weights) on the process that wrote the run; None elsewhere.
+    model: ContrastiveModel | None = None
 
 
 # --- building blocks -------------------------------------------------------------------------------------
@@ -130,6 +133,43 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
     if hasattr(data, "tokenize"):
         data.tokenize(model.encoder.tokenizer, model.encoder.max_length)  # cached per tokenizer and length
     return model
+
+
+def own_model(encoder: nn.Module, config: TrainConfig, data: Any, train_idx: Tensor) -> ContrastiveModel:
+    """A copy of the user's encoder with the trainer's heads (built now, after seeding, so every arm of a
+    comparison starts from the same weights; the caller's encoder is never trained in place)."""
+    from contrastlab.models import wrap_encoder
+
+    encoder = copy.deepcopy(encoder)
+    if hasattr(data, "tokenize"):
+        if not (hasattr(encoder, "tokenizer") and hasattr(encoder, "max_length")):
+            raise TypeError(
+                f"dataset {data.name!r} holds texts: your encoder needs .tokenizer and .max_length (the "
+                "dataset tokenises its texts with them) and a forward taking a TokenBatch"
+            )
+        data.tokenize(encoder.tokenizer, encoder.max_length)
+    example = batch_inputs(data, train_idx[:2], torch.device("cpu"))
+    return wrap_encoder(
+        encoder, num_outputs=max(data.num_classes, 1), projection_dim=config.model.projection_dim,
+        head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
+        embedding_dim=config.model.embedding_dim, example=example,
+    )  # fmt: skip
+
+
+def check_task(config: TrainConfig, data: Any) -> None:
+    """The objective's task loss fits the dataset's task.
+
+    Raises:
+        ValueError: e.g. cross-entropy on regression targets, naming both and the fix.
+    """
+    classifying = config.objective.task in CLASSIFICATION_TASKS
+    regressing = config.objective.task in ("mse", "l1")
+    if (data.task == "regression" and classifying) or (data.task == "classification" and regressing):
+        fit_task = "mse or l1" if data.task == "regression" else "cross_entropy (or focal, arcface, cosface)"
+        raise ValueError(
+            f"objective.task={config.objective.task!r} does not fit dataset {data.name!r}, whose targets are "
+            f"{data.task}; set objective.task to {fit_task}"
+        )
 
 
 def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
@@ -568,6 +608,8 @@ def train(
     on_step: Callable[[StepState], None] | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
+    model: nn.Module | None = None,
+    dataset: Any = None,
 ) -> RunResult:
     """Trains ``config`` into ``run_dir`` (created), or resumes the run there.
 
@@ -585,6 +627,9 @@ def train(
         on_epoch: Called with (epoch, history row) after each epoch is checkpointed; an exception it raises
             (e.g. a sweep pruning the trial) ends the run there, its files intact.
         overwrite: Start afresh where a run exists, removing it first (else that is an error).
+        model: Your encoder instead of ``model.name`` (a copy is trained; see ContrastiveModel for the
+            contract); the task and projection heads are added. Resume a run with the same encoder.
+        dataset: Your dataset instead of ``data.name`` (see ``contrastlab.data.tables.as_dataset``).
 
     Raises:
         TrainingDiverged: ``max_consecutive_skips`` steps in a row had a non-finite loss or gradient.
@@ -593,8 +638,18 @@ def train(
             ``overwrite``; resume where no run was ever started.
     """
     run = RunDir(run_dir)
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset)
+        name = f"python:{getattr(dataset, 'name', type(dataset).__name__)}"
+        config = config.model_copy(update={"data": config.data.model_copy(update={"name": name})})
+    if model is not None:  # config.yaml records that the model came from Python
+        name = f"python:{type(model).__qualname__}"
+        config = config.model_copy(update={"model": config.model.model_copy(update={"name": name})})
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the directory
-        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch)
+        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch,
+                      model, dataset)
     with run.lock():
         if resume:
             run.remove_temporaries()
@@ -612,7 +667,8 @@ def train(
                     "another name, or overwrite it (--overwrite; the old run is deleted)"
                 )
             run.clear()
-        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch)
+        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch,
+                      model, dataset)
 
 
 def _train(
@@ -625,6 +681,8 @@ def _train(
     quiet: bool,
     on_step: Callable[[StepState], None] | None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
+    encoder: nn.Module | None = None,
+    dataset: Any = None,
 ) -> RunResult:
     run_dir = run.path
     tc = config.trainer
@@ -645,7 +703,8 @@ def _train(
     seed_everything(tc.seed)
 
     # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
-    data = get_dataset(config.data.name, **config.data.options)
+    data = dataset if dataset is not None else get_dataset(config.data.name, **config.data.options)
+    check_task(config, data)
     split = make_split(config, data)
     train_idx = split["train"]
     scale = TargetScale.fit(config, data, train_idx)
@@ -653,7 +712,7 @@ def _train(
     views = tc.views.count
 
     # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
-    model = make_model(config, data)
+    model = make_model(config, data) if encoder is None else own_model(encoder, config, data, train_idx)
     if config.model.init_from:
         load_pretrained_encoder(model, config.model.init_from)
     if world > 1:
@@ -713,10 +772,9 @@ def _train(
     if override_note or not resume:
         overrides_log.append({"epoch": start_epoch, "resume": resume, "overrides": override_note or []})
     if is_main:
-        write_yaml(
-            {"config": config.model_dump(mode="json"), "raw": raw_config or {}, "overrides": overrides_log},
-            run.config,
-        )
+        recorded = {"config": config.model_dump(mode="json"), "raw": raw_config or {},
+                    "overrides": overrides_log, "plugins": plugins.loaded()}  # fmt: skip
+        write_yaml(recorded, run.config)
         write_json({k: v.tolist() for k, v in split.items()}, run.split)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
@@ -949,7 +1007,7 @@ def _finish(
         },
         run.metrics,
     )
-    return RunResult(run.path, history, best, stopped_early, test)
+    return RunResult(run.path, history, best, stopped_early, test, model)
 
 
 def _event_writer(path: Path) -> Any:

@@ -1,0 +1,161 @@
+"""Your own encoder and data in the trainer, the verdict and the CLI: contrastlab.fit, the registries, the
+encoder contract, and --plugin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import contrastlab
+from contrastlab.cli import main as cli_main
+
+RECIPE = {"objective": {"supcon": {"weight": 0.2, "temperature": 0.2}},
+          "trainer": {"epochs": 2, "batch_size": 24, "lr": 0.01, "views": {"count": 2},
+                      "early_stopping": {"monitor": "val/accuracy"}}}  # fmt: skip
+
+
+class Plain(nn.Module):
+    """No `layers`, no `output_dim`: the least an encoder can be."""
+
+    def __init__(self, features: int = 6, width: int = 5) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, 16), nn.ReLU(), nn.Linear(16, width))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _frame(n: int = 150):
+    import pandas  # in the dev extra
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    frame = pandas.DataFrame(rng.normal(size=(n, 6)) + 2.0 * y[:, None], columns=[f"f{i}" for i in range(6)])
+    frame["label"] = np.array(["a", "b", "c"])[y]
+    return frame
+
+
+def test_fit__a_plain_encoder_and_a_dataframe(tmp_path):
+    encoder = Plain()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    recipe = {**RECIPE, "trainer": {**RECIPE["trainer"], "epochs": 6, "lr": 0.05}}
+    result = contrastlab.fit(recipe, model=encoder, dataset=_frame(), target="label", task="classification",
+                             run_dir=tmp_path / "run", progress=False, quiet=True)  # fmt: skip
+    assert len(result.history) == 6 and result.test["accuracy"] > 0.6  # three separated classes: it learned
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # a copy was trained
+    assert result.model is not None
+    trained = result.model.encoder.state_dict()
+    assert any(not torch.equal(before[k], trained[k]) for k in before)
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["config"]
+    assert recorded["model"]["name"] == "python:Plain" and recorded["data"]["name"].startswith("python:")
+
+
+def test_fit__resume_with_the_same_encoder_and_the_cli_says_how(tmp_path, capsys):
+    x = np.random.default_rng(1).normal(size=(120, 6)).astype(np.float32)
+    y = np.arange(120) % 3
+    x += 2.0 * y[:, None]
+    short = {**RECIPE, "trainer": {**RECIPE["trainer"], "epochs": 1}}
+    contrastlab.fit(short, model=Plain(), dataset=(x, y), run_dir=tmp_path / "r", progress=False, quiet=True)
+    resumed = contrastlab.fit(RECIPE, model=Plain(), dataset=(x, y), run_dir=tmp_path / "r", resume=True,
+                              progress=False, quiet=True)  # fmt: skip
+    whole = contrastlab.fit(RECIPE, model=Plain(), dataset=(x, y), run_dir=tmp_path / "w", progress=False,
+                            quiet=True)  # fmt: skip
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole.history]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history] == strip
+    assert cli_main(["resume", str(tmp_path / "r")]) == 2
+    assert "passed from Python; resume it from Python" in capsys.readouterr().err
+
+
+def test_encoder_contract__a_wrong_output_is_named():
+    class Tokens(nn.Module):
+        def forward(self, x):
+            return x[:, None, :].expand(-1, 3, -1)  # (N, L, E): not pooled
+
+    message = r"Tokens.forward\(batch\) must return one embedding per sample.*\(2, 3, 6\)"
+    with pytest.raises(TypeError, match=message):
+        contrastlab.fit(RECIPE, model=Tokens(), dataset=(np.zeros((40, 6), np.float32), np.arange(40) % 2),
+                        run_dir="/tmp/never-written", progress=False, quiet=True)  # fmt: skip
+
+
+def test_task_mismatch__regression_targets_with_cross_entropy(tmp_path):
+    with pytest.raises(ValueError, match=r"objective.task='cross_entropy' does not fit"):
+        contrastlab.fit(RECIPE, model=Plain(), dataset=(np.zeros((40, 6), np.float32), np.linspace(0, 1, 40)),
+                        run_dir=tmp_path / "r", progress=False, quiet=True)  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_verdict__with_your_encoder_both_arms_start_from_the_same_weights(tmp_path):
+    x = np.random.default_rng(2).normal(size=(120, 6)).astype(np.float32)
+    y = np.arange(120) % 3
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**RECIPE, "name": "mine"}))
+    verdict = contrastlab.verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2,
+                                  out_dir=tmp_path / "v", model=Plain(), dataset=(x, y), progress=False)
+    assert {c["metric"] for c in verdict["comparisons"]} >= {"test.accuracy", "test.loss"}
+    assert verdict["stage_cka_mean"]  # stage CKA rebuilt both arms' models from the encoder
+    # both arms of a seed start from one initial state: their first logged task loss before any step differs
+    # only through training, so with the treatment's weight at 0 they would be identical
+    again = contrastlab.verdict(recipe, treatment=["objective.supcon.weight=0.0"], seeds=2,
+                                out_dir=tmp_path / "null", model=Plain(), dataset=(x, y), progress=False)
+    null = {c["metric"]: c for c in again["comparisons"]}
+    assert null["test.loss"]["differences"] == [0.0, 0.0]
+
+
+def test_register_model_and_dataset__from_a_plugin_on_the_cli(tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(
+        "import numpy as np, torch\n"
+        "from torch import nn\n"
+        "import contrastlab\n"
+        "from contrastlab.data import ArrayDataset\n"
+        "class Mine(nn.Module):\n"
+        "    def __init__(self, num_features, embedding_dim):\n"
+        "        super().__init__()\n"
+        "        self.layers = nn.ModuleList([nn.Linear(num_features, 12), nn.Linear(12, embedding_dim)])\n"
+        "    def forward(self, x):\n"
+        "        return self.layers[1](torch.relu(self.layers[0](x)))\n"
+        "def load(n: int = 90):\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    y = torch.arange(n) % 3\n"
+        "    x = torch.randn(n, 5, generator=g) + 2 * y[:, None]\n"
+        "    return ArrayDataset('mine', x, y, 'classification')\n"
+        "contrastlab.register_model('mine', Mine)\n"
+        "contrastlab.register_dataset('mine', load)\n"
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "p", "data": {"name": "mine", "options": {"n": 120}},
+                                      "model": {"name": "mine", "embedding_dim": 4},
+                                      "trainer": {"epochs": 1, "batch_size": 24}}))  # fmt: skip
+    run = [sys.executable, "-m", "contrastlab"]
+    proc = subprocess.run([*run, "train", str(recipe), "--plugin", str(plugin), "--runs-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recorded = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
+    assert recorded["plugins"] == [str(plugin.resolve())]
+    # resume loads the recorded plugin by itself
+    proc = subprocess.run([*run, "resume", str(tmp_path / "p"), "trainer.epochs=2"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads((tmp_path / "p" / "metrics.json").read_text())["final"]) > 0
+    # without the plugin the names are unknown, and the error says how to register them
+    proc = subprocess.run([*run, "train", str(recipe), "--runs-dir", str(tmp_path / "other")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "register" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_registering_a_name_again_replaces_it_with_a_warning():
+    from contrastlab.models.base import _MODELS
+
+    contrastlab.register_model("twice_for_test", Plain)
+    with pytest.warns(UserWarning, match="registered already"):
+        contrastlab.register_model("twice_for_test", nn.Identity)
+    assert _MODELS["twice_for_test"] is nn.Identity
+    contrastlab.register_dataset("twice_for_test", lambda: None)
+    with pytest.warns(UserWarning, match="registered already"):
+        contrastlab.register_dataset("twice_for_test", lambda: None)
