@@ -51,6 +51,8 @@ def test_every_recipe_trains_from_the_cli(tmp_path, recipe, no_network):
 DATASET_OPTIONS = {
     "moleculeace": {"target": "CHEMBL2835_Ki"},
     "molecule_csv": None,  # the user's own file: tests/data covers it
+    "table": None,  # likewise (tests/data/test_tables.py)
+    "text_csv": None,  # likewise
     "rotten_tomatoes": {"subsample": 200},
     "tweets_sentiment": {"subsample": 200},
     "parliament": {"min_speeches": 50},

@@ -207,3 +207,4 @@ register_dataset(
     ),
     _blobs,
 )
+

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["as_dataset", "class_codes", "read_csv"]
+from contrastlab.data.registry import DatasetInfo, register_dataset
+
+__all__ = ["as_dataset", "class_codes", "read_csv", "read_table"]
 
 
 def read_csv(path: str | Path, *, columns: Sequence[str], encoding: str = "utf-8") -> list[dict[str, str]]:
@@ -139,3 +141,88 @@ def as_dataset(data: Any, *, target: str | None = None, task: str | None = None,
     else:
         raise ValueError(f"task={task!r}; expected 'classification' or 'regression'")
     return ArrayDataset(name, torch.as_tensor(x, dtype=torch.float32), targets, task)  # type: ignore[arg-type]
+
+
+def read_table(
+    path: str | Path,
+    *,
+    target_column: str = "target",
+    feature_columns: Sequence[str] | None = None,
+    task: str | None = None,
+    encoding: str = "utf-8",
+) -> Any:
+    """Numeric features and a target from a CSV, Parquet (pandas with pyarrow) or ``.npz`` file, for the
+    MLP (``data.name=table``).
+
+    A ``.npz`` holds a features matrix and a target vector, named ``features`` and ``target_column``
+    (default "target"). In a CSV or Parquet file every column but the target is a feature, unless
+    ``feature_columns`` lists them. The task is ``task``, else classification for integer (or word)
+    targets and regression for fractional ones.
+
+    Raises:
+        ValueError: an unknown suffix, a missing column, a value that is not a number (its row and column),
+            or an empty file.
+    """
+    import numpy as np
+
+    source = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ("features", target_column) if k not in archive.files]
+            if missing:
+                raise ValueError(f"{source} has no array(s) {missing}; it has {archive.files}")
+            x, raw = archive["features"], archive[target_column]
+        return as_dataset((x, raw), task=task, name=Path(path).stem)
+    if suffix == ".parquet":
+        import pandas
+
+        frame = pandas.read_parquet(path)
+        rows = frame.astype(str).to_dict("records")
+        columns = [str(c) for c in frame.columns]
+    elif suffix == ".csv":
+        rows = read_csv(path, columns=[target_column, *(feature_columns or [])], encoding=encoding)
+        columns = list(rows[0])
+    else:
+        raise ValueError(f"{source}: a table must be .csv, .parquet or .npz, got {suffix!r}")
+    if target_column not in columns:
+        raise ValueError(f"{source} has no column {target_column!r}; its columns are {columns}")
+    features = list(feature_columns) if feature_columns else [c for c in columns if c != target_column]
+    x = np.empty((len(rows), len(features)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for j, column in enumerate(features):
+            try:
+                x[i, j] = float(row[column])
+            except ValueError:
+                raise ValueError(
+                    f"row {i + 1} of {source}: column {column!r} holds {row[column]!r}, not a number "
+                    "(list the numeric columns in data.options.feature_columns)"
+                ) from None
+    labels = [str(row[target_column]).strip() for row in rows]
+    if task is None:
+        task = "regression" if any(_is_fraction(v) for v in labels) else "classification"
+    if task == "classification":
+        codes, _ = class_codes(labels, column=target_column, source=source)
+        y: Any = np.asarray(codes)
+    else:
+        try:
+            y = np.asarray([float(v) for v in labels], dtype=np.float32)
+        except ValueError:
+            bad = next(i for i, v in enumerate(labels) if not _is_number(v))
+            raise ValueError(
+                f"row {bad + 1} of {source}: column {target_column!r} holds {labels[bad]!r}, not a number"
+            ) from None
+    return as_dataset((x, y), task=task, name=Path(path).stem)
+
+
+register_dataset(
+    DatasetInfo(
+        "table",
+        "classification",
+        "your table of numeric features (CSV, Parquet or .npz): options path, target_column, "
+        "feature_columns, task, encoding",
+        "any",
+        None,
+    ),
+    read_table,
+)

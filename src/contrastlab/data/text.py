@@ -373,3 +373,14 @@ register_dataset(
     ),
     _parliament,
 )
+register_dataset(
+    DatasetInfo(
+        "text_csv",
+        "classification",
+        "your CSV of texts and class labels: options path, text_column, label_column, encoding, on_error, "
+        "subsample",
+        "any",
+        None,
+    ),
+    read_text_csv,
+)
