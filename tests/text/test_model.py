@@ -140,3 +140,37 @@ def test_mismatched_data_and_model_are_refused(data):
         make_model(_config(**{"model.name": "mlp", "model.options": {}}), data)
     with pytest.raises(ValueError, match=r"is not a folder holding config\.json"):
         make_model(_config(**{"model.options": {"path": "/nonexistent"}}), data)
+
+
+def test_decoder__last_token_pooling_is_the_same_alone_and_left_or_right_padded(tmp_path):
+    # Seed 001 tuned a decoder (Qwen): its text vector is the last real token's state, wherever padding is.
+    from contrastlab.data.text import TokenBatch
+    from contrastlab.models import build_model
+    from tests.train.test_param_groups import _tiny_text_folder
+
+    folder = _tiny_text_folder(tmp_path, "qwen2")
+    model = build_model("transformer", num_features=0, num_outputs=2, hidden_dims=[8], embedding_dim=8,
+                        projection_dim=4, dropout=0.0, path=str(folder), pooling="last").eval()  # fmt: skip
+    encoder = model.encoder
+    short, long = [101, 2023, 102], [101, 2023, 2003, 1037, 2936, 102]
+    with torch.no_grad():
+        alone = [encoder(TokenBatch(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)))
+                 for ids in (short, long)]  # fmt: skip
+        right = encoder(TokenBatch(torch.tensor([short + [0] * 3, long]),
+                                   torch.tensor([[1] * 3 + [0] * 3, [1] * 6])))  # fmt: skip
+        left = encoder(TokenBatch(torch.tensor([[0] * 3 + short, long]),
+                                  torch.tensor([[0] * 3 + [1] * 3, [1] * 6])))  # fmt: skip
+    for batch in (right, left):
+        torch.testing.assert_close(batch[0], alone[0][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batch[1], alone[1][0], rtol=1e-4, atol=1e-5)
+
+
+def test_decoder__lora_targets_the_attention_projections_by_default(tmp_path):
+    from contrastlab.models import build_model
+    from tests.train.test_param_groups import _tiny_text_folder
+
+    model = build_model("transformer", num_features=0, num_outputs=2, hidden_dims=[8], embedding_dim=8,
+                        projection_dim=4, dropout=0.0, path=str(_tiny_text_folder(tmp_path, "qwen2")),
+                        pooling="last", lora={"r": 2})  # fmt: skip
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if "lora_" in n}
+    assert adapted == {"q_proj", "v_proj"}

@@ -17,6 +17,7 @@ pooled hidden layers, the top-k tokens by [CLS] attention at chosen layers, and 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ class TextEncoder(nn.Module):
         embedding_dim: Unused: the embedding is the transformer's hidden size (``output_dim``).
         dropout: Hidden and attention dropout of the transformer (None: its own configuration's).
         path: A folder with ``config.json``, weights and tokenizer files (default: the built-in MiniLM).
-        pooling: "mean" over real tokens or "cls" (the first token).
+        pooling: "mean" over real tokens, "cls" (the first token), or "last" (the last real token: decoder
+            language models such as Qwen or Llama, left or right padded).
         max_length: Texts are truncated to this many tokens.
         lora: peft LoRA settings ``{r, alpha, dropout, target_modules}``; None: no adapters.
 
@@ -92,7 +94,7 @@ class TextEncoder(nn.Module):
         hidden_dims: Any = None,
         *,
         path: str | None = None,
-        pooling: Literal["mean", "cls"] = "mean",
+        pooling: Literal["mean", "cls", "last"] = "mean",
         max_length: int = 128,
         lora: dict[str, Any] | None = None,
     ) -> None:
@@ -108,8 +110,8 @@ class TextEncoder(nn.Module):
                 f"model.options.path={str(folder)!r} is not a folder holding config.json; give a local "
                 "folder saved with save_pretrained (nothing is downloaded)"
             )
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"model.options.pooling={pooling!r}; expected 'mean' or 'cls'")
+        if pooling not in ("mean", "cls", "last"):
+            raise ValueError(f"model.options.pooling={pooling!r}; expected 'mean', 'cls' or 'last'")
         if max_length < 2:
             raise ValueError(f"model.options.max_length={max_length}; expected >= 2")
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -143,6 +145,7 @@ class TextEncoder(nn.Module):
         special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
         self.register_buffer("special_ids", special, persistent=False)
         self.request = ViewRequest()
+        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
         if lora is not None:
             model = _with_lora(model, lora)
         self.transformer = model
@@ -201,11 +204,16 @@ class TextEncoder(nn.Module):
         ids, mask = batch.input_ids, batch.attention_mask
         request = self.request if self.training else ViewRequest()
         want_tokens = bool(request.token_layers or request.clusters)
+        extra: dict[str, Tensor] = {}
+        if self._takes_positions:
+            # Positions count real tokens: a left-padded text (decoders pad left) sits where it would alone.
+            extra["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp_min(0)
         out = self.transformer(
             input_ids=ids,
             attention_mask=mask,
             output_hidden_states=bool(request),
             output_attentions=want_tokens,
+            **extra,
         )
         embedding = pool(out.last_hidden_state, mask, self.pooling)
         if not request:
@@ -239,8 +247,11 @@ def _with_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
     r = int(lora.get("r", 8))
     if r < 1:
         raise ValueError(f"model.options.lora.r={r}; expected >= 1")
-    targets = lora.get("target_modules", ["query", "value"])
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    # The attention's query and value maps: BERT-style encoders call them query/value, decoders (Qwen,
+    # Llama, Mistral) q_proj/v_proj.
+    default = ["query", "value"] if {"query", "value"} <= names else ["q_proj", "v_proj"]
+    targets = lora.get("target_modules", default)
     missing = [t for t in targets if t not in names]
     if missing:
         raise ValueError(

@@ -24,16 +24,27 @@ from torch import Tensor
 __all__ = ["cls_attention", "cluster_tokens", "flatten_views", "gather_tokens", "pool", "top_k_tokens"]
 
 
-def pool(hidden: Tensor, mask: Tensor, how: Literal["mean", "cls"] = "mean") -> Tensor:
-    """One vector per sentence: the mean over its real tokens, or the first ([CLS]) token.
+def pool(hidden: Tensor, mask: Tensor, how: Literal["mean", "cls", "last"] = "mean") -> Tensor:
+    """One vector per sentence: the mean over its real tokens, the first ([CLS]) token, or the last real
+    token (decoder language models, whose last position has attended to the whole text). "last" finds each
+    row's last real token from the mask, so left and right padding both work.
 
     Shape:
         - hidden: (N, L, H); mask: (N, L), 1 for real tokens; returns (N, H).
+
+    Example:
+        >>> h = torch.arange(6.0).view(2, 3, 1)  # two texts of 3 positions
+        >>> pool(h, torch.tensor([[1, 1, 0], [0, 1, 1]]), "last").flatten().tolist()  # right / left padded
+        [1.0, 5.0]
     """
     if how == "cls":
         return hidden[:, 0]
+    if how == "last":
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask.bool() * (positions + 1)).argmax(dim=1)  # (N,) the last position holding a real token
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     if how != "mean":
-        raise ValueError(f"pooling={how!r}; expected 'mean' or 'cls'")
+        raise ValueError(f"pooling={how!r}; expected 'mean', 'cls' or 'last'")
     m = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
