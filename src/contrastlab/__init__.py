@@ -15,6 +15,7 @@ __all__ = [
     "register_dataset",
     "register_metric",
     "register_model",
+    "register_term",
     "sweep",
     "verdict",
 ]
@@ -29,6 +30,7 @@ _LAZY = {
     "register_model": "contrastlab.models.base:register_model",
     "register_dataset": "contrastlab.data.registry:register_dataset",
     "register_metric": "contrastlab.metrics:register_metric",
+    "register_term": "contrastlab.train.terms:register_term",
 }
 
 

@@ -159,3 +159,41 @@ def test_registering_a_name_again_replaces_it_with_a_warning():
     contrastlab.register_dataset("twice_for_test", lambda: None)
     with pytest.warns(UserWarning, match="registered already"):
         contrastlab.register_dataset("twice_for_test", lambda: None)
+
+
+def test_register_term__your_loss_is_weighted_logged_resumed_and_checked(tmp_path):
+    from contrastlab.train import ConfigError, load_checkpoint
+    from contrastlab.train.config import TermConfig, validate
+
+    class CentroidConfig(TermConfig):
+        scale: float = 1.0
+
+    calls = []
+
+    def centroid(outputs, labels, cfg):
+        """Mean squared distance of each projection from its class centroid, times cfg.scale."""
+        calls.append(cfg.scale)
+        z = outputs[0].projection
+        centers = torch.stack([z[labels == c].mean(0) for c in labels.unique()])
+        index = torch.searchsorted(labels.unique(), labels)
+        return cfg.scale * (z - centers[index]).pow(2).sum(-1).mean()
+
+    contrastlab.register_term("centroid_for_test", centroid, config=CentroidConfig)
+    recipe = {"objective": {"centroid_for_test": {"weight": 0.5, "scale": 2.0}},
+              "trainer": {"epochs": 1, "batch_size": 24, "lr": 0.01}}  # fmt: skip
+    x = np.random.default_rng(3).normal(size=(120, 6)).astype(np.float32)
+    y = np.arange(120) % 3
+    result = contrastlab.fit(recipe, model=Plain(), dataset=(x, y), run_dir=tmp_path / "r", progress=False,
+                             quiet=True)  # fmt: skip
+    row = result.history[0]
+    assert row["weight/centroid_for_test"] == 0.5 and row["train/centroid_for_test"] > 0
+    expected = row["train/task"] + 0.5 * row["train/centroid_for_test"]
+    assert row["train/loss"] == pytest.approx(expected, rel=1e-5)
+    assert set(calls) == {2.0}
+    resumed = contrastlab.fit({**recipe, "trainer": {**recipe["trainer"], "epochs": 2}}, model=Plain(),
+                              dataset=(x, y), run_dir=tmp_path / "r", resume=True, progress=False, quiet=True)
+    assert len(resumed.history) == 2 and load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    with pytest.raises(ConfigError, match="scael"):
+        validate({"objective": {"centroid_for_test": {"weight": 0.5, "scael": 2.0}}})
+    with pytest.raises(ValueError, match="built-in term"):
+        contrastlab.register_term("supcon", centroid)

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
@@ -160,12 +168,36 @@ class ObjectiveConfig(_Strict):
     similarity_protection: ProtectionTermConfig | None = None
     clip: ClipTermConfig | None = None
     auxiliary: AuxiliaryTermConfig | None = None
+    #: Terms registered with ``contrastlab.register_term``, by name (written ``objective.<name>`` in recipes).
+    custom: dict[str, SerializeAsAny[TermConfig]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_terms(cls, data: Any) -> Any:
+        """``objective.<name>`` of a registered term moves into ``custom``, validated by its config class."""
+        from contrastlab.train.terms import registered_term
+
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        custom = dict(data.pop("custom", None) or {})
+        for key in [k for k in data if k not in cls.model_fields and registered_term(k) is not None]:
+            custom[key] = data.pop(key)
+        for key, value in custom.items():
+            found = registered_term(key)
+            if found is None:
+                raise ValueError(f"objective.{key} is not a registered term (contrastlab.register_term, and "
+                                 "--plugin on the command line)")  # fmt: skip
+            custom[key] = value if isinstance(value, found[1]) else found[1].model_validate(value or {})
+        data["custom"] = custom
+        return data
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
-        names = ("supcon", "focal_supcon", "margin", "nt_xent", "rdrop", "moco", "token_supcon",
-                 "layer_supcon", "similarity_protection", "clip", "auxiliary")  # fmt: skip
-        return {name: term for name in names if (term := getattr(self, name)) is not None}
+        from contrastlab.train.terms import BUILT_IN_TERMS
+
+        built_in = {name: term for name in BUILT_IN_TERMS if (term := getattr(self, name)) is not None}
+        return {**built_in, **self.custom}
 
 
 class ViewsConfig(_Strict):

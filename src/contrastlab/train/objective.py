@@ -47,6 +47,7 @@ from contrastlab.train.config import (
     TermConfig,
     TokenSupConTermConfig,
 )
+from contrastlab.train.terms import registered_term
 
 __all__ = ["Objective", "ObjectiveValue", "scheduled_weight", "task_loss"]
 
@@ -235,6 +236,10 @@ def _term_fn(name: str, term: TermConfig, task: str, gather: bool) -> TermFn:
                              chunk_size=term.chunk_size, gather_distributed=gather)  # fmt: skip
 
         return clip_term
+    registered = registered_term(name)
+    if registered is not None:
+        user_fn = registered[0]
+        return lambda outs, y: user_fn(outs, labels_for(y), term)
     if name == "rdrop":
         if classification:
             return lambda outs, y: rdrop_kl(outs[0].logits, outs[1].logits)
