@@ -48,14 +48,14 @@ def _build_train(mode: str, batches: int | None) -> Callable[[], None]:
 
     from contrastlab.data import get_dataset
     from contrastlab.train import validate_config
-    from contrastlab.train.objective import Objective
-    from contrastlab.train.trainer import (
+    from contrastlab.train.build import (
         augment_view,
         batch_inputs,
         make_augmentation,
         make_model,
         view_generator,
     )
+    from contrastlab.train.objective import Objective
 
     raw = {
         "data": {"name": "solubility"},

@@ -13,8 +13,8 @@ import torch
 from contrastlab.cli import main as cli_main
 from contrastlab.data import get_dataset
 from contrastlab.train import load_config, train
+from contrastlab.train.build import make_model
 from contrastlab.train.checkpoint import read_history
-from contrastlab.train.trainer import make_model
 
 if importlib.util.find_spec("crabnet") is None or importlib.util.find_spec("elementembeddings") is None:
     pytest.skip("crabnet / elementembeddings are not installed (scripts/test.sh installs them)",

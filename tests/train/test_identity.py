@@ -15,10 +15,10 @@ from contrastlab.cli import main as cli_main
 from contrastlab.data.images import FASHION_DIR, read_idx
 from contrastlab.models.base import CosineHead
 from contrastlab.train import load_config
+from contrastlab.train.build import make_model
 from contrastlab.train.checkpoint import load_checkpoint, read_history
 from contrastlab.train.config import ObjectiveConfig
 from contrastlab.train.objective import Objective, margin_logits
-from contrastlab.train.trainer import make_model
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file()

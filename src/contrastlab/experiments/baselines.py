@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from contrastlab.data import get_dataset
+from contrastlab.train.build import make_split
 from contrastlab.train.checkpoint import write_json, write_yaml
 from contrastlab.train.config import TrainConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
-from contrastlab.train.trainer import make_split
 
 __all__ = ["fingerprint_forest", "frozen_logistic", "morgan_fingerprints", "tfidf_logistic"]
 
@@ -181,7 +181,8 @@ def frozen_logistic(config: TrainConfig, run_dir: str | Path, *, seed: int | Non
     Raises:
         ValueError: the recipe's dataset is not text, or its model is not a text encoder.
     """
-    from contrastlab.train.trainer import make_model, predict
+    from contrastlab.train.build import make_model
+    from contrastlab.train.evaluate import predict
 
     data = _text_data(config)
     split = make_split(config, data)

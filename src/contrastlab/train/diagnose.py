@@ -137,7 +137,7 @@ def diagnose_run(
 ) -> dict[str, Any]:
     """Diagnostics of a trained run (and, with ``against``, how it differs from another run). ``model`` and
     ``dataset``: the encoder and data the runs were trained with from Python (``contrastlab.fit``)."""
-    from contrastlab.train.trainer import batch_inputs, make_model, own_model
+    from contrastlab.train.build import batch_inputs, make_model, own_model
 
     run = Path(run_dir)
     emb_file = run / "embeddings" / f"{split}.npz"

@@ -1,0 +1,370 @@
+"""From a config to the objects a run needs: data split, target scaling, the model (built-in or yours),
+optimiser groups, scheduler, augmentations, and the model inputs of a batch. Plain functions of the
+config and the data; the loop (``trainer.py``) calls them in order.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from contrastlab.data import stratified_split
+from contrastlab.models import ContrastiveModel, ModelOutput, build_model
+from contrastlab.train.checkpoint import load_checkpoint
+from contrastlab.train.config import TrainConfig, TrainerConfig
+from contrastlab.train.objective import CLASSIFICATION_TASKS
+
+__all__ = [
+    "TargetScale",
+    "augment_view",
+    "batch_inputs",
+    "check_param_groups",
+    "check_task",
+    "forward_views",
+    "load_pretrained_encoder",
+    "make_augmentation",
+    "make_model",
+    "make_scheduler",
+    "make_split",
+    "own_model",
+    "param_groups",
+    "seed_everything",
+    "view_generator",
+]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may draw from
+    torch.manual_seed(seed)
+
+
+def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
+    """The model a config describes, sized for its dataset (graph datasets add their edge features)."""
+    extra: dict[str, Any] = dict(config.model.options)
+    paired = hasattr(data, "tokenize") and hasattr(data, "num_edge_features")  # graph + text pairs
+    wanted = "fusion" if paired else "transformer" if hasattr(data, "tokenize") else None
+    if (config.model.name in ("transformer", "fusion") or wanted is not None) and config.model.name != wanted:
+        raise ValueError(
+            f"data.name={config.data.name!r} and model.name={config.model.name!r} do not fit: text datasets "
+            "need a text encoder (model.name=transformer), paired graph+text datasets a two-tower model "
+            "(model.name=fusion), and each of those models needs its kind of dataset"
+        )
+    if hasattr(data, "num_edge_features"):
+        extra["num_edge_features"] = data.num_edge_features
+    num_auxiliary = 0
+    if config.objective.auxiliary is not None:
+        auxiliary = getattr(data, "auxiliary", None)
+        if auxiliary is None:
+            raise ValueError(
+                f"objective.auxiliary needs auxiliary targets, which dataset {config.data.name!r} does not "
+                "have (fashion_mnist has them with data.options.pose_degrees > 0)"
+            )
+        num_auxiliary = int(auxiliary.shape[1])
+    model = build_model(
+        config.model.name,
+        num_features=data.num_features,
+        num_outputs=max(data.num_classes, 1),
+        hidden_dims=config.model.hidden_dims,
+        embedding_dim=config.model.embedding_dim,
+        projection_dim=config.model.projection_dim,
+        dropout=config.model.dropout,
+        head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
+        num_auxiliary=num_auxiliary,
+        **extra,
+    )
+    if hasattr(data, "tokenize"):
+        data.tokenize(model.encoder.tokenizer, model.encoder.max_length)  # cached per tokenizer and length
+    return model
+
+
+def own_model(encoder: nn.Module, config: TrainConfig, data: Any, train_idx: Tensor) -> ContrastiveModel:
+    """A copy of the user's encoder with the trainer's heads (built now, after seeding, so every arm of a
+    comparison starts from the same weights; the caller's encoder is never trained in place)."""
+    from contrastlab.models import wrap_encoder
+
+    encoder = copy.deepcopy(encoder)
+    if hasattr(data, "tokenize"):
+        if not (hasattr(encoder, "tokenizer") and hasattr(encoder, "max_length")):
+            raise TypeError(
+                f"dataset {data.name!r} holds texts: your encoder needs .tokenizer and .max_length (the "
+                "dataset tokenises its texts with them) and a forward taking a TokenBatch"
+            )
+        data.tokenize(encoder.tokenizer, encoder.max_length)
+    example = batch_inputs(data, train_idx[:2], torch.device("cpu"))
+    return wrap_encoder(
+        encoder, num_outputs=max(data.num_classes, 1), projection_dim=config.model.projection_dim,
+        head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
+        embedding_dim=config.model.embedding_dim, example=example,
+    )  # fmt: skip
+
+
+def check_task(config: TrainConfig, data: Any) -> None:
+    """The objective's task loss fits the dataset's task.
+
+    Raises:
+        ValueError: e.g. cross-entropy on regression targets, naming both and the fix.
+    """
+    classifying = config.objective.task in CLASSIFICATION_TASKS
+    regressing = config.objective.task in ("mse", "l1")
+    if (data.task == "regression" and classifying) or (data.task == "classification" and regressing):
+        fit_task = "mse or l1" if data.task == "regression" else "cross_entropy (or focal, arcface, cosface)"
+        raise ValueError(
+            f"objective.task={config.objective.task!r} does not fit dataset {data.name!r}, whose targets are "
+            f"{data.task}; set objective.task to {fit_task}"
+        )
+
+
+def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
+    """Copies the encoder weights of a pretrained run (its directory: best weights) or checkpoint file.
+
+    Raises:
+        CheckpointError: no checkpoint there.
+        ValueError: the checkpoint's encoder does not match this model's (names the first mismatch).
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(path)["model"]
+    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    own = model.encoder.state_dict()
+    problems = sorted(set(own) ^ set(encoder)) or [
+        f"{k}: {tuple(encoder[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if encoder[k].shape != v.shape
+    ]
+    if problems:
+        raise ValueError(
+            f"model.init_from={str(source)!r}: its encoder does not match this model's "
+            f"({len(problems)} differences, first: {problems[0]}); use the same model settings"
+        )
+    model.encoder.load_state_dict(encoder)
+
+
+def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
+    """Train/val/test indices: stratified random, or the dataset's own split (``data.split: dataset``), with
+    val carved from its train part when it has no val part of its own.
+
+    Raises:
+        ValueError: no split of its own with ``data.split=dataset``; an empty train, val or test part (test
+            may be empty only when ``data.test_fraction=0`` asks for that).
+    """
+    dc = config.data
+    stratify = data.task == "classification"
+    if dc.split == "dataset":
+        own = getattr(data, "predefined_split", None)
+        if not own or "train" not in own:
+            raise ValueError(
+                f"data.split=dataset but dataset {config.data.name!r} has no split of its own; use "
+                "data.split=random (a recipe: `data: {split: random, val_fraction: 0.1, test_fraction: 0.1}`)"
+            )
+        split = {"train": own["train"], "val": own.get("val"), "test": own.get("test")}
+        if split["val"] is None:
+            part = own["train"]
+            inner = stratified_split(
+                data.targets[part], val_fraction=dc.val_fraction, test_fraction=0.0, seed=dc.split_seed,
+                stratify=stratify,
+            )  # fmt: skip
+            split["train"], split["val"] = part[inner["train"]], part[inner["val"]]
+        where = f"dataset {config.data.name!r}'s own split (data.split=dataset)"
+    else:
+        split = stratified_split(
+            data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
+            stratify=stratify,
+        )  # fmt: skip
+        where = (f"the random split of dataset {config.data.name!r} ({len(data.targets)} rows, "
+                 f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
+    if dc.max_rows_per_split is not None:  # a seeded draw of each part, so every class can appear
+        g = torch.Generator().manual_seed(dc.split_seed)
+        split = {k: v if v is None or v.numel() <= dc.max_rows_per_split else
+                 v[torch.randperm(v.numel(), generator=g)[: dc.max_rows_per_split]].sort().values
+                 for k, v in split.items()}  # fmt: skip
+    for name in ("train", "val", "test"):
+        rows = split[name]
+        if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split == "random"
+                                                         and dc.test_fraction == 0):  # fmt: skip
+            raise ValueError(f"{where} has no {name} rows; a run needs train, val and test rows")
+    return {k: v for k, v in split.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """Regression targets are trained on as ``(y - mean) / sd`` (training split statistics)."""
+
+    mean: float = 0.0
+    sd: float = 1.0
+
+    @classmethod
+    def fit(cls, config: TrainConfig, data: Any, train_idx: Tensor) -> TargetScale:
+        if data.task != "regression" or not config.data.standardize_targets:
+            return cls()
+        y = data.targets[train_idx].double()
+        sd = float(y.std()) if y.numel() > 1 else 1.0
+        return cls(float(y.mean()), sd if sd > 0 else 1.0)
+
+    def encode(self, y: Tensor) -> Tensor:
+        return (y - self.mean) / self.sd if y.is_floating_point() else y
+
+
+def batch_inputs(
+    data: Any, idx: Tensor, device: torch.device, transform: Any = None, generator: Any = None
+) -> Any:
+    """The model input for rows ``idx``: a tensor slice, or a graph batch (augmented when ``transform``)."""
+    if hasattr(data, "take"):
+        inputs = data.take(idx, transform, generator) if transform is not None else data.take(idx)
+    else:
+        if transform is not None:
+            raise ValueError(f"trainer.views.augment needs graph inputs; dataset {data.name!r} has tensors")
+        inputs = data.features[idx]
+    return inputs.to(device)
+
+
+def augment_view(augment: Any, batch: Any, generator: torch.Generator) -> Any:
+    """One augmented view of a collated graph batch (all graphs at once; the batch is not modified)."""
+    from contrastlab.views.graph import augment_batch
+
+    return augment_batch(augment, batch, generator)
+
+
+def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generator:
+    """The generator of one view's augmentations: a function of (seed, epoch, step, view) only, so a
+    resumed run draws exactly the views an uninterrupted one would."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + step) * 17 + view)
+
+
+def make_augmentation(config: TrainConfig, data: Any) -> Any:
+    """The configured view augmentation, or None; refused up front for data that is not graphs."""
+    spec = config.trainer.views.augment
+    if spec is None:
+        return None
+    if not hasattr(data, "num_edge_features") or hasattr(data, "tokenize"):
+        raise ValueError(
+            f"trainer.views.augment needs graph inputs; dataset {data.name!r} is not graphs alone (text "
+            "views come from dropout (trainer.views.count), layers and tokens: see objective.token_supcon; a "
+            "paired graph+text sample's second view is its other modality: see objective.clip)"
+        )
+    from contrastlab.views.graph import build_augmentation
+
+    return build_augmentation(spec, "trainer.views.augment")
+
+
+def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
+    """AdamW groups built from ``model.named_parameters()``, so that no trainable parameter is left out.
+
+    Each parameter is assigned by name: encoder layer i from the top (``model.encoder_layers()``) trains at
+    ``lr · layer_decay^i`` and is frozen below the last ``freeze_all_but_last`` layers; encoder parameters
+    outside every layer (a Graphormer's degree and distance embeddings, DeBERTa's relative-position table:
+    tensors every block shares) form the group ``encoder.shared`` at ``lr``, frozen only when the whole
+    encoder is (``freeze_all_but_last=0``); everything else (task, projection and auxiliary heads) is
+    ``head`` at ``head_lr``. A parameter two layers share belongs to the upper one. Parameters the model
+    froze itself (a LoRA model's base weights) stay frozen. Each group lists its ``param_names``.
+
+    Raises:
+        RuntimeError: a trainable parameter is in no group or in two (a bug: the message names them).
+    """
+    layers = model.encoder_layers()
+    layer_of: dict[int, int] = {}
+    for i, layer in enumerate(layers):  # bottom to top: a shared parameter ends in the upper layer
+        for p in layer.parameters():
+            layer_of[id(p)] = i
+    frozen_below = None if cfg.freeze_all_but_last is None else len(layers) - cfg.freeze_all_but_last
+    groups: dict[str, dict[str, Any]] = {}
+
+    def add(group: str, lr: float, name: str, p: nn.Parameter) -> None:
+        entry = groups.setdefault(group, {"params": [], "param_names": [], "lr": lr, "name": group})
+        entry["params"].append(p)
+        entry["param_names"].append(name)
+
+    for name, p in model.named_parameters():
+        if not name.startswith("encoder."):
+            if p.requires_grad:
+                add("head", cfg.head_lr or cfg.lr, name, p)
+            continue
+        at = layer_of.get(id(p))
+        shared_frozen = at is None and frozen_below is not None and frozen_below >= len(layers)
+        if shared_frozen or (at is not None and frozen_below is not None and at < frozen_below):
+            p.requires_grad_(False)
+        if not p.requires_grad:
+            continue
+        if at is None:
+            add("encoder.shared", cfg.lr, name, p)
+        else:
+            add(f"encoder.{at}", cfg.lr * cfg.layer_decay ** (len(layers) - 1 - at), name, p)
+    order = [f"encoder.{i}" for i in reversed(range(len(layers)))] + ["encoder.shared", "head"]
+    result = [groups[g] for g in order if g in groups]
+    check_param_groups(model, result)
+    return result
+
+
+def check_param_groups(model: nn.Module, groups: Sequence[dict[str, Any]]) -> None:
+    """Every parameter with ``requires_grad`` is in exactly one group, and no frozen one is in any.
+
+    Raises:
+        RuntimeError: naming the parameters left out, listed twice, or frozen but optimised.
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen: dict[int, int] = {}
+    for group in groups:
+        for p in group["params"]:
+            seen[id(p)] = seen.get(id(p), 0) + 1
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    twice = [names.get(k, "?") for k, c in seen.items() if c > 1]
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and id(p) in seen]
+    if missing or twice or frozen:
+        raise RuntimeError(
+            "optimiser parameter groups do not cover the model exactly: "
+            + "; ".join(f"{what}: {found[:10]}" for what, found in (
+                ("trainable but in no group (they would never train)", missing),
+                ("in more than one group", twice), ("frozen but optimised", frozen)) if found)
+        )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_per_epoch: int) -> Any:
+    s = cfg.scheduler
+    if s.name == "warmup_cosine":
+        warmup, total = s.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if s.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=s.mode or "min",  # always resolved for "plateau" by TrainConfig's validation
+            factor=s.factor, patience=s.patience, min_lr=s.min_lr
+        )
+    return None
+
+
+def forward_views(model: nn.Module, x: Any, views: int, one_stage: bool) -> list[ModelOutput]:
+    """V outputs per sample; dropout differs between them (R-Drop, dropout views). ``x`` is one input
+    (the views then differ by dropout) or a list of V inputs (augmented views)."""
+    if isinstance(x, list):
+        if len(x) != views:
+            raise ValueError(f"forward_views: {len(x)} inputs for views={views}")
+        return [model(xv) for xv in x]
+    if views == 1:
+        return [model(x)]
+    if not one_stage:
+        return [model(x) for _ in range(views)]
+    if isinstance(x, Tensor):
+        stacked: Any = x.repeat(views, *([1] * (x.ndim - 1)))
+    elif hasattr(x, "repeat_batch"):
+        stacked = x.repeat_batch(views)  # token batches
+    else:
+        raise ValueError("trainer.views.mode=one_stage duplicates tensor or token batches; graphs: two_stage")
+    out: ModelOutput = model(stacked)  # (V·N, ...) in one forward, a different dropout mask per copy
+    n = out.logits.shape[0] // views
+    return [out.rows(v * n, (v + 1) * n) for v in range(views)]
