@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from contrastlab.cli import main as cli_main
@@ -36,6 +37,18 @@ def test_verdict__two_seeds_end_to_end(tmp_path, capsys):
     treat = load_checkpoint(out / "treatment" / "seed0" / "checkpoints" / "last.pt")
     assert base["history"][0]["weight/supcon"] == 0.0 and treat["history"][0]["weight/supcon"] == 0.5
     assert set(verdict["stage_cka_mean"]) == {"encoder.layers.0", "encoder.layers.1", "head", "projection"}
+    # A verdict arm is the run its config describes: the same history and weights as training that config
+    # alone in a fresh directory (a sweep trial is one too). The fusion grid once disagreed with its verdict.
+    from contrastlab.train import load_config, train
+
+    config, _ = load_config(recipe, ["objective.supcon.weight=0.5", "trainer.seed=1"])
+    alone = train(config, tmp_path / "alone", progress=False, quiet=True)
+    arm = load_checkpoint(out / "treatment" / "seed1" / "checkpoints" / "last.pt")
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in alone.history]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in arm["history"]] == strip
+    mine = load_checkpoint(tmp_path / "alone" / "checkpoints" / "best.pt")["model"]
+    theirs = load_checkpoint(out / "treatment" / "seed1" / "checkpoints" / "best.pt")["model"]
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 def _two_epoch_recipe(tmp_path):
