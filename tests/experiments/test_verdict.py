@@ -160,3 +160,19 @@ def test_identical_differences_use_the_exact_sign_flip_test_not_a_degenerate_t_t
     six = paired_comparison([0.6] * 6, [0.55] * 6, metric="accuracy")
     assert six.p_value == pytest.approx(2 / 64) and six.verdict == "hurt"
     assert paired_comparison([0.6, 0.6], [0.6, 0.6]).p_value == 1.0
+
+
+def test_call__says_when_only_the_holm_correction_removed_the_effect():
+    # The printed 95% interval is per metric: when it excludes 0 but Holm's correction does not reject,
+    # the call says so rather than contradicting its interval (seen in the demo: uniformity, p 0.015 / 0.089).
+    from contrastlab.experiments.verdict import adjust_family
+
+    strong = paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [1.9, 3.1, 3.9, 5.2, 6.0], metric="a")
+    weak = paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [1.25, 2.05, 3.3, 4.1, 5.35], metric="b")  # p 0.022
+    null = [paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [1.1, 1.9, 3.1, 3.9, 5.0], metric=f"n{k}")
+            for k in range(4)]  # fmt: skip
+    adjusted = {c.metric: c for c in adjust_family([strong, weak, *null], family="task")}
+    b = adjusted["b"]
+    assert b.p_value < 0.05 <= b.p_adjusted and (b.ci_low > 0 or b.ci_high < 0)
+    assert b.call() == "no detectable effect after Holm" and b.to_dict()["call"] == b.call()
+    assert adjusted["a"].call() == adjusted["a"].verdict == "helped"

@@ -246,8 +246,8 @@ def format_verdict(verdict: dict[str, Any]) -> str:
     """The verdict as a plain-text table, task metrics first, the primary metric's sentence last."""
     rows = [("metric", "baseline", "treatment", "diff [95% CI]", "p", "p (Holm)", "verdict")]
     for c in verdict["comparisons"]:
-        call = c["verdict"]
-        if call == "no detectable effect":
+        call = c.get("call", c["verdict"])
+        if c["verdict"] == "no detectable effect":
             call += f" (MDE ±{c['minimum_detectable_effect']:.2g})" if c["minimum_detectable_effect"] else ""
         bounds = (f"[{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None
                   else "[unbounded]")  # fmt: skip

@@ -88,9 +88,16 @@ class PairedComparison:
             text += f". A weak verdict: {self.n} seeds (use {WEAK_BELOW} or more)"
         return text
 
+    def call(self) -> str:
+        """The verdict with what qualifies it: "no detectable effect after Holm" when the interval excludes 0
+        (the test rejects before the correction for many metrics) but not after it."""
+        if self.p_adjusted is not None and self.p_value < 0.05 <= self.p_adjusted:
+            return f"{self.verdict} after Holm"
+        return self.verdict
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: an unbounded interval end is None."""
-        out = {**asdict(self), "n": self.n, "sentence": self.sentence()}
+        out = {**asdict(self), "n": self.n, "sentence": self.sentence(), "call": self.call()}
         for key in ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic"):
             if not math.isfinite(out[key]):
                 out[key] = None

@@ -299,7 +299,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
                 _cell(c["p_value"], digits=3),
                 _cell(c["p_adjusted"] if c.get("p_adjusted") is not None else "", digits=3),
                 _cell(mde, digits=3),
-                _cell(c["verdict"], css=_verdict_css(c["verdict"])),
+                _cell(c.get("call", c["verdict"]), css=_verdict_css(c["verdict"])),
             ]
         )
     summary.tables.append(
