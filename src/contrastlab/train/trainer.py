@@ -371,6 +371,7 @@ def _train(
     # A run that stopped early (its checkpoint says so) stays stopped on resume, unless a new patience lets
     # it go on: it finishes exactly as the uninterrupted run did.
     stopped_early = es.patience is not None and bad_epochs >= es.patience
+    classifying = data.task == "classification"
     for epoch in range(start_epoch, tc.epochs if not stopped_early else start_epoch):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -383,8 +384,8 @@ def _train(
         batches = list(sampler)
         # One optimiser step per window of `accumulate` micro-batches; the epoch's last window may be
         # shorter and still steps, so no gradient carries into the next epoch (nor is lost on resume).
-        n, acc = len(batches), tc.accumulate
-        windows = [range(i, min(i + acc, n)) for i in range(0, n, acc)]
+        starts = range(0, len(batches), tc.accumulate)
+        windows = [range(i, min(i + tc.accumulate, len(batches))) for i in starts]
         bar = _progress(windows, f"epoch {epoch + 1}/{tc.epochs}", show_bar)
         for window in bar:
             window_sums: dict[str, float] = {}
@@ -412,9 +413,8 @@ def _train(
                     norms = _term_grad_norms(value, value.weights, encoder_params)
                 scaler.scale(value.total / len(window)).backward()  # type: ignore[no-untyped-call]
                 objective.enqueue(keys)  # MoCo: every micro-batch's keys, after its loss
-                classes = data.task == "classification"
-                stats = batch_statistics(data.targets[idx], idx, views) if classes else {}
-                for k, v in {**{n: float(t.detach()) for n, t in logged.items()}, **stats}.items():
+                stats = batch_statistics(data.targets[idx], idx, views) if classifying else {}
+                for k, v in {**{name: float(t.detach()) for name, t in logged.items()}, **stats}.items():
                     window_sums[k] = window_sums.get(k, 0.0) + v
 
             if failure is None:
