@@ -140,7 +140,8 @@ def as_dataset(data: Any, *, target: str | None = None, task: str | None = None,
         targets = torch.as_tensor(y.astype(np.float32))
     else:
         raise ValueError(f"task={task!r}; expected 'classification' or 'regression'")
-    return ArrayDataset(name, torch.as_tensor(x, dtype=torch.float32), targets, task)  # type: ignore[arg-type]
+    features = torch.tensor(x, dtype=torch.float32)  # a copy: a DataFrame's array may be read-only
+    return ArrayDataset(name, features, targets, task)  # type: ignore[arg-type]
 
 
 def read_table(
