@@ -17,7 +17,7 @@ from typing import IO, Any, TypeVar
 
 import torch
 
-__all__ = ["atomic_write", "cache_root", "load_cache", "save_cache"]
+__all__ = ["atomic_write", "cache_root", "is_temporary", "load_cache", "save_cache"]
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def _umask() -> int:
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Opens a temporary file beside ``path``; on success it is fsynced and renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs and reports from teammates
     try:
         with os.fdopen(fd, mode) as handle:
@@ -43,6 +43,21 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is what an interrupted :func:`atomic_write` left: ``.<name>.<random>``.
+
+    Example:
+        >>> [is_temporary(Path(p)) for p in (".last.pt.k2j4x", "last.pt", ".lock")]
+        [True, False, False]
+    """
+    name = path.name
+    return name.startswith(".") and "." in name[1:] and not name.endswith(".")
 
 
 def cache_root() -> Path:

@@ -12,13 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from contrastlab import plugins
+
 __all__ = ["main"]
-
-
-def load_plugins(specs: list[str]) -> None:
-    from contrastlab.plugins import load_plugins as load
-
-    load(specs)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -58,7 +54,7 @@ def _resume(args: argparse.Namespace) -> int:
             f"{run.path} was trained on {' and '.join(from_python)} passed from Python; resume it from "
             "Python with the same objects: contrastlab.fit(..., model=, dataset=, run_dir=, resume=True)"
         )
-    load_plugins(saved.get("plugins") or [])  # what the run registered its model or data with
+    plugins.load_plugins(saved.get("plugins") or [])  # what the run registered its model or data with
     raw = apply_overrides(saved["config"], args.overrides)  # the recorded, fully resolved config
     config = validate(raw)
     result = train(
@@ -344,10 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from contrastlab.plugins import load_entry_points
-
-        load_entry_points()
-        load_plugins(getattr(args, "plugin", None) or [])
+        plugins.load_entry_points()
+        plugins.load_plugins(getattr(args, "plugin", None) or [])
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.data.sources import MissingDataPackage

@@ -98,8 +98,10 @@ def run_verdict(
         request = {"recipe": str(recipe), "treatment": treatment, "seeds": seeds, "first_seed": first_seed,
                    "overrides": overrides or []}  # fmt: skip
         _prepare(out, request, overwrite=overwrite, resume=resume)
-        per_arm, stage_cka = _train_arms(recipe, out.path, treatment, overrides, seeds, first_seed, progress,
-                                         model, dataset)  # fmt: skip
+        base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
+        arms = {"baseline": [*(overrides or []), *base_overrides],
+                "treatment": [*(overrides or []), *treatment]}  # fmt: skip
+        per_arm, stage_cka = _train_arms(recipe, out.path, arms, seeds, first_seed, progress, model, dataset)
         comparisons = compare_arms(per_arm)
         config, _ = load_config(recipe, overrides)
         primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
@@ -107,8 +109,7 @@ def run_verdict(
         verdict = {
             "recipe": str(recipe),
             "treatment": treatment,
-            "baseline": [o for t in treatment if (o := baseline_override(t)) is not None]
-            or ["(recipe as written)"],
+            "baseline": base_overrides or ["(recipe as written)"],
             "seeds": list(range(first_seed, first_seed + seeds)),
             "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
             "comparisons": comparisons,
@@ -146,19 +147,17 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: b
 def _train_arms(
     recipe: str | Path,
     out: Path,
-    treatment: list[str],
-    overrides: list[str] | None,
+    arms: dict[str, list[str]],
     seeds: int,
     first_seed: int,
     progress: bool | None,
     model: Any = None,
     dataset: Any = None,
 ) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
-    """Every seed's two runs (complete ones are read back, a cut-short one resumed) and their diagnostics."""
+    """Every seed's two runs, each arm with its overrides (complete runs are read back, a cut-short one
+    resumed), and their diagnostics."""
     from contrastlab.train.diagnose import diagnose_run
 
-    base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
-    arms = {"baseline": [*(overrides or []), *base_overrides], "treatment": [*(overrides or []), *treatment]}
     per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
     stage_cka: list[dict[str, float]] = []
     show = sys.stderr.isatty() if progress is None else progress

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from contrastlab._io import is_temporary
+
 __all__ = ["RunDir", "RunDirError", "check_run_name"]
 
 
@@ -169,7 +171,7 @@ class RunDir:
         for folder in (self.path, self.checkpoints, self.embeddings):
             if folder.is_dir():
                 for entry in folder.iterdir():
-                    if entry.is_file() and entry.name.startswith(".") and entry.name.count(".") >= 2:
+                    if entry.is_file() and is_temporary(entry):
                         entry.unlink()
                         found.append(entry)
         return found

@@ -133,7 +133,7 @@ def overridden_weights(overrides: Sequence[str]) -> set[str]:
 
 
 def _forward_batch(
-    net: nn.Module,
+    model: nn.Module,
     objective: Objective,
     data: Any,
     idx: Tensor,
@@ -165,14 +165,14 @@ def _forward_batch(
     one_stage = tc.views.mode == "one_stage"
     keys = clean = reference = None
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        outputs = forward_views(net, x, tc.views.count, one_stage) if use_views else []
+        outputs = forward_views(model, x, tc.views.count, one_stage) if use_views else []
         with torch.no_grad():
             if objective.key_model is not None and use_views:
                 keys = objective.key_model(x[1] if isinstance(x, list) else x)
             if objective.reference_model is not None and use_views:
                 reference = objective.reference_model(x[0] if isinstance(x, list) else x)
         if on_clean:
-            clean = net(x_clean)
+            clean = model(x_clean)
     return objective(outputs, y, epoch, keys, clean, reference, aux), outputs, keys, clean
 
 
@@ -324,7 +324,6 @@ def _train(
     # optimiser step and the contrastive terms gather negatives from every rank, which together give
     # exactly the single-process gradient (distributed.average_gradients says why not DDP's reducer).
     distributed.broadcast_module(model)
-    net: nn.Module = model
     objective = Objective(config.objective, gather_distributed=world > 1, model=model)
     request = objective.view_request()
     if request:
@@ -398,7 +397,7 @@ def _train(
             for step in window:
                 idx = train_idx[torch.tensor(batches[step][rank * local_batch : (rank + 1) * local_batch])]
                 value, outputs, keys, clean = _forward_batch(
-                    net, objective, data, idx, scale, augment, config, epoch, step, device, amp_dtype
+                    model, objective, data, idx, scale, augment, config, epoch, step, device, amp_dtype
                 )
                 logged = {"loss": value.total, "task": value.task, **value.terms}
                 logged_keys.update(dict.fromkeys(logged))
