@@ -137,10 +137,9 @@ def check_options(function: Callable[..., Any], options: dict[str, Any], where: 
         ...
         ValueError: options: unknown option 'n_sampels'; did you mean 'n_samples'? (valid: n_samples, noise)
     """
+    import importlib.util
     import inspect
     import typing
-
-    from pydantic import TypeAdapter, ValidationError
 
     signature = inspect.signature(function)
     params = {n: p for n, p in signature.parameters.items()
@@ -150,6 +149,8 @@ def check_options(function: Callable[..., Any], options: dict[str, Any], where: 
     try:
         hints = typing.get_type_hints(function)
     except Exception:  # an annotation that does not resolve: check names only
+        hints = {}
+    if importlib.util.find_spec("pydantic") is None:  # the data layer without the train extra: names only
         hints = {}
     checked = {}
     for key, value in options.items():
@@ -161,6 +162,8 @@ def check_options(function: Callable[..., Any], options: dict[str, Any], where: 
         if annotation is None:
             checked[key] = value
             continue
+        from pydantic import TypeAdapter, ValidationError
+
         try:
             checked[key] = TypeAdapter(annotation).validate_python(value)
         except ValidationError as exc:
