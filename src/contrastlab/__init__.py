@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # losses) work with torch alone.
 _LAZY = {
     "fit": "contrastlab.train.api:fit",
-    "verdict": "contrastlab.experiments.paired:run_verdict",
+    "verdict": "contrastlab.experiments.verdict:run_verdict",
     "sweep": "contrastlab.experiments.sweep:run_sweep",
     "register_model": "contrastlab.models.base:register_model",
     "register_dataset": "contrastlab.data.registry:register_dataset",

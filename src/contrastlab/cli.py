@@ -130,7 +130,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _verdict(args: argparse.Namespace) -> int:
-    from contrastlab.experiments.paired import format_verdict, run_verdict
+    from contrastlab.experiments.verdict import format_verdict, run_verdict
 
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
     verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
@@ -144,7 +144,7 @@ def _demo(args: argparse.Namespace) -> int:
     import time
 
     from contrastlab.experiments.demo import DEMO_TREATMENT, demo_recipe, run_demo
-    from contrastlab.experiments.paired import format_verdict
+    from contrastlab.experiments.verdict import format_verdict
 
     started = time.perf_counter()
     print(f"contrastlab demo: does {DEMO_TREATMENT} help a GINE solubility regressor? {args.seeds} "

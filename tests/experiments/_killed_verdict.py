@@ -1,16 +1,16 @@
-"""Run by test_paired in a subprocess: a verdict that SIGKILLs itself during its k-th training run."""
+"""Run by test_verdict in a subprocess: a verdict that SIGKILLs itself during its k-th training run."""
 
 import os
 import signal
 import sys
 
-import contrastlab.experiments.paired as paired
+import contrastlab.experiments.verdict as vm  # the module, not contrastlab.verdict
 
 
 def main() -> None:
     recipe, out, kill_in_run = sys.argv[1], sys.argv[2], int(sys.argv[3])
     runs = {"n": 0}
-    real = paired.train
+    real = vm.train
 
     def train(*args, **kwargs):
         runs["n"] += 1
@@ -23,9 +23,9 @@ def main() -> None:
             kwargs["on_step"] = die
         return real(*args, **kwargs)
 
-    paired.train = train
+    vm.train = train
     treatment = ["objective.supcon.weight=0.5"]
-    paired.run_verdict(recipe, treatment=treatment, seeds=2, out_dir=out, progress=False)
+    vm.run_verdict(recipe, treatment=treatment, seeds=2, out_dir=out, progress=False)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ pytest.importorskip("optuna")
 
 from contrastlab.cli import main as cli_main
 from contrastlab.experiments.compare import compare_runs
-from contrastlab.experiments.paired import run_verdict
 from contrastlab.experiments.report import build_report, render_html, write_report
 from contrastlab.experiments.sweep import run_sweep
+from contrastlab.experiments.verdict import run_verdict
 from tests.train.test_trainer import TINY
 
 QUICK = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}

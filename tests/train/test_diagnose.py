@@ -97,7 +97,7 @@ def test_load_embeddings__npy_and_pt_formats(tmp_path):
 def test_plot_projection__tsne_writes_a_png_and_umap_explains_itself(tmp_path):
     import importlib.util
 
-    from contrastlab.diagnostics.report import plot_projection
+    from contrastlab.diagnostics.summary import plot_projection
 
     x = np.random.default_rng(0).normal(size=(40, 5))
     plot_projection(x, np.arange(40) % 2, str(tmp_path / "t.png"), method="tsne")

@@ -12,8 +12,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from contrastlab.experiments.paired import run_verdict
 from contrastlab.experiments.report import write_report
+from contrastlab.experiments.verdict import run_verdict
 
 __all__ = ["DEMO_TREATMENT", "demo_recipe", "run_demo"]
 

@@ -1,219 +1,265 @@
-"""Did the contrastive term help? A paired comparison over seeds, and a verdict in words.
+"""The paired experiment behind ``contrastlab verdict``: baseline and treatment, seed by seed.
 
-Each seed gives one baseline value and one treatment value of a metric, from runs that share the split and
-the initial weights, so the per-seed *differences* carry the effect and the seed-to-seed noise cancels.
-For those differences:
-
-- the mean difference and its 95% t-interval, ``mean ± t_{1-α/2, n-1} · sd / sqrt(n)``, the interval of the
-  paired t-test itself: it excludes 0 exactly when the test rejects, at every n, so the interval and the
-  call never disagree. (A bootstrap interval, used before, can exclude 0 at 2-3 seeds while the test does
-  not reject: CI +0.0013 to +0.0018 with p = 0.10.) When every seed moved by the same amount the t-test is
-  undefined and the exact sign-flip test is used; its interval, inverted from that test, is the single
-  value when n >= 6 and unbounded below that (no 2-5 tied seeds can bound an effect);
-- a paired t-test (two-sided);
-- the verdict: "helped" or "hurt" when the test rejects at ``alpha`` (direction by whether higher is
-  better), otherwise "no detectable effect", together with the smallest effect these seeds could have
-  detected: (t_{1-α/2} + t_{power}) · sd / sqrt(n), the minimum detectable effect of a paired t-test.
-  Fewer than :data:`WEAK_BELOW` seeds make a weak verdict, and its sentence says so.
-
-Many metrics at once: a verdict tests every task metric and every diagnostic, and at α = 0.05 one of ten
-null metrics comes out "significant" about 40% of the time. :func:`holm_adjust` applies Holm's step-down
-correction within a family of metrics (Holm 1979; it controls the family-wise error rate under any
-dependence between the metrics, which are strongly correlated here), and :func:`adjust_family` re-calls
-the verdicts on the adjusted p-values.
+For each seed both arms train from the same recipe, the same split and the same initial weights (the
+trainer seeds everything before building the model); they differ only by the treatment override. The
+baseline switches the treated term off (its weight set to 0) when the treatment sets a weight, and is the
+recipe as written otherwise. Then every task metric on the test split and every embedding diagnostic gets
+a :func:`paired_comparison`, and the two arms' best checkpoints are compared stage by stage with CKA.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
-__all__ = ["WEAK_BELOW", "PairedComparison", "adjust_family", "holm_adjust", "paired_comparison"]
+from contrastlab.experiments.stats import PairedComparison, adjust_family, paired_comparison
+from contrastlab.metrics import direction
+from contrastlab.train import RunDir, RunDirError, load_config, train
+from contrastlab.train.checkpoint import write_json
 
-#: A verdict from fewer seeds is called weak in its sentence (its interval is wide and its power low).
-WEAK_BELOW = 5
+__all__ = ["baseline_override", "compare_arms", "run_verdict"]
 
-Verdict = Literal["helped", "hurt", "no detectable effect", "increased", "decreased"]
-
-
-@dataclass(frozen=True)
-class PairedComparison:
-    metric: str
-    higher_is_better: bool | None  # None: a diagnostic with no better direction (e.g. uniformity)
-    baseline: list[float]
-    treatment: list[float]
-    differences: list[float]  # treatment - baseline, per seed
-    mean_difference: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    t_statistic: float
-    p_value: float
-    minimum_detectable_effect: float
-    verdict: Verdict
-    p_adjusted: float | None = None  # Holm-adjusted within its family, when one was applied
-    family: str | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.differences)
-
-    def sentence(self) -> str:
-        """The verdict as one line a person reads first."""
-        bounded = math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
-        interval = (f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g}" if bounded else
-                    f"{self.confidence:.0%} CI unbounded: every seed moved by the same amount")  # fmt: skip
-        effect = (
-            f"{self.mean_difference:+.4g} {self.metric} (treatment - baseline; {interval}, "
-            f"{'paired t-test' if bounded or self.n >= 6 else 'exact sign-flip test'} p={self.p_value:.3g}"
-            + (f", Holm-adjusted over the {self.family} metrics p={self.p_adjusted:.3g}"
-               if self.p_adjusted is not None else "")
-            + f", {self.n} seeds)"
-        )  # fmt: skip
-        if self.verdict == "no detectable effect":
-            text = (
-                f"no detectable effect: {effect}; with these seeds only effects of about "
-                f"±{self.minimum_detectable_effect:.3g} or larger were detectable (80% power)"
-            )
-            if self.p_adjusted is not None and self.p_value < 0.05 <= self.p_adjusted:
-                text += "; the interval excludes 0 before, not after, the correction for many metrics"
-        else:
-            text = f"{self.verdict}: {effect}"
-        if self.n < WEAK_BELOW:
-            text += f". A weak verdict: {self.n} seeds (use {WEAK_BELOW} or more)"
-        return text
-
-    def call(self) -> str:
-        """The verdict with what qualifies it: "no detectable effect after Holm" when the interval excludes 0
-        (the test rejects before the correction for many metrics) but not after it."""
-        if self.p_adjusted is not None and self.p_value < 0.05 <= self.p_adjusted:
-            return f"{self.verdict} after Holm"
-        return self.verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: an unbounded interval end is None."""
-        out = {**asdict(self), "n": self.n, "sentence": self.sentence(), "call": self.call()}
-        for key in ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic"):
-            if not math.isfinite(out[key]):
-                out[key] = None
-        return out
+#: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
+_DIAGNOSTICS = (
+    "probes.logistic.accuracy",
+    "probes.ridge.r2",  # regression tasks
+    "probes.ridge.mae",
+    "probes.knn1_accuracy",
+    "clustering.ari",
+    "clustering.nmi",
+    "geometry.class_cosine.gap",
+    "geometry.uniformity",
+    "geometry.alignment",  # runs with views only
+    "geometry.rankme",
+    "geometry.collapse_std",
+)
 
 
-def paired_comparison(
-    baseline: Sequence[float],
-    treatment: Sequence[float],
+def baseline_override(treatment: str) -> str | None:
+    """``objective.supcon.weight=0.2`` → ``objective.supcon.weight=0``; None for other treatments."""
+    key = treatment.split("=", 1)[0]
+    return f"{key}=0" if re.fullmatch(r"objective\.\w+\.weight", key) else None
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        out[prefix] = float(value)
+
+
+def run_verdict(
+    recipe: str | Path,
     *,
-    metric: str = "metric",
-    higher_is_better: bool | None = True,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    confidence: float = 0.95,
-) -> PairedComparison:
-    """Compares paired per-seed values of one metric.
+    treatment: list[str],
+    seeds: int,
+    out_dir: str | Path,
+    overrides: list[str] | None = None,
+    first_seed: int = 0,
+    progress: bool | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    model: Any = None,
+    dataset: Any = None,
+) -> dict[str, Any]:
+    """Trains both arms for ``seeds`` seeds into ``out_dir/{baseline,treatment}/seed<k>`` and writes
+    ``out_dir/verdict.json``; returns its content.
 
     Args:
-        baseline: The metric of the baseline arm, one value per seed.
-        treatment: The same metric of the treatment arm, same seeds in the same order.
-        metric: Its name, for the sentence.
-        higher_is_better: Accuracy: True; loss, MAE: False; None for a quantity with no better direction,
-            whose significant changes are called "increased" / "decreased" instead of helped / hurt.
-        alpha: Significance level of the paired t-test.
-        power: Power at which the minimum detectable effect is stated.
-        confidence: Level of the interval (1 - alpha keeps it in step with the call).
+        overwrite: ``out_dir`` holds a verdict: delete it and start over.
+        resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
+            that was cut short, train the rest (the same recipe, treatment, seeds and overrides only).
+        model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
+            its own copy of the encoder, so both arms of a seed start from the same weights.
 
     Raises:
-        ValueError: fewer than 2 pairs, unequal lengths, or non-finite values.
-
-    Example:
-        >>> result = paired_comparison([0.80, 0.82, 0.79, 0.81, 0.80], [0.84, 0.85, 0.83, 0.86, 0.84],
-        ...                            metric="accuracy")
-        >>> result.verdict
-        'helped'
+        ValueError: fewer than 2 seeds, or no treatment.
+        RunDirError: ``out_dir`` holds a verdict and neither flag is given, or ``resume`` with a different
+            request; another process is writing it.
     """
-    b, t = np.asarray(baseline, dtype=np.float64), np.asarray(treatment, dtype=np.float64)
-    if b.shape != t.shape or b.ndim != 1:
-        raise ValueError(f"baseline and treatment must be equal-length lists, got {b.shape} and {t.shape}")
-    if b.shape[0] < 2:
-        raise ValueError(f"a paired comparison needs at least 2 seeds, got {b.shape[0]}")
-    if not (np.isfinite(b).all() and np.isfinite(t).all()):
-        raise ValueError("baseline and treatment must be finite (a diverged run? check its history)")
-    d = t - b
-    n, mean, sd = d.shape[0], float(d.mean()), float(d.std(ddof=1))
-    se = sd / math.sqrt(n)
-    t_crit = float(stats.t.ppf((1 + confidence) / 2, n - 1))
-    if float(np.ptp(d)) > 1e-6 * abs(mean):
-        t_stat = mean / se
-        p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
-        low, high = mean - t_crit * se, mean + t_crit * se
-    else:
-        # Every seed moved by the same amount (up to float noise): typical of a discrete metric (one test
-        # sample more or less) over few seeds. The t-test is undefined there (its p would be ~0 from the
-        # noise alone); the exact sign-flip test is not: all n signs alike has p = 2 / 2^n. Inverted, it
-        # rejects every other value of the mean when 2 / 2^n < 1 - confidence, and none otherwise.
-        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        p_value = 1.0 if mean == 0 else min(1.0, 2.0 / 2**n)
-        se = 0.0
-        low, high = (mean, mean) if 2.0 / 2**n < 1 - confidence else (-math.inf, math.inf)
-    mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
-    return PairedComparison(
-        metric=metric,
-        higher_is_better=higher_is_better,
-        baseline=b.tolist(),
-        treatment=t.tolist(),
-        differences=d.tolist(),
-        mean_difference=mean,
-        ci_low=low,
-        ci_high=high,
-        confidence=confidence,
-        t_statistic=float(t_stat),
-        p_value=p_value,
-        minimum_detectable_effect=mde,
-        verdict=_call(mean, p_value, alpha, higher_is_better),
-    )
+    if seeds < 2:
+        raise ValueError(f"a paired verdict needs at least 2 seeds, got {seeds}")
+    if not treatment:
+        raise ValueError("give at least one --treatment override, e.g. objective.supcon.weight=0.2")
+    if overwrite and resume:
+        raise ValueError("--overwrite starts the verdict over and --resume finishes it: give one of them")
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset)
+    out = RunDir(out_dir)
+    with out.lock():
+        request = {"recipe": str(recipe), "treatment": treatment, "seeds": seeds, "first_seed": first_seed,
+                   "overrides": overrides or []}  # fmt: skip
+        _prepare(out, request, overwrite=overwrite, resume=resume)
+        base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
+        arms = {"baseline": [*(overrides or []), *base_overrides],
+                "treatment": [*(overrides or []), *treatment]}  # fmt: skip
+        per_arm, stage_cka = _train_arms(recipe, out.path, arms, seeds, first_seed, progress, model, dataset)
+        comparisons = compare_arms(per_arm)
+        config, _ = load_config(recipe, overrides)
+        primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
+        stages = list(stage_cka[0])
+        verdict = {
+            "recipe": str(recipe),
+            "treatment": treatment,
+            "baseline": base_overrides or ["(recipe as written)"],
+            "seeds": list(range(first_seed, first_seed + seeds)),
+            "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
+            "comparisons": comparisons,
+            "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
+            "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
+        }
+        write_json(verdict, out.path / "verdict.json")
+    return verdict
 
 
-def _call(mean: float, p_value: float, alpha: float, higher_is_better: bool | None) -> Verdict:
-    if p_value >= alpha or mean == 0:
-        return "no detectable effect"
-    if higher_is_better is None:
-        return "increased" if mean > 0 else "decreased"
-    return "helped" if (mean > 0) == higher_is_better else "hurt"
+def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
+    """Refuses, clears or checks an existing verdict directory, then records what is asked of it."""
+    recorded = out.path / "request.json"
+    held = sorted(e.name for e in out.path.iterdir() if e.name != out.lock_file.name)
+    if held:
+        ours = recorded.is_file() or (out.path / "verdict.json").is_file()
+        if not (overwrite or resume):
+            raise RunDirError(
+                f"{out.path} already holds {'a verdict' if ours else 'files'} ({', '.join(held[:4])});"
+                " --resume finishes an interrupted verdict (complete seeds are kept), --overwrite deletes it "
+                "and starts over, or choose another --out"
+            )
+        if not ours:
+            raise RunDirError(f"{out.path} holds files that are not a verdict's; choose another --out")
+        if overwrite:
+            out.clear()
+        elif recorded.is_file() and json.loads(recorded.read_text()) != request:
+            raise RunDirError(
+                f"--resume: {out.path} was started with {json.loads(recorded.read_text())}, not {request}; "
+                "resume it with the same recipe, treatment, seeds and overrides, or use --overwrite"
+            )
+    write_json(request, recorded)
 
 
-def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order.
+def _train_arms(
+    recipe: str | Path,
+    out: Path,
+    arms: dict[str, list[str]],
+    seeds: int,
+    first_seed: int,
+    progress: bool | None,
+    model: Any = None,
+    dataset: Any = None,
+) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
+    """Every seed's two runs, each arm with its overrides (complete runs are read back, a cut-short one
+    resumed), and their diagnostics."""
+    from contrastlab.train.diagnose import diagnose_run
 
-    The i-th smallest p (1-based) is multiplied by m - i + 1, made non-decreasing, and capped at 1; a
-    metric is significant at α after adjustment exactly when Holm's procedure rejects it at α.
+    per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
+    stage_cka: list[dict[str, float]] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _VerdictBar(2 * seeds, enabled=show)
+    for k in range(first_seed, first_seed + seeds):
+        for arm, arm_overrides in arms.items():
+            config, raw = load_config(recipe, [*arm_overrides, f"trainer.seed={k}"])
+            run = RunDir(out / arm / f"seed{k}")
+            bar.start(f"{arm} seed {k}", config.trainer.epochs)
+            if run.is_complete():  # a resumed verdict keeps what finished
+                metrics = json.loads(run.metrics.read_text())
+                test, best = metrics["test"], metrics["best"]
+            else:
+                if not show:
+                    print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
+                          file=sys.stderr)  # fmt: skip
+                result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
+                               quiet=show, on_epoch=bar.epoch, resume=run.last.is_file(),
+                               overwrite=run.holds_run(), model=model, dataset=dataset)  # fmt: skip
+                test, best = result.test, result.best
+            values = {f"test.{m}": v for m, v in test.items()}
+            values.update({f"best_val.{best['metric']}": best["value"]})
+            diag = diagnose_run(run.path, split="test", plots=False, dataset=dataset)
+            flat: dict[str, float] = {}
+            _flatten("", diag["embedding"], flat)
+            values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
+            per_arm[arm].append(values)
+            bar.done()
+        pair = out / "treatment" / f"seed{k}", out / "baseline" / f"seed{k}"
+        diag = diagnose_run(pair[0], split="test", against=pair[1], model=model, dataset=dataset)
+        stage_cka.append(diag["comparison"]["stage_cka"])
+    bar.close()
+    return per_arm, stage_cka
 
-    Example:
-        >>> [round(p, 4) for p in holm_adjust([0.01, 0.04, 0.03, 0.5])]
-        [0.04, 0.09, 0.09, 0.5]
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    if p.ndim != 1 or not ((p >= 0) & (p <= 1)).all():
-        raise ValueError(f"p_values must be a list of probabilities in [0, 1], got {p_values!r}")
-    m = p.shape[0]
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * (m - np.arange(m))  # (m,) p_(i) · (m - i + 1)
-    adjusted = np.minimum(1.0, np.maximum.accumulate(scaled))
-    out = np.empty(m)
-    out[order] = adjusted
-    return out.tolist()
+
+def compare_arms(per_arm: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+    """Paired comparisons of every metric both arms have at every seed, in two Holm-corrected families: the
+    task metrics (the question asked) and the diagnostics. Directions come from :mod:`contrastlab.metrics`."""
+    families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
+    for name in per_arm["baseline"][0]:
+        if not all(name in row for rows in per_arm.values() for row in rows):
+            continue
+        families["diagnostic" if name.startswith("diagnostics.") else "task"].append(
+            paired_comparison(
+                [r[name] for r in per_arm["baseline"]],
+                [r[name] for r in per_arm["treatment"]],
+                metric=name,
+                higher_is_better=direction(name),
+            )
+        )
+    return [c.to_dict() for family, members in families.items()
+            for c in adjust_family(members, family=family)]  # fmt: skip
 
 
-def adjust_family(
-    comparisons: Sequence[PairedComparison], *, family: str, alpha: float = 0.05
-) -> list[PairedComparison]:
-    """The comparisons with Holm-adjusted p-values and their verdicts re-called at ``alpha``."""
-    adjusted = holm_adjust([c.p_value for c in comparisons])
-    return [
-        replace(c, p_adjusted=a, family=family,
-                verdict=_call(c.mean_difference, a, alpha, c.higher_is_better))
-        for c, a in zip(comparisons, adjusted, strict=True)
-    ]  # fmt: skip
+class _VerdictBar:
+    """One bar over the verdict's runs, its text naming the run and epoch in progress."""
+
+    def __init__(self, runs: int, *, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=runs, desc="verdict", unit="run", dynamic_ncols=True)
+        self.name, self.epochs = "", 0
+
+    def start(self, name: str, epochs: int) -> None:
+        self.name, self.epochs = name, epochs
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{name}: epoch 0/{epochs}")
+
+    def epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.name}: epoch {epoch}/{self.epochs}")
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_verdict(verdict: dict[str, Any]) -> str:
+    """The verdict as a plain-text table, task metrics first, the primary metric's sentence last."""
+    rows = [("metric", "baseline", "treatment", "diff [95% CI]", "p", "p (Holm)", "verdict")]
+    for c in verdict["comparisons"]:
+        call = c.get("call", c["verdict"])
+        if c["verdict"] == "no detectable effect":
+            call += f" (MDE ±{c['minimum_detectable_effect']:.2g})" if c["minimum_detectable_effect"] else ""
+        bounds = (f"[{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None
+                  else "[unbounded]")  # fmt: skip
+        interval = f"{c['mean_difference']:+.3g} {bounds}"
+        mean_b, mean_t = f"{np.mean(c['baseline']):.4g}", f"{np.mean(c['treatment']):.4g}"
+        adjusted = "" if c.get("p_adjusted") is None else f"{c['p_adjusted']:.3g}"
+        rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", adjusted, call))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    cka = ", ".join(f"{s} {v:.3f}" for s, v in verdict["stage_cka_mean"].items())
+    lines.append(f"\nCKA baseline vs treatment per stage (mean over seeds): {cka}")
+    primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
+    if primary is not None:
+        lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """``contrastlab diagnose``: diagnostics of a run directory (or of a plain embeddings file).
 
-Reads the embeddings a run saved for a split, computes :func:`contrastlab.diagnostics.report.summarize`,
+Reads the embeddings a run saved for a split, computes :func:`contrastlab.diagnostics.summary.summarize`,
 the train/val gap from the run's history, and with ``against`` the CKA between the two runs' embeddings
 (with a bootstrap interval) and stage by stage between their best checkpoints. Writes ``diagnostics.json``
 and PNG plots into the run directory.
@@ -21,7 +21,7 @@ import yaml
 
 from contrastlab.data import get_dataset
 from contrastlab.diagnostics import alignment, bootstrap_cka, linear_cka
-from contrastlab.diagnostics.report import plot_projection, summarize
+from contrastlab.diagnostics.summary import plot_projection, summarize
 from contrastlab.metrics import direction
 from contrastlab.models import ContrastiveModel
 from contrastlab.train.checkpoint import load_checkpoint, read_history, write_json

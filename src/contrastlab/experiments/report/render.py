@@ -102,7 +102,7 @@ def _verdict_css(verdict: str) -> str:
 
 
 def _run_sections(run: Path) -> list[Section]:
-    from contrastlab.diagnostics.report import plot_projection
+    from contrastlab.diagnostics.summary import plot_projection
     from contrastlab.experiments.compare import plot_curves
     from contrastlab.train.diagnose import generalization_gap, load_embeddings
 
