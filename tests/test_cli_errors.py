@@ -107,11 +107,11 @@ def test_a_split_the_dataset_lacks_says_how_to_ask_for_a_random_one(tmp_path, ca
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, recipe, monkeypatch):
-    import contrastlab.train.trainer as trainer
+    import contrastlab.train.build as build
 
     def broken(*args, **kwargs):
         raise KeyError("an internal key")  # a bug, not the user's doing
 
-    monkeypatch.setattr(trainer, "make_split", broken)
+    monkeypatch.setattr(build, "make_split", broken)
     with pytest.raises(KeyError, match="an internal key"):
         cli_main(["train", recipe, "--runs-dir", str(tmp_path)])

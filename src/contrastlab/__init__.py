@@ -16,6 +16,7 @@ __all__ = [
     "register_metric",
     "register_model",
     "register_term",
+    "resume",
     "sweep",
     "verdict",
 ]
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 # losses) work with torch alone.
 _LAZY = {
     "fit": "contrastlab.train.api:fit",
+    "resume": "contrastlab.train.api:resume",
     "verdict": "contrastlab.experiments.verdict:run_verdict",
     "sweep": "contrastlab.experiments.sweep:run_sweep",
     "register_model": "contrastlab.models.base:register_model",

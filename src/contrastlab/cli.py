@@ -30,37 +30,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    import yaml
+    from contrastlab.train.api import resume
 
-    from contrastlab.train import RunDir, RunDirError, train
-    from contrastlab.train.config import apply_overrides, validate
-
-    run = RunDir(args.run_dir)
-    if not run.config.is_file():
-        raise RunDirError(f"{run.path} has no config.yaml; is it a contrastlab run directory?")
-    try:
-        saved = yaml.safe_load(run.config.read_text())
-    except yaml.YAMLError as exc:
-        raise RunDirError(f"{run.config} is not valid YAML ({exc}); contrastlab did not write it") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-        raise RunDirError(
-            f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
-            f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
-        )
-    from_python = [n for n in (saved["config"]["model"]["name"], saved["config"]["data"]["name"])
-                   if str(n).startswith("python:")]  # fmt: skip
-    if from_python:
-        raise RunDirError(
-            f"{run.path} was trained on {' and '.join(from_python)} passed from Python; resume it from "
-            "Python with the same objects: contrastlab.fit(..., model=, dataset=, run_dir=, resume=True)"
-        )
-    plugins.load_plugins(saved.get("plugins") or [])  # what the run registered its model or data with
-    raw = apply_overrides(saved["config"], args.overrides)  # the recorded, fully resolved config
-    config = validate(raw)
-    result = train(
-        config, run.path, raw_config=saved.get("raw", {}), resume=True, override_note=args.overrides
-    )
-    _summary(result)
+    _summary(resume(args.run_dir, args.overrides))
     return 0
 
 

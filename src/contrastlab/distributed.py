@@ -10,6 +10,7 @@ checks that contract.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -24,11 +25,15 @@ __all__ = [
     "all_gather",
     "all_gather_with_grad",
     "all_reduce_with_grad",
+    "any_rank",
     "average_gradients",
+    "barrier",
     "broadcast_module",
     "broadcast_object",
     "convert_batchnorm",
+    "init_from_environment",
     "is_distributed",
+    "mean_over_ranks",
     "rank",
     "world_size",
 ]
@@ -238,3 +243,35 @@ def average_gradients(params: Sequence[Tensor]) -> None:
         n = p.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p))  # type: ignore[union-attr]
         offset += n
+
+
+def any_rank(flag: bool) -> bool:
+    """``flag`` OR-ed over every rank (so that every rank takes the same decision); ``flag`` on one."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_over_ranks(sums: dict[str, float]) -> dict[str, float]:
+    """Each value summed over ranks, divided by the number of ranks (every rank passes the same keys)."""
+    if world_size() == 1 or not sums:
+        return sums
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / world_size() for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def init_from_environment(device: torch.device) -> tuple[int, int]:
+    """Joins the process group torchrun describes (WORLD_SIZE > 1); returns (rank, world size)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank(), world_size()
+
+
+def barrier() -> None:
+    """Waits for every rank (nothing on one process)."""
+    if world_size() > 1:
+        dist.barrier()

@@ -13,6 +13,7 @@ from contrastlab.models.fusion import STAGES
 from contrastlab.train.config import ObjectiveConfig
 from contrastlab.train.diagnose import _stage_label, _stage_names
 from contrastlab.train.objective import Objective
+from contrastlab.train.terms import BatchOutputs
 
 VECTORS = {e: (float(i), float(i % 3)) for i, e in enumerate(["Fe", "O", "Ni", "Na", "Cl", "Si"])}
 FORMULAS = ["Fe2O3", "NiO", "NaCl", "SiO2", "Fe", "Na2O", "FeNi3", "SiCl4"]
@@ -110,7 +111,7 @@ def test_the_clip_term_compares_the_two_towers(model_and_batch):
     model.eval()
     out = model(batch)
     objective = Objective(ObjectiveConfig(task="l1", clip={"weight": 0.3, "temperature": 0.05}))
-    value = objective([out], torch.zeros(8), 0)
+    value = objective(BatchOutputs([out], torch.zeros(8)), 0)
     expected = clip_loss(out.extras["graph"], out.extras["text"], temperature=0.05)
     assert value.terms["clip"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert value.total.item() == pytest.approx(value.task.item() + 0.3 * expected.item(), rel=1e-5)
@@ -118,7 +119,7 @@ def test_the_clip_term_compares_the_two_towers(model_and_batch):
         "mlp", num_features=4, num_outputs=1, hidden_dims=[8], embedding_dim=8, projection_dim=4
     )
     with pytest.raises(ValueError, match=r"model\.name=fusion"):
-        objective([plain(torch.randn(3, 4))], torch.zeros(3), 0)
+        objective(BatchOutputs([plain(torch.randn(3, 4))], torch.zeros(3)), 0)
 
 
 @pytest.mark.parametrize(

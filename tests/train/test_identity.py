@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import math
@@ -16,9 +17,10 @@ from contrastlab.data.images import FASHION_DIR, read_idx
 from contrastlab.models.base import CosineHead
 from contrastlab.train import load_config
 from contrastlab.train.build import make_model
-from contrastlab.train.checkpoint import load_checkpoint, read_history
+from contrastlab.train.checkpoint import TrainState, load_checkpoint, read_history
 from contrastlab.train.config import ObjectiveConfig
 from contrastlab.train.objective import Objective, margin_logits
+from contrastlab.train.terms import BatchOutputs
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 HAVE_FASHION = (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file()
@@ -67,24 +69,24 @@ def test_similarity_protection_term_hinges_same_identity_pairs_against_the_froze
 
     torch.manual_seed(0)
     model = make_model(config, Data())
-    objective = Objective(cfg, model=model)
+    objective = Objective(cfg)
+    reference = copy.deepcopy(model)
     x, y = torch.randn(10, 8), torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1, 2])
     model.eval()
-    out, ref = model(x), objective.reference_model(x)
-    value = objective([out], y, 0, reference=ref)
+    out, ref = model(x), reference.eval()(x)
+    value = objective(BatchOutputs([out], y, labels=y, reference=ref), 0)
     assert value.terms["similarity_protection"].item() == 0.0  # the start is its own reference
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     out = model(x)
-    value = objective([out], y, 0, reference=ref)
+    value = objective(BatchOutputs([out], y, labels=y, reference=ref), 0)
     e = torch.nn.functional.normalize(out.embedding.detach(), dim=-1)
     r = torch.nn.functional.normalize(ref.embedding.detach(), dim=-1)
     pairs = [(i, j) for i in range(10) for j in range(i + 1, 10) if y[i] == y[j]]
     gaps = [float(r[i] @ r[j] - e[i] @ e[j] - 0.05) for i, j in pairs]
     expected = sum(max(0.0, gap) for gap in gaps) / len(gaps)
     assert value.terms["similarity_protection"].item() == pytest.approx(expected, abs=1e-6)
-    assert not any(p.requires_grad for p in objective.reference_model.parameters())
 
 
 def test_read_idx_checks_its_header(tmp_path):
@@ -139,7 +141,8 @@ def test_pretrain_finetune_with_protection_and_resume_with_new_weights(fashion, 
     assert cli_main(["resume", str(run), "trainer.epochs=3", new_weight]) == 0
     history = read_history(run / "history.csv")
     assert [r["weight/similarity_protection"] for r in history] == [1.0, 1.0, 2.0]
-    reference = load_checkpoint(run / "checkpoints" / "last.pt")["objective"]["reference_model"]
+    reference = TrainState.load(run / "checkpoints" / "last.pt").reference
+    assert reference is not None
     assert all(torch.equal(reference[k], v) for k, v in start.items() if k.startswith("encoder."))
 
 
@@ -190,9 +193,9 @@ def test_the_auxiliary_term_is_the_mse_of_the_auxiliary_head_and_needs_its_targe
     out = model(x)
     assert out.auxiliary is not None and out.auxiliary.shape == (6, 2)
     objective = Objective(ObjectiveConfig(auxiliary={"weight": 0.5}))
-    value = objective([out, out.rows(0, 6)], y, 0, auxiliary=pose)
+    value = objective(BatchOutputs([out, out.rows(0, 6)], y, labels=y, auxiliary=pose), 0)
     expected = ((out.auxiliary - pose) ** 2).mean()
     assert value.terms["auxiliary"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert value.total.item() == pytest.approx(value.task.item() + 0.5 * expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="auxiliary head and the dataset's auxiliary targets"):
-        objective([out], y, 0)
+        objective(BatchOutputs([out], y, labels=y), 0)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import contrastlab.train.objective as objective_module
+import contrastlab.train.terms as terms_module
 from contrastlab.train import ConfigError, TrainingDiverged, load_checkpoint, train, validate_config
+from contrastlab.train.checkpoint import TrainState
 from contrastlab.train.objective import Objective
 from tests.train.test_trainer import TINY, _without_time
 
@@ -40,7 +41,7 @@ class _InfGradient(torch.autograd.Function):
 
 def _supcon_breaking_on(monkeypatch, calls_to_break, how):
     """Patches the objective's supcon so that the given 1-based calls return NaN or an infinite gradient."""
-    real, calls = objective_module.supcon, {"n": 0}
+    real, calls = terms_module.supcon, {"n": 0}
 
     def patched(*args, **kwargs):
         calls["n"] += 1
@@ -49,7 +50,7 @@ def _supcon_breaking_on(monkeypatch, calls_to_break, how):
             return value * math.nan if how == "nan" else _InfGradient.apply(value)
         return value
 
-    monkeypatch.setattr(objective_module, "supcon", patched)
+    monkeypatch.setattr(terms_module, "supcon", patched)
     return calls
 
 
@@ -156,7 +157,7 @@ def test_auto_lambda__kill_and_resume_and_an_epochs_override_keep_the_adapted_we
     reset = train(validate_config(_set_weight(AUTO, 0.5)), tmp_path / "ref", resume=True, progress=False,
                   override_note=["trainer.epochs=5", "objective.supcon.weight=0.5"])  # fmt: skip
     del reset
-    state = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")["objective"]["weights"]["supcon"]
+    state = TrainState.load(tmp_path / "ref" / "checkpoints" / "last.pt").weights["supcon"]
     assert 0.5 * 0.5**3 <= state <= 0.5 * 2**3  # three adaptations from the new 0.5, not from the old λ
     assert state != pytest.approx(weights[-1])
 
@@ -172,7 +173,8 @@ def test_moco_with_accumulation__every_micro_batch_is_enqueued(tmp_path):
            "trainer": {**TINY["trainer"], "epochs": 1, "accumulate": 2,
                        "sampler": {"name": "random"}}}  # fmt: skip
     train(validate_config(raw), tmp_path / "r", progress=False)
-    queue = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["objective"]["queue"]
+    queue = TrainState.load(tmp_path / "r" / "checkpoints" / "last.pt").queue
+    assert queue is not None
     assert int(queue["_count"]) == BATCHES_PER_EPOCH * 24
 
 

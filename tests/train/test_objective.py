@@ -7,6 +7,7 @@ from contrastlab.losses import rdrop_kl, supcon
 from contrastlab.models import ModelOutput
 from contrastlab.train.config import ObjectiveConfig, ScheduleConfig
 from contrastlab.train.objective import Objective, scheduled_weight, task_loss
+from contrastlab.train.terms import BatchOutputs
 
 
 def _outputs(n=8, views=2, seed=0):
@@ -36,7 +37,7 @@ def test_objective__total_is_task_plus_weighted_terms():
     raw = {"supcon": {"weight": 0.3, "temperature": 0.2}, "rdrop": {"weight": 0.5}}
     cfg = ObjectiveConfig.model_validate(raw)
     outs, y = _outputs(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    value = Objective(cfg)(outs, y, epoch=0)
+    value = Objective(cfg)(BatchOutputs(outs, y, labels=y), epoch=0)
     expected_task = (task_loss(cfg, outs[0].logits, y) + task_loss(cfg, outs[1].logits, y)) / 2
     expected_supcon = supcon(torch.stack([o.projection for o in outs], 1), y, temperature=0.2)
     expected_rdrop = rdrop_kl(outs[0].logits, outs[1].logits)
@@ -50,7 +51,8 @@ def test_objective__zero_weight_term_is_logged_but_not_optimised():
     outs = _outputs()
     for o in outs:
         o.projection.requires_grad_()
-    value = Objective(cfg)(outs, torch.tensor([0, 1] * 4), epoch=0)
+    y = torch.tensor([0, 1] * 4)
+    value = Objective(cfg)(BatchOutputs(outs, y, labels=y), epoch=0)
     assert torch.isfinite(value.terms["supcon"]) and not value.terms["supcon"].requires_grad
     torch.testing.assert_close(value.total, value.task)
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-import contrastlab.train.objective as objective_module
+import contrastlab.train.terms as terms_module
 from contrastlab.cli import main as cli_main
 from contrastlab.train import ConfigError, RunDir, RunDirError, load_checkpoint, train, validate_config
 from tests.train.test_trainer import TINY, _recipe, _without_time
@@ -24,7 +24,7 @@ def _interrupt_first_step(monkeypatch):
     def boom(*args, **kwargs):
         raise _Interrupted
 
-    monkeypatch.setattr(objective_module, "supcon", boom)
+    monkeypatch.setattr(terms_module, "supcon", boom)
 
 
 def test_overwrite__removes_the_old_run_so_an_interrupted_new_run_never_resumes_the_old_one(

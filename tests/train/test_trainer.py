@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import contrastlab.train.objective as objective_module
+import contrastlab.train.terms as terms_module
 from contrastlab.cli import main as cli_main
 from contrastlab.train import TrainingDiverged, load_checkpoint, read_history, train, validate_config
 from contrastlab.train.checkpoint import CheckpointError
@@ -90,20 +90,20 @@ def test_resume__with_a_new_weight_is_allowed_and_recorded(tmp_path):
 
 def test_nan_guard__skips_bad_steps_and_stops_with_a_report(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = objective_module.supcon
+    real = terms_module.supcon
 
     def sometimes_nan(*args, **kwargs):
         calls["n"] += 1
         value = real(*args, **kwargs)
         return value * math.nan if calls["n"] % 3 == 0 else value
 
-    monkeypatch.setattr(objective_module, "supcon", sometimes_nan)
+    monkeypatch.setattr(terms_module, "supcon", sometimes_nan)
     config = validate_config(TINY)
     result = train(config, tmp_path / "flaky", progress=False)
     assert sum(row["skipped_steps"] for row in result.history) > 0
     assert all(math.isfinite(v) for row in result.history for k, v in row.items() if k.startswith("train/"))
 
-    monkeypatch.setattr(objective_module, "supcon", lambda *a, **k: real(*a, **k) * math.nan)
+    monkeypatch.setattr(terms_module, "supcon", lambda *a, **k: real(*a, **k) * math.nan)
     with pytest.raises(TrainingDiverged) as info:
         train(config, tmp_path / "broken", progress=False)
     report = info.value.report

@@ -26,6 +26,7 @@ from contrastlab.train.build import make_split
 from contrastlab.train.checkpoint import write_json, write_yaml
 from contrastlab.train.config import TrainConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
+from contrastlab.train.rundir import RunDir
 
 __all__ = ["fingerprint_forest", "frozen_logistic", "morgan_fingerprints", "tfidf_logistic"]
 
@@ -102,8 +103,8 @@ def _write_run(
     run_dir: str | Path,
 ) -> dict[str, Any]:
     out = Path(run_dir)
-    write_yaml({"config": config.model_dump(mode="json"), "baseline": settings}, out / "config.yaml")
-    write_json({k: v.tolist() for k, v in split.items()}, out / "split.json")
+    write_yaml({"config": config.model_dump(mode="json"), "baseline": settings}, RunDir(out).config)
+    write_json({k: v.tolist() for k, v in split.items()}, RunDir(out).split)
     monitor = "val/rmse" if task == "regression" else "val/accuracy"
     metrics = {
         "baseline": settings,
@@ -113,7 +114,7 @@ def _write_run(
         "epochs_run": 0,
         "stopped_early": False,
     }
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, RunDir(out).metrics)
     return metrics
 
 

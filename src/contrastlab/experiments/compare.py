@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 from contrastlab.train.checkpoint import read_history, write_json
 from contrastlab.train.diagnose import generalization_gap
+from contrastlab.train.rundir import RunDir
 
 __all__ = ["compare_runs", "format_comparison", "plot_curves"]
 
@@ -38,11 +39,12 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
     names = [p.name for p in paths]
     names = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
     for run_dir, name in zip(paths, names, strict=True):
-        if not (run_dir / "metrics.json").is_file():
+        files = RunDir(run_dir)
+        if not files.is_complete():
             raise FileNotFoundError(f"{run_dir} has no metrics.json: is it a finished contrastlab run?")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        has_history = (run_dir / "history.csv").is_file()  # baselines (e.g. a fingerprint forest) have none
-        history = read_history(run_dir / "history.csv") if has_history else []
+        metrics = json.loads(files.metrics.read_text())
+        has_history = files.history.is_file()  # baselines (e.g. a fingerprint forest) have none
+        history = read_history(files.history) if has_history else []
         histories[name] = history
         gap = {
             m: entry["final"]["difference"]
@@ -58,7 +60,7 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
             "final_val": {k[4:]: v for k, v in metrics["final"].items() if k.startswith("val/")},
             "gap": gap,
         }
-        diag_file = run_dir / "diagnostics.json"
+        diag_file = files.diagnostics
         if diag_file.is_file():
             diag = json.loads(diag_file.read_text())["embedding"]
             row["diagnostics"] = {k: v for k in _DIAGNOSTICS if (v := _dig(diag, k)) is not None}

@@ -22,7 +22,7 @@ from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
 
-__all__ = ["baseline_override", "compare_arms", "run_verdict"]
+__all__ = ["arm_run", "baseline_override", "compare_arms", "run_verdict"]
 
 #: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
 _DIAGNOSTICS = (
@@ -38,6 +38,11 @@ _DIAGNOSTICS = (
     "geometry.rankme",
     "geometry.collapse_std",
 )
+
+
+def arm_run(out: str | Path, arm: str, seed: int) -> RunDir:
+    """The run of one arm ("baseline" or "treatment") at one seed inside a verdict's directory."""
+    return RunDir(Path(out) / arm / f"seed{seed}")
 
 
 def baseline_override(treatment: str) -> str | None:
@@ -165,7 +170,7 @@ def _train_arms(
     for k in range(first_seed, first_seed + seeds):
         for arm, arm_overrides in arms.items():
             config, raw = load_config(recipe, [*arm_overrides, f"trainer.seed={k}"])
-            run = RunDir(out / arm / f"seed{k}")
+            run = arm_run(out, arm, k)
             bar.start(f"{arm} seed {k}", config.trainer.epochs)
             if run.is_complete():  # a resumed verdict keeps what finished
                 metrics = json.loads(run.metrics.read_text())
@@ -186,8 +191,8 @@ def _train_arms(
             values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
             per_arm[arm].append(values)
             bar.done()
-        pair = out / "treatment" / f"seed{k}", out / "baseline" / f"seed{k}"
-        diag = diagnose_run(pair[0], split="test", against=pair[1], model=model, dataset=dataset)
+        treated, baseline = arm_run(out, "treatment", k).path, arm_run(out, "baseline", k).path
+        diag = diagnose_run(treated, split="test", against=baseline, model=model, dataset=dataset)
         stage_cka.append(diag["comparison"]["stage_cka"])
     bar.close()
     return per_arm, stage_cka

@@ -29,9 +29,10 @@ from typing import Any
 from torch import nn
 
 from contrastlab.train.config import TrainConfig, apply_overrides, load_config, validate
+from contrastlab.train.rundir import RunDir, RunDirError
 from contrastlab.train.trainer import RunResult, train
 
-__all__ = ["fit", "resolve_config"]
+__all__ = ["fit", "resolve_config", "resume"]
 
 
 def resolve_config(recipe: str | Path | dict[str, Any] | TrainConfig | None, overrides: Sequence[str] = ()
@@ -91,4 +92,63 @@ def fit(
     where = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     return train(config, where, raw_config=raw, override_note=list(overrides), resume=resume,
                  overwrite=overwrite, progress=progress, quiet=quiet, model=model,
+                 dataset=dataset)  # fmt: skip
+
+
+def resume(
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    model: nn.Module | None = None,
+    dataset: Any = None,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> RunResult:
+    """Continues the run in ``run_dir`` from its last checkpoint, with the config it recorded.
+
+    Args:
+        overrides: Dotted overrides of the recorded config (``"trainer.epochs=20"``, a new λ); they are
+            recorded in config.yaml's history, and a term whose weight they set drops its adapted λ.
+        model, dataset: The same encoder and data objects, for a run trained on them from Python.
+
+    The plugins the run loaded (``--plugin``, entry points) are loaded again first.
+
+    Raises:
+        RunDirError: no run there, a config.yaml contrastlab did not write, or a run trained on Python
+            objects resumed without them.
+        CheckpointError: an unreadable checkpoint.
+    """
+    import yaml
+
+    from contrastlab import plugins
+
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise RunDirError(f"{run.path} has no config.yaml; is it a contrastlab run directory?")
+    try:
+        saved = yaml.safe_load(run.config.read_text())
+    except yaml.YAMLError as exc:
+        raise RunDirError(f"{run.config} is not valid YAML ({exc}); contrastlab did not write it") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise RunDirError(
+            f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
+            f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
+        )
+    recorded = saved["config"]
+    missing = [f"{what} {recorded[part]['name']}" for what, part, given in
+               (("model", "model", model), ("dataset", "data", dataset))
+               if str(recorded[part]["name"]).startswith("python:") and given is None]  # fmt: skip
+    if missing:
+        raise RunDirError(
+            f"{run.path} was trained on {' and '.join(missing)} passed from Python; resume it with the same "
+            "objects: contrastlab.resume(run_dir, model=..., dataset=...)"
+        )
+    plugins.load_plugins(saved.get("plugins") or [])  # what the run registered its model, data or terms with
+    config = validate(apply_overrides(recorded, list(overrides)))  # the recorded, fully resolved config
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset)
+    return train(config, run.path, raw_config=saved.get("raw", {}), resume=True,
+                 override_note=list(overrides), progress=progress, quiet=quiet, model=model,
                  dataset=dataset)  # fmt: skip

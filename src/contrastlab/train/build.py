@@ -1,6 +1,7 @@
 """From a config to the objects a run needs: data split, target scaling, the model (built-in or yours),
-optimiser groups, scheduler, augmentations, and the model inputs of a batch. Plain functions of the
-config and the data; the loop (``trainer.py``) calls them in order.
+optimiser groups, scheduler, augmentations, the objective and the companions its terms need (a momentum
+encoder and its queue, a frozen reference), and the model inputs of a batch. :func:`build_parts` calls
+them in order and gives the loop (``loop.py``) everything it trains with, as :class:`Parts`.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from contrastlab.data import stratified_split
+from contrastlab import distributed
+from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_dataset, stratified_split
+from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import load_checkpoint
-from contrastlab.train.config import TrainConfig, TrainerConfig
-from contrastlab.train.objective import CLASSIFICATION_TASKS
+from contrastlab.train.config import MoCoTermConfig, TrainConfig, TrainerConfig
+from contrastlab.train.objective import CLASSIFICATION_TASKS, Objective
+from contrastlab.train.rundir import RunDir
 
 __all__ = [
+    "Parts",
     "TargetScale",
     "augment_view",
     "batch_inputs",
+    "build_parts",
     "check_param_groups",
     "check_task",
     "forward_views",
@@ -40,6 +46,124 @@ __all__ = [
     "seed_everything",
     "view_generator",
 ]
+
+
+@dataclass
+class Parts:
+    """Everything the loop trains with, built once per run (:func:`build_parts`).
+
+    ``momentum`` (a frozen copy of the model that follows it by an exponential moving average), ``queue``
+    (its earlier keys) and ``reference`` (a frozen copy of the starting model) exist when a configured term
+    needs them (:class:`~contrastlab.train.terms.Needs`); the loop runs them and updates them.
+    """
+
+    data: Any
+    split: dict[str, Tensor]
+    scale: TargetScale
+    augment: Any
+    model: ContrastiveModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    sampler: Any
+    objective: Objective
+    momentum: nn.Module | None
+    momentum_rate: float
+    queue: MemoryQueue | None
+    reference: nn.Module | None
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        self.train_idx = self.split["train"]
+        self.local_batch = self.sampler.batch_size // self.world
+        self.classifying = self.data.task == "classification"
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.encoder_params = [p for n, p in self.model.named_parameters()
+                               if n.startswith("encoder.") and p.requires_grad]  # fmt: skip
+
+
+def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int,
+                encoder: nn.Module | None = None, dataset: Any = None) -> Parts:  # fmt: skip
+    """Builds a run from its config (seeded first, so every arm of a comparison gets the same split and the
+    same initial weights); ``encoder`` and ``dataset`` replace ``model.name`` and ``data.name``.
+
+    Raises:
+        ValueError: a batch that does not divide over the processes, auto-λ on several processes, a sampler,
+            task or term that does not fit the data or model (each naming the keys to change).
+    """
+    tc = config.trainer
+    if tc.batch_size % world:
+        raise ValueError(f"trainer.batch_size={tc.batch_size} must divide evenly over {world} processes")
+    adaptive = [n for n, t in config.objective.terms().items() if t.auto_ratio is not None]
+    if world > 1 and adaptive:
+        raise ValueError(
+            f"objective term(s) {adaptive} set auto_ratio, which adapts λ from per-term gradient norms "
+            "measured on one process only; run on one process or fix their weights"
+        )
+    seed_everything(tc.seed)
+    # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
+    data = dataset if dataset is not None else get_dataset(config.data.name, **config.data.options)
+    check_task(config, data)
+    split = make_split(config, data)
+    train_idx = split["train"]
+    scale = TargetScale.fit(config, data, train_idx)
+    augment = make_augmentation(config, data)
+
+    # Model: built right after seeding, so the same seed gives the same initial weights in every arm.
+    model = make_model(config, data) if encoder is None else own_model(encoder, config, data, train_idx)
+    if config.model.init_from:
+        load_pretrained_encoder(model, config.model.init_from)
+    if world > 1:
+        # BatchNorm over the whole batch of every rank: the run normalises as one process would, and every
+        # rank's running statistics (hence its evaluation) stay equal.
+        model = distributed.convert_batchnorm(model)  # type: ignore[assignment]
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
+    if tc.sampler.name == "class_balanced":
+        if data.task != "classification":
+            raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
+        sampler: Any = ClassBalancedBatchSampler(
+            data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class, seed=tc.seed
+        )
+    else:
+        sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.seed)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / tc.accumulate))
+    # Under torchrun each rank holds 1/W of every batch: the gradients are averaged over ranks once per
+    # optimiser step and the contrastive terms gather negatives from every rank, which together give
+    # exactly the single-process gradient (distributed.average_gradients says why not DDP's reducer).
+    distributed.broadcast_module(model)
+
+    objective = Objective(config.objective)
+    # The companions the terms need, copied from the model as it starts (before it is asked for text views).
+    needs = objective.needs
+    moco = config.objective.moco or MoCoTermConfig()
+    momentum = queue = None
+    if needs.momentum:
+        momentum = momentum_copy(model)
+        last = model.projection[-1]
+        assert isinstance(last, nn.Linear)
+        queue = MemoryQueue(moco.queue_size, last.out_features)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs.reference else None
+    request = objective.view_request()
+    if request:
+        if not hasattr(model.encoder, "request_views"):
+            raise ValueError(
+                "objective.supcon.layers, objective.token_supcon and objective.layer_supcon read layer and "
+                f"token views of a text encoder (model.name=transformer), which model.name="
+                f"{config.model.name!r} is not"
+            )
+        model.encoder.request_views(request)  # type: ignore[operator]
+    return Parts(
+        data=data, split=split, scale=scale, augment=augment, model=model, optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, tc, steps_per_epoch),
+        scaler=torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16"), sampler=sampler,
+        objective=objective, momentum=momentum, momentum_rate=moco.momentum, queue=queue, reference=reference,
+        device=device, amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp), rank=rank,
+        world=world,
+    )  # fmt: skip
 
 
 def seed_everything(seed: int) -> None:
@@ -133,7 +257,7 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
     """
     path = Path(source)
     if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
+        path = RunDir(path).best
     state = load_checkpoint(path)["model"]
     encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     own = model.encoder.state_dict()

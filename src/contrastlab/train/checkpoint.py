@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import random
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from contrastlab._io import atomic_write
 __all__ = [
     "FORMAT",
     "CheckpointError",
+    "TrainState",
     "atomic_write",
     "capture_rng",
     "load_checkpoint",
@@ -69,6 +71,56 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a {FORMAT} file (found format {found!r})")
     return state
+
+
+@dataclass
+class TrainState:
+    """What ``checkpoints/last.pt`` holds and what resume restores: the run's progress, every stateful part
+    (model, optimiser, schedulers, GradScaler, the objective's adapted weights, MoCo's momentum encoder and
+    queue, the frozen reference) and the random generators, all as plain data.
+
+    The progress fields are updated as the run goes; the parts' states are filled in when it is saved.
+    """
+
+    config: dict[str, Any]
+    epoch: int = -1  # the last finished epoch (0-based)
+    global_step: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    overrides_log: list[dict[str, Any]] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    scaler: dict[str, Any] = field(default_factory=dict)
+    lrs: list[float] = field(default_factory=list)  # each group's current LR (what the scheduler set)
+    weights: dict[str, float] = field(default_factory=dict)  # the objective's λ (auto-λ adapts them)
+    momentum: dict[str, Any] | None = None
+    queue: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        """Reads a checkpoint (also one written before TrainState, with the companions under "objective").
+
+        Raises:
+            CheckpointError: see :func:`load_checkpoint`; also a checkpoint that lacks a field.
+        """
+        raw = load_checkpoint(path)
+        if "objective" in raw:  # the layout of earlier versions
+            old = raw.pop("objective")
+            raw.update(weights=old["weights"], momentum=old.get("key_model"), queue=old.get("queue"),
+                       reference=old.get("reference_model"))  # fmt: skip
+        names = {f.name for f in fields(cls)}
+        missing = sorted(n for n in ("config", "model", "optimizer", "epoch") if n not in raw)
+        if missing:
+            raise CheckpointError(f"{path} is not a training checkpoint: it lacks {missing}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 def capture_rng() -> dict[str, Any]:

@@ -147,6 +147,10 @@ class MoCoTermConfig(ContrastiveTermConfig):
     momentum: float = Field(default=0.99, ge=0.0, le=1.0)
 
 
+#: The task losses that take class labels (the others regress, or "none").
+CLASSIFICATION_TASKS = ("cross_entropy", "focal", "arcface", "cosface")
+
+
 class ObjectiveConfig(_Strict):
     """The task loss plus named weighted terms (``objective.supcon.weight``, ...)."""
 
@@ -188,7 +192,8 @@ class ObjectiveConfig(_Strict):
             if found is None:
                 raise ValueError(f"objective.{key} is not a registered term (contrastlab.register_term, and "
                                  "--plugin on the command line)")  # fmt: skip
-            custom[key] = value if isinstance(value, found[1]) else found[1].model_validate(value or {})
+            config = found.config
+            custom[key] = value if isinstance(value, config) else config.model_validate(value or {})
         data["custom"] = custom
         return data
 
@@ -339,12 +344,20 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _views_fit_terms(self) -> TrainConfig:
-        needs_two = [n for n in ("nt_xent", "rdrop", "moco") if getattr(self.objective, n) is not None]
-        if needs_two and self.trainer.views.count < 2:
+        from contrastlab.train.terms import get_term
+
+        needs = {name: get_term(name).needs for name in self.objective.terms()}
+        most = max((n.views for n in needs.values()), default=1)
+        if most > self.trainer.views.count:
+            names = [name for name, n in needs.items() if n.views > self.trainer.views.count]
             raise ValueError(
-                f"objective term(s) {needs_two} compare two views of each sample, but trainer.views.count is "
-                f"{self.trainer.views.count}; set trainer.views.count=2"
+                f"objective term(s) {names} compare {most} views of each sample, but trainer.views.count is "
+                f"{self.trainer.views.count}; set trainer.views.count={most}"
             )
+        labelled = [name for name, n in needs.items() if n.labels]
+        if labelled and self.objective.task not in CLASSIFICATION_TASKS:
+            raise ValueError(f"objective term(s) {labelled} need class labels; objective.task="
+                             f"{self.objective.task!r} is not a classification")  # fmt: skip
         from contrastlab.metrics import mode_for
 
         monitored: list[tuple[str, EarlyStoppingConfig | SchedulerConfig]] = [

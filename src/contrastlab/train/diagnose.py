@@ -26,6 +26,7 @@ from contrastlab.metrics import direction
 from contrastlab.models import ContrastiveModel
 from contrastlab.train.checkpoint import load_checkpoint, read_history, write_json
 from contrastlab.train.config import TrainConfig, validate
+from contrastlab.train.rundir import RunDir
 
 __all__ = ["diagnose_file", "diagnose_run", "generalization_gap", "load_embeddings"]
 
@@ -108,7 +109,7 @@ def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _run_config(run_dir: Path) -> TrainConfig:
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = yaml.safe_load(RunDir(run_dir).config.read_text())
     return validate(saved["config"])
 
 
@@ -140,7 +141,8 @@ def diagnose_run(
     from contrastlab.train.build import batch_inputs, make_model, own_model
 
     run = Path(run_dir)
-    emb_file = run / "embeddings" / f"{split}.npz"
+    files = RunDir(run)
+    emb_file = files.embedding_file(split)
     if not emb_file.is_file():
         raise FileNotFoundError(
             f"{emb_file} not found: is {run} a finished contrastlab run (split {split!r})?"
@@ -153,8 +155,8 @@ def diagnose_run(
     with np.load(emb_file) as archive:  # two views of each row, saved by runs that train on views
         if "view_a" in archive.files:
             result["embedding"]["geometry"]["alignment"] = alignment(archive["view_a"], archive["view_b"])
-    if (run / "history.csv").is_file():
-        result["generalization"] = generalization_gap(read_history(run / "history.csv"))
+    if files.history.is_file():
+        result["generalization"] = generalization_gap(read_history(files.history))
     if plots and importlib.util.find_spec("matplotlib") is not None:
         plot_projection(
             emb, targets, str(run / f"projection_{split}.png"), title=f"{run.name}: PCA of {split}"
@@ -163,10 +165,10 @@ def diagnose_run(
 
     if against is not None:
         other = Path(against)
-        other_emb, _ = load_embeddings(other / "embeddings" / f"{split}.npz")
-        same_rows = json.loads((run / "split.json").read_text()) == json.loads(
-            (other / "split.json").read_text()
-        )
+        other_files = RunDir(other)
+        other_emb, _ = load_embeddings(other_files.embedding_file(split))
+        rows = json.loads(files.split.read_text())
+        same_rows = rows == json.loads(other_files.split.read_text())
         if not same_rows or other_emb.shape[0] != emb.shape[0]:
             raise ValueError(
                 f"{run} and {other} did not use the same {split} split; CKA needs the same inputs"
@@ -183,13 +185,13 @@ def diagnose_run(
         from contrastlab.diagnostics.layers import layer_cka, plot_cka_heatmap
 
         if model is not None:
-            train_rows = torch.tensor(json.loads((run / "split.json").read_text())["train"])
+            train_rows = torch.tensor(rows["train"])
             model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, _run_config(other)))
         else:
             model_a, model_b = make_model(config, data), make_model(_run_config(other), data)
-        model_a.load_state_dict(load_checkpoint(run / "checkpoints" / "best.pt")["model"])
-        model_b.load_state_dict(load_checkpoint(other / "checkpoints" / "best.pt")["model"])
-        idx = torch.tensor(json.loads((run / "split.json").read_text())[split])
+        model_a.load_state_dict(load_checkpoint(files.best)["model"])
+        model_b.load_state_dict(load_checkpoint(other_files.best)["model"])
+        idx = torch.tensor(rows[split])
         cpu = torch.device("cpu")
         batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
         stages = _stage_names(model_a)
@@ -204,7 +206,7 @@ def diagnose_run(
             )
             result.setdefault("plots", []).append("cka_against.png")
         result["comparison"] = comparison
-    write_json(result, run / "diagnostics.json")
+    write_json(result, files.diagnostics)
     return result
 
 

@@ -1,7 +1,8 @@
 """A run directory: its layout, its exclusive lock, and what may happen to one that already holds a run.
 
 ``runs/<name>/`` holds ``config.yaml``, ``history.csv``, ``split.json``, ``metrics.json``,
-``checkpoints/{last,best}.pt``, ``embeddings/{train,val,test}.npz`` and ``events/`` (TensorBoard). One
+``checkpoints/{last,best}.pt``, ``embeddings/{train,val,test}.npz``, ``events/`` (TensorBoard) and, once
+diagnosed, ``diagnostics.json``. One
 process at a time may write it: :meth:`RunDir.lock` takes an exclusive ``flock`` on ``.lock`` (released
 by the kernel when the process dies, ``kill -9`` included) and a second process gets :class:`RunDirError`
 naming the holder. Starting a new run where one exists needs ``overwrite``, which removes the old run
@@ -90,6 +91,14 @@ class RunDir:
     @property
     def embeddings(self) -> Path:
         return self.path / "embeddings"
+
+    def embedding_file(self, split: str) -> Path:
+        """The embeddings saved for ``split`` (train, val or test)."""
+        return self.embeddings / f"{split}.npz"
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.path / "diagnostics.json"
 
     @property
     def events(self) -> Path:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from contrastlab.train.checkpoint import atomic_write, read_history
+from contrastlab.train.rundir import RunDir
 
 __all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
 
@@ -106,7 +107,8 @@ def _run_sections(run: Path) -> list[Section]:
     from contrastlab.experiments.compare import plot_curves
     from contrastlab.train.diagnose import generalization_gap, load_embeddings
 
-    metrics = json.loads((run / "metrics.json").read_text())
+    files = RunDir(run)
+    metrics = json.loads(files.metrics.read_text())
     summary = Section("Summary")
     best = metrics.get("best", {})
     if best:
@@ -119,7 +121,7 @@ def _run_sections(run: Path) -> list[Section]:
             Table(["test metric", "value"], [[_cell(k), _cell(v)] for k, v in metrics["test"].items()])
         )
     sections = [summary]
-    history = read_history(run / "history.csv") if (run / "history.csv").is_file() else []
+    history = read_history(files.history) if files.history.is_file() else []
     if history:
         curves = Section("Training curves")
         curves.figures.append(
@@ -140,7 +142,7 @@ def _run_sections(run: Path) -> list[Section]:
             section = Section("Train/val gap")
             section.tables.append(Table(["metric", "train (eval mode)", "val", "train - val", "when"], rows))
             sections.append(section)
-    diag_file = run / "diagnostics.json"
+    diag_file = files.diagnostics
     if diag_file.is_file():
         diag = json.loads(diag_file.read_text())
         flat: dict[str, float] = {}
@@ -148,9 +150,9 @@ def _run_sections(run: Path) -> list[Section]:
         section = Section(f"Representation diagnostics ({diag.get('split', 'val')} split)")
         section.tables.append(Table(["diagnostic", "value"], [[_cell(k), _cell(v)] for k, v in flat.items()]))
         sections.append(section)
-    split = next((s for s in ("test", "val") if (run / "embeddings" / f"{s}.npz").is_file()), None)
+    split = next((s for s in ("test", "val") if files.embedding_file(s).is_file()), None)
     if split is not None:
-        emb, targets = load_embeddings(run / "embeddings" / f"{split}.npz")
+        emb, targets = load_embeddings(files.embedding_file(split))
         section = Section("Embedding projection")
         section.figures.append(
             _figure(
@@ -200,8 +202,8 @@ def _comparison_sections(directory: Path) -> list[Section]:
     missing = []
     for run in result["runs"]:
         path = Path(run["path"])
-        if (path / "history.csv").is_file():
-            histories[run["run"]] = read_history(path / "history.csv")
+        if RunDir(path).history.is_file():
+            histories[run["run"]] = read_history(RunDir(path).history)
         else:
             missing.append(run["run"])
     curves = Section("Curves")
@@ -263,6 +265,7 @@ def _sweep_sections(directory: Path) -> list[Section]:
 
 def _verdict_sections(directory: Path) -> list[Section]:
     from contrastlab.diagnostics.layers import plot_cka_heatmap
+    from contrastlab.experiments.verdict import arm_run
     from contrastlab.train.diagnose import load_embeddings
 
     verdict = json.loads((directory / "verdict.json").read_text())
@@ -347,7 +350,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
     histories: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "treatment": []}
     for arm in histories:
         for s in seeds:
-            path = directory / arm / f"seed{s}" / "history.csv"
+            path = arm_run(directory, arm, s).history
             if path.is_file():
                 histories[arm].append(read_history(path))
     if histories["baseline"] and histories["treatment"]:
@@ -362,9 +365,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
 
     projection = Section("Embeddings of both arms")
     seed = seeds[0]
-    files = {
-        arm: directory / arm / f"seed{seed}" / "embeddings" / "test.npz" for arm in ("baseline", "treatment")
-    }
+    files = {arm: arm_run(directory, arm, seed).embedding_file("test") for arm in ("baseline", "treatment")}
     if all(p.is_file() for p in files.values()):
         loaded = {arm: load_embeddings(p) for arm, p in files.items()}
         projection.figures.append(
@@ -401,7 +402,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
                 "stage x seed",
             )
         )
-        diag_file = directory / "treatment" / f"seed{seed}" / "diagnostics.json"
+        diag_file = arm_run(directory, "treatment", seed).diagnostics
         if diag_file.is_file():
             full = json.loads(diag_file.read_text()).get("comparison", {}).get("stage_cka_matrix")
             if full:
