@@ -53,6 +53,7 @@ DATASET_OPTIONS = {
     "molecule_csv": None,  # the user's own file: tests/data covers it
     "table": None,  # likewise (tests/data/test_tables.py)
     "text_csv": None,  # likewise
+    "hf_dataset": None,  # likewise (tests/data/test_hf.py)
     "rotten_tomatoes": {"subsample": 200},
     "tweets_sentiment": {"subsample": 200},
     "parliament": {"min_speeches": 50},

@@ -64,3 +64,34 @@ def test_text_csv__your_texts_train_from_the_cli(tmp_path, no_network):
                                           "label_column": "label"}}}))  # fmt: skip
     assert cli_main(["train", str(recipe), "--runs-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "txt" / "metrics.json").read_text())["test"]["accuracy"] >= 0.5
+
+
+def test_text_csv__numeric_targets_train_a_text_regressor(tmp_path, no_network):
+    kinds = [("short", 1.5), ("a much longer and wordier sentence", 4.0)]  # the target follows the text
+    rows = [(f"{kinds[i % 2][0]} sample {i}", kinds[i % 2][1] + 0.01 * i) for i in range(60)]
+    lines = [f'"{t}",{s:.3f}' for t, s in rows]
+    (tmp_path / "scores.csv").write_text("text,score\n" + "\n".join(lines) + "\n")
+    data = get_dataset("text_csv", path=str(tmp_path / "scores.csv"), text_column="text",
+                       label_column="score", task="regression")  # fmt: skip
+    assert data.task == "regression" and data.num_classes == 0
+    np.testing.assert_allclose(data.targets.numpy(), [s for _, s in rows], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"non-integer numbers .* data.options.task=regression"):
+        get_dataset("text_csv", path=str(tmp_path / "scores.csv"), text_column="text", label_column="score")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "reg", **TRAIN, "model": {"name": "transformer",
+                                      "options": {"max_length": 16}}, "objective": {"task": "mse"},
+                                      "trainer": {**TRAIN["trainer"], "freeze_all_but_last": 1,
+                                                  "early_stopping": {"monitor": "val/rmse"}},
+                                      "data": {"name": "text_csv", "options": {
+                                          "path": str(tmp_path / "scores.csv"), "text_column": "text",
+                                          "label_column": "score", "task": "regression"}}}))  # fmt: skip
+    assert cli_main(["train", str(recipe), "--runs-dir", str(tmp_path)]) == 0
+    test = json.loads((tmp_path / "reg" / "metrics.json").read_text())["test"]
+    assert set(test) >= {"rmse", "mae"} and all(np.isfinite(v) for v in test.values())
+
+
+def test_text_csv__a_bad_target_names_its_row(tmp_path):
+    (tmp_path / "s.csv").write_text("text,score\nfine,1.0\nalso fine,high\n")
+    with pytest.raises(ValueError, match=r"row 2 of .*s.csv: target 'high' is not a number"):
+        get_dataset("text_csv", path=str(tmp_path / "s.csv"), text_column="text", label_column="score",
+                    task="regression")  # fmt: skip

@@ -6,6 +6,7 @@ modules behind the ``graph`` and ``text`` extras.
 """
 
 from contrastlab.data import fusion as _fusion  # noqa: F401 - registers the paired graph+text datasets
+from contrastlab.data import hf as _hf  # noqa: F401 - registers `hf_dataset` (the hf extra when used)
 from contrastlab.data import images as _images  # noqa: F401 - registers Fashion-MNIST identities
 from contrastlab.data import sources as _sources  # noqa: F401 - registers the built-in molecule datasets
 from contrastlab.data import tables as _tables  # noqa: F401 - registers `table`, your own numeric features

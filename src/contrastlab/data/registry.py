@@ -31,6 +31,8 @@ class ArrayDataset(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
     features: Tensor
     targets: Tensor
     task: Task
+    #: The dataset's own train / val / test rows (``data.split=dataset``), when it comes with them.
+    predefined_split: dict[str, Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.features.shape[0] != self.targets.shape[0]:

@@ -71,19 +71,20 @@ class SkippedText:
 
 @dataclass
 class TextDataset(torch.utils.data.Dataset[tuple[str, Tensor]]):
-    """Texts and their class labels, held in memory; ``take`` batches their token ids for a model.
+    """Texts and their class labels (or, with ``task="regression"``, a number each), held in memory;
+    ``take`` batches their token ids for a model.
 
     Call :meth:`tokenize` with the model's tokenizer before ``take`` (the trainer does).
 
     Shape:
-        - targets: (N,) long.
+        - targets: (N,) long for classification, float32 for regression (``class_names`` then empty).
     """
 
     name: str
     texts: list[str]
     targets: Tensor
     class_names: list[str]
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "regression"] = "classification"
     #: Rows of the source left out, by reason (e.g. {"plot synopsis": 1097}); never silently dropped.
     excluded: dict[str, int] = field(default_factory=dict)
     skipped: list[SkippedText] = field(default_factory=list)
@@ -184,8 +185,12 @@ def text_dataset(
     excluded: dict[str, int] | None = None,
     subsample: int | None = None,
     subsample_seed: int = 0,
+    task: str = "classification",
 ) -> TextDataset:
     """A :class:`TextDataset` from (row number, text, label) records.
+
+    With ``task="regression"`` each label is a number (the text's target); a label that is not one is a bad
+    record, and ``subsample`` draws uniformly.
 
     Labels are words; they map to 0..C-1 in the order of ``class_names`` (default: sorted). An empty text
     or a label outside ``class_names`` is an error naming its row, or with ``on_error="skip"`` a skipped
@@ -197,7 +202,12 @@ def text_dataset(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task={task!r}; expected 'classification' or 'regression'")
     rows = list(records)
+    if task == "regression":
+        return _regression_texts(name, rows, on_error=on_error, source=source, excluded=excluded,
+                                 subsample=subsample, subsample_seed=subsample_seed)  # fmt: skip
     names = list(class_names) if class_names is not None else sorted({label for _, _, label in rows})
     index = {label: i for i, label in enumerate(names)}
     texts: list[str] = []
@@ -234,6 +244,51 @@ def text_dataset(
     return TextDataset(name, texts, targets, names, excluded=excluded, skipped=skipped)
 
 
+def _regression_texts(name: str, rows: list[tuple[int, str, str]], *, on_error: str, source: str,
+                      excluded: dict[str, int] | None, subsample: int | None, subsample_seed: int
+                      ) -> TextDataset:  # fmt: skip
+    """Texts with a numeric target each; bad records as in :func:`text_dataset`."""
+    import math
+
+    texts: list[str] = []
+    values: list[float] = []
+    skipped: list[SkippedText] = []
+    for row, text, label in rows:
+        reason, value = None, math.nan
+        try:
+            value = float(label)
+        except (TypeError, ValueError):
+            reason = f"target {label!r} is not a number"
+        if reason is None and not math.isfinite(value):
+            reason = f"target {label!r} is not finite"
+        if not text or not text.strip():
+            reason = "empty text"
+        if reason is not None:
+            if on_error == "raise":
+                raise ValueError(f"row {row} of {source or name}: {reason} (text {text[:80]!r})")
+            skipped.append(SkippedText(row, text, reason))
+            continue
+        texts.append(text.strip())
+        values.append(value)
+    if len(texts) < 2:
+        raise ValueError(f"dataset {name!r}: {len(texts)} usable text(s); need at least 2")
+    if skipped:
+        shown = ", ".join(f"row {s.row} ({s.reason})" for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"dataset {name!r}: skipped {len(skipped)} records: {shown}{more}", stacklevel=3)
+    excluded = dict(excluded or {})
+    targets = torch.tensor(values, dtype=torch.float32)
+    if subsample is not None:
+        if not 2 <= subsample <= len(texts):
+            raise ValueError(f"subsample={subsample}; expected 2..{len(texts)} for {name!r}")
+        keep = torch.randperm(len(texts), generator=torch.Generator().manual_seed(subsample_seed))[:subsample]
+        keep = keep.sort().values
+        excluded["not in subsample"] = len(texts) - subsample
+        texts = [texts[i] for i in keep.tolist()]
+        targets = targets[keep]
+    return TextDataset(name, texts, targets, [], task="regression", excluded=excluded, skipped=skipped)
+
+
 def _stratified_subsample(targets: Tensor, size: int, seed: int) -> Tensor:
     """``size`` row indices (sorted), each class in proportion to its share (largest remainders)."""
     g = torch.Generator().manual_seed(seed)
@@ -258,8 +313,10 @@ def read_text_csv(
     name: str | None = None,
     encoding: str = "utf-8",
     subsample: int | None = None,
+    task: Literal["classification", "regression"] = "classification",
 ) -> TextDataset:
-    """A CSV of texts and class labels (words or numbers). Rows count data rows from 1.
+    """A CSV of texts and class labels (words or integers), or with ``task="regression"`` a numeric target
+    each (``label_column`` names it). Rows count data rows from 1.
 
     Raises:
         ValueError: a missing column (naming those present) or a bad record (with its row).
@@ -269,10 +326,12 @@ def read_text_csv(
     path = Path(path)
     rows = read_csv(path, columns=[text_column, label_column], encoding=encoding)
     labels = [(row[label_column] or "").strip() for row in rows]
-    class_codes([v for v in labels if v], column=label_column, source=str(path))  # refuses 0.5-like labels
+    if task == "classification":  # refuses 0.5-like labels, which say the column is a regression target
+        class_codes([v for v in labels if v], column=label_column, source=str(path))
     records = [(i + 1, row[text_column] or "", label)
                for i, (row, label) in enumerate(zip(rows, labels, strict=True))]  # fmt: skip
-    return text_dataset(name or path.stem, records, on_error=on_error, source=str(path), subsample=subsample)
+    return text_dataset(name or path.stem, records, on_error=on_error, source=str(path), subsample=subsample,
+                        task=task)  # fmt: skip
 
 
 # --- the built-in corpora --------------------------------------------------------------------------------
@@ -377,8 +436,8 @@ register_dataset(
     DatasetInfo(
         "text_csv",
         "classification",
-        "your CSV of texts and class labels: options path, text_column, label_column, encoding, on_error, "
-        "subsample",
+        "your CSV of texts and class labels or numeric targets: options path, text_column, label_column, "
+        "task (classification or regression), encoding, on_error, subsample",
         "any",
         None,
     ),
