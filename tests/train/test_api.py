@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,21 @@ def test_register_term__your_loss_is_weighted_logged_resumed_and_checked(tmp_pat
         validate({"objective": {"centroid_for_test": {"weight": 0.5, "scael": 2.0}}})
     with pytest.raises(ValueError, match="built-in term"):
         contrastlab.register_term("supcon", centroid)
+
+
+def test_register_model__a_factory_that_chooses_its_own_width_gets_heads_of_that_width(tmp_path):
+    # Seen failing before the fix: the heads were built for the recipe's model.embedding_dim (32), and the
+    # first forward died on a shape mismatch (64x16 and 32x...).
+    class Narrow(nn.Module):
+        def __init__(self, num_features):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(num_features, 16)])
+
+        def forward(self, x):
+            return self.layers[0](x)
+
+    contrastlab.register_model("narrow_for_test", Narrow)
+    recipe = Path(__file__).parents[2] / "recipes" / "blobs_supcon.yaml"  # model.embedding_dim: 32
+    result = contrastlab.fit(recipe, run_dir=tmp_path / "r", quiet=True,
+                             overrides=["model.name=narrow_for_test", "trainer.epochs=1"])  # fmt: skip
+    assert result.model is not None and result.model.head.in_features == 16

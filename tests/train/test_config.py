@@ -67,3 +67,22 @@ def test_a_recipe_extends_another_and_overrides_only_what_differs(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match=r"recipe '.*missing\.yaml' does not exist"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_a_recipe_that_names_another_dataset_does_not_inherit_its_options(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "data: {name: blobs, options: {n_samples: 300, n_features: 5}, val_fraction: 0.3}\n"
+        "model: {name: mlp, options: {}, embedding_dim: 16}\n"
+    )
+    (tmp_path / "same.yaml").write_text("extends: base.yaml\ndata: {options: {n_features: 6}}\n")
+    config, _ = load_config(tmp_path / "same.yaml")
+    assert config.data.options == {"n_samples": 300, "n_features": 6}  # the same dataset: merged
+    (tmp_path / "other.yaml").write_text("extends: base.yaml\ndata: {name: table, options: {path: t.csv}}\n")
+    config, _ = load_config(tmp_path / "other.yaml")
+    assert config.data.options == {"path": "t.csv"} and config.data.val_fraction == 0.3
+    assert config.model.embedding_dim == 16
+
+
+def test_a_recipe_may_be_a_mapping():
+    config, raw = load_config({"name": "mine", "trainer": {"epochs": 2}}, ["trainer.epochs=3"])
+    assert config.name == "mine" and config.trainer.epochs == 3 and raw["trainer"]["epochs"] == 3

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 from contrastlab.train import load_config, train
 from contrastlab.train.checkpoint import write_json
-from contrastlab.train.config import parse_scalar
+from contrastlab.train.config import parse_scalar, recipe_name
 
 __all__ = ["parse_param", "run_sweep"]
 
@@ -183,7 +183,7 @@ def _heartbeat(rdb: Any, trial_id: int, *, enabled: bool) -> Iterator[None]:
 
 
 def run_sweep(
-    recipe: str | Path,
+    recipe: str | Path | dict[str, Any],
     params: dict[str, list[Any]],
     *,
     out_dir: str | Path,
@@ -217,7 +217,7 @@ def run_sweep(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, rdb = _open_study(
         storage or f"sqlite:///{out / 'sweep.db'}",
-        name=Path(recipe).stem,
+        name=recipe_name(recipe),
         shared=storage is not None,
         direction="minimize" if mode == "min" else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),

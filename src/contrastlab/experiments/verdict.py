@@ -40,6 +40,11 @@ _DIAGNOSTICS = (
 )
 
 
+def _recipe_record(recipe: str | Path | dict[str, Any]) -> str | dict[str, Any]:
+    """What verdict.json records of the recipe: its path, or the mapping given from Python."""
+    return recipe if isinstance(recipe, dict) else str(recipe)
+
+
 def arm_run(out: str | Path, arm: str, seed: int) -> RunDir:
     """The run of one arm ("baseline" or "treatment") at one seed inside a verdict's directory."""
     return RunDir(Path(out) / arm / f"seed{seed}")
@@ -60,7 +65,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
 
 
 def run_verdict(
-    recipe: str | Path,
+    recipe: str | Path | dict[str, Any],
     *,
     treatment: list[str],
     seeds: int,
@@ -100,8 +105,8 @@ def run_verdict(
         dataset = as_dataset(dataset)
     out = RunDir(out_dir)
     with out.lock():
-        request = {"recipe": str(recipe), "treatment": treatment, "seeds": seeds, "first_seed": first_seed,
-                   "overrides": overrides or []}  # fmt: skip
+        request = {"recipe": _recipe_record(recipe), "treatment": treatment, "seeds": seeds,
+                   "first_seed": first_seed, "overrides": overrides or []}  # fmt: skip
         _prepare(out, request, overwrite=overwrite, resume=resume)
         base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
         arms = {"baseline": [*(overrides or []), *base_overrides],
@@ -112,7 +117,7 @@ def run_verdict(
         primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
         stages = list(stage_cka[0])
         verdict = {
-            "recipe": str(recipe),
+            "recipe": _recipe_record(recipe),
             "treatment": treatment,
             "baseline": base_overrides or ["(recipe as written)"],
             "seeds": list(range(first_seed, first_seed + seeds)),
@@ -150,7 +155,7 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: b
 
 
 def _train_arms(
-    recipe: str | Path,
+    recipe: str | Path | dict[str, Any],
     out: Path,
     arms: dict[str, list[str]],
     seeds: int,

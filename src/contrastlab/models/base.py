@@ -188,9 +188,13 @@ def build_model(
     num_outputs: int,
     head: str = "linear",
     num_auxiliary: int = 0,
+    example: Callable[[], Any] | None = None,
     **options: Any,
 ) -> ContrastiveModel:
     """Builds a registered model by name (configs never name an import path).
+
+    A registered factory that does not take ``embedding_dim`` chooses its own width: the encoder's
+    ``output_dim``, else one forward of ``example()`` (a batch of two inputs) tells it.
 
     Raises:
         UnknownNameError: unknown model name.
@@ -214,8 +218,10 @@ def build_model(
         encoder = factory(**kwargs)
     except TypeError as exc:
         raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
+    own_width = "embedding_dim" not in kwargs and getattr(encoder, "output_dim", None) is None
     return wrap_encoder(encoder, num_outputs=num_outputs, projection_dim=projection_dim, head=head,
-                        num_auxiliary=num_auxiliary, embedding_dim=embedding_dim)  # fmt: skip
+                        num_auxiliary=num_auxiliary, embedding_dim=None if own_width else embedding_dim,
+                        example=example() if own_width and example is not None else None)  # fmt: skip
 
 
 _STANDARD = ("num_features", "embedding_dim", "hidden_dims", "dropout")

@@ -103,7 +103,7 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
             f"objective term(s) {adaptive} set auto_ratio, which adapts λ from per-term gradient norms "
             "measured on one process only; run on one process or fix their weights"
         )
-    seed_everything(tc.seed)
+    seed_everything(tc.resolved_init_seed)
     # Data: the split depends only on the data config, so every arm of a comparison sees the same rows.
     data = dataset if dataset is not None else get_dataset(config.data.name, **config.data.options)
     check_task(config, data)
@@ -126,10 +126,10 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
         if data.task != "classification":
             raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
         sampler: Any = ClassBalancedBatchSampler(
-            data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class, seed=tc.seed
+            data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class, seed=tc.resolved_order_seed
         )
     else:
-        sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.seed)
+        sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.resolved_order_seed)
     steps_per_epoch = max(1, math.ceil(len(sampler) / tc.accumulate))
     # Under torchrun each rank holds 1/W of every batch: the gradients are averaged over ranks once per
     # optimiser step and the contrastive terms gather negatives from every rank, which together give
@@ -204,6 +204,7 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         dropout=config.model.dropout,
         head="cosine" if config.objective.task in ("arcface", "cosface") else "linear",
         num_auxiliary=num_auxiliary,
+        example=lambda: batch_inputs(data, torch.arange(2), torch.device("cpu")),  # for a width it chooses
         **extra,
     )
     if hasattr(data, "tokenize"):

@@ -272,7 +272,20 @@ class TrainerConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     views: ViewsConfig = ViewsConfig()
     seed: int = 0
+    #: The seeds of two sources of variance, when they should differ from ``seed`` (a verdict's --vary):
+    #: init (the initial weights and the dropout masks: the global generators) and order (the batches and
+    #: the augmentation draws). The split has its own, ``data.split_seed``.
+    init_seed: int | None = None
+    order_seed: int | None = None
     device: str = "cpu"
+
+    @property
+    def resolved_init_seed(self) -> int:
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def resolved_order_seed(self) -> int:
+        return self.seed if self.order_seed is None else self.order_seed
 
     @field_validator("device")
     @classmethod
@@ -495,9 +508,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | None = None
+    path: str | Path | dict[str, Any] | None, overrides: list[str] | None = None
 ) -> tuple[TrainConfig, dict[str, Any]]:
-    """Reads a recipe (YAML, safe loader), applies overrides, validates.
+    """Reads a recipe (YAML, safe loader; or a mapping of the same settings), applies overrides, validates.
 
     Returns:
         The validated config and the raw mapping it came from (what the run directory records).
@@ -505,14 +518,30 @@ def load_config(
     Raises:
         ConfigError: the file is not a YAML mapping, or the result does not validate.
     """
-    raw = _read_recipe(Path(path)) if path is not None else {}
+    if isinstance(path, dict):
+        raw = copy.deepcopy(path)
+    else:
+        raw = _read_recipe(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     return validate(raw), raw
 
 
+def recipe_name(recipe: str | Path | dict[str, Any] | None) -> str:
+    """What a recipe is called: its ``name`` (a mapping's, default "run"), or its file's stem.
+
+    Example:
+        >>> recipe_name("recipes/blobs_supcon.yaml"), recipe_name({"name": "mine"}), recipe_name({})
+        ('blobs_supcon', 'mine', 'run')
+    """
+    if isinstance(recipe, dict):
+        return str(recipe.get("name") or "run")
+    return Path(recipe).stem if recipe is not None else "run"
+
+
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A recipe's mapping; ``extends: other.yaml`` (relative to the recipe) is read first and this recipe's
-    settings are merged over it, mapping by mapping."""
+    settings are merged over it, mapping by mapping. A recipe that names another dataset (``data.name``) or
+    model (``model.name``) than the one it extends does not inherit that one's ``options``."""
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ConfigError(f"recipes extend each other in a cycle: {chain}")
@@ -530,7 +559,13 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
-    return _merge(_read_recipe(path.parent / parent, (*seen, path.resolve())), raw)
+    base = _read_recipe(path.parent / parent, (*seen, path.resolve()))
+    for part in ("data", "model"):  # options belong to the dataset (model) named: another name starts afresh
+        mine, theirs = raw.get(part), base.get(part)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("name", theirs.get("name")) != \
+                theirs.get("name"):  # fmt: skip
+            base = {**base, part: {k: v for k, v in theirs.items() if k != "options"}}
+    return _merge(base, raw)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -153,7 +153,8 @@ def forward_batch(p: Parts, tc: TrainerConfig, idx: Tensor, epoch: int, step: in
     x_clean = host.to(p.device)
     x: Any = x_clean
     if p.augment is not None and use_views:
-        x = [augment_view(p.augment, host, view_generator(tc.seed, epoch, step, v)).to(p.device)
+        seed = tc.resolved_order_seed
+        x = [augment_view(p.augment, host, view_generator(seed, epoch, step, v)).to(p.device)
              for v in range(tc.views.count)]  # fmt: skip
     first, second = (x[0], x[1 % len(x)]) if isinstance(x, list) else (x, x)
     keys = reference = clean = None

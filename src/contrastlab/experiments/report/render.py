@@ -272,9 +272,11 @@ def _verdict_sections(directory: Path) -> list[Section]:
     comparisons = verdict["comparisons"]
     seeds = verdict["seeds"]
     summary = Section("Verdict")
+    recipe = verdict["recipe"]  # a path, or a mapping given from Python
+    on = recipe if isinstance(recipe, str) else f"recipe {recipe.get('name') or '(from Python)'}"
     summary.paragraphs.append(
         f"Treatment {' '.join(verdict['treatment'])} against baseline {' '.join(verdict['baseline'])} on "
-        f"{verdict['recipe']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); each seed's two runs "
+        f"{on}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); each seed's two runs "
         "share the split and the initial weights."
     )
     primary = verdict.get("primary")
