@@ -176,3 +176,113 @@ def test_call__says_when_only_the_holm_correction_removed_the_effect():
     assert b.p_value < 0.05 <= b.p_adjusted and (b.ci_low > 0 or b.ci_high < 0)
     assert b.call() == "no detectable effect after Holm" and b.to_dict()["call"] == b.call()
     assert adjusted["a"].call() == adjusted["a"].verdict == "helped"
+
+
+# --- equivalence, probability of improvement, ASO, planning, sequential seeds -------------------------------
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 20])
+@pytest.mark.parametrize("noise", ["normal", "t3"])
+def test_equivalence__called_at_most_alpha_when_the_true_effect_is_exactly_delta(n, noise):
+    rng = np.random.default_rng(n)
+    delta, reps, calls = 0.5, 800, 0
+    for _ in range(reps):
+        if noise == "normal":
+            b, t = _study(rng, n, delta)
+        else:  # heavy tails: Student t with 3 degrees of freedom, scaled to sd 1
+            b = 10 + rng.normal(0, 3.0, n)
+            t = b + delta + rng.standard_t(3, n) / np.sqrt(3)
+        calls += paired_comparison(b, t, smallest_effect=delta).verdict == "equivalent"
+    bound = 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)  # alpha plus three Monte Carlo standard errors
+    assert calls / reps <= bound, calls / reps
+
+
+def test_equivalence__its_interval_and_its_call_agree_and_no_effect_is_shown_equivalent():
+    rng = np.random.default_rng(5)
+    for n in (3, 4, 6, 9, 15):
+        for _ in range(40):
+            b, t = _study(rng, n, rng.normal(0, 0.3), noise=rng.uniform(0.05, 1.0))
+            delta = float(rng.uniform(0.05, 1.0))
+            c = paired_comparison(b, t, smallest_effect=delta)
+            inside = -delta < c.equivalence_low and c.equivalence_high < delta
+            assert (c.p_equivalence < 0.05) == inside
+            assert (c.verdict == "equivalent") == inside
+    calls = [paired_comparison(*_study(rng, 12, 0.0, noise=0.1), smallest_effect=0.5).verdict
+             for _ in range(100)]  # fmt: skip
+    assert calls.count("equivalent") >= 95  # a true zero effect, small noise: shown equivalent
+
+
+def test_equivalence__the_four_words_and_their_sentences():
+    b = [0.80, 0.82, 0.79, 0.81, 0.80, 0.83]
+    real = paired_comparison(b, [x + 0.04 + 0.001 * i for i, x in enumerate(b)], smallest_effect=0.01)
+    assert real.verdict == "helped"
+    small = paired_comparison(b, [x + 0.002 + 0.0005 * (i % 2) for i, x in enumerate(b)], smallest_effect=0.01)
+    assert small.verdict == "equivalent" and "real but smaller than the smallest effect" in small.sentence()
+    noisy = paired_comparison(b, [x + (-1) ** i * 0.03 for i, x in enumerate(b)], smallest_effect=0.01)
+    assert noisy.verdict == "inconclusive" and "neither an effect nor its absence" in noisy.sentence()
+    assert paired_comparison(b, b[::-1]).verdict == "no detectable effect"  # without δ, the old words
+    with pytest.raises(ValueError, match=r"smallest_effect=-0.1; expected a positive number"):
+        paired_comparison(b, b, smallest_effect=-0.1)
+
+
+def test_probability_of_improvement__is_mann_whitney_u_over_pairs_and_its_interval_holds_it():
+    from contrastlab.experiments.stats import probability_of_improvement
+
+    rng = np.random.default_rng(7)
+    b, t = rng.normal(0, 1, 6).round(1), rng.normal(0.5, 1, 8).round(1)  # rounded: ties count half
+    estimate, low, high = probability_of_improvement(b, t)
+    u = stats.mannwhitneyu(t, b).statistic
+    assert estimate == pytest.approx(u / (t.size * b.size))
+    assert low <= estimate <= high
+    lower_better = probability_of_improvement(-b, -t, higher_is_better=False)
+    assert lower_better[0] == pytest.approx(estimate)
+    assert probability_of_improvement(b, t, seed=3) == probability_of_improvement(b, t, seed=3)
+
+
+def test_almost_stochastic_order__small_when_the_treatment_dominates_and_direction_aware():
+    from contrastlab.experiments.stats import ASO_THRESHOLD, almost_stochastic_order
+
+    rng = np.random.default_rng(8)
+    b = rng.normal(0.70, 0.01, 8)
+    t = b + 0.05
+    assert almost_stochastic_order(b, t) < ASO_THRESHOLD  # clearly better: almost dominates
+    assert almost_stochastic_order(t, b) > 0.5  # clearly worse: far from dominating
+    assert almost_stochastic_order(-b, -t, higher_is_better=False) == pytest.approx(
+        almost_stochastic_order(b, t), abs=0.02)  # fmt: skip
+
+
+def test_seeds_needed__is_the_least_n_meeting_the_power_formula_and_has_that_power():
+    from contrastlab.experiments.stats import seeds_needed
+
+    for sd, delta in [(0.01, 0.01), (0.02, 0.01), (1.0, 0.3), (0.5, 2.0)]:
+        n = seeds_needed(sd, delta)
+        assert n is not None
+
+        def reach(k):
+            return (stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) * sd / np.sqrt(k)
+
+        assert reach(n) <= delta and (n == 2 or reach(n - 1) > delta)
+    rng = np.random.default_rng(9)
+    n = seeds_needed(1.0, 0.8)
+    hits = sum(paired_comparison(z := rng.normal(0, 5, n), z + 0.8 + rng.normal(0, 1.0, n)).verdict == "helped"
+               for _ in range(600))  # fmt: skip
+    assert hits / 600 >= 0.74  # 80% power (the t approximation of the noncentral t is slightly generous)
+
+
+def test_sequential_seeds__stopping_at_the_first_decided_look_keeps_false_calls_at_most_alpha():
+    from contrastlab.experiments.stats import SequentialPlan
+
+    plan = SequentialPlan(first=3, most=10)
+    rng = np.random.default_rng(10)
+    reps, false = 400, 0
+    for _ in range(reps):
+        b, t = _study(rng, plan.most, 0.0)
+        for n in range(plan.first, plan.most + 1):
+            c = paired_comparison(b[:n], t[:n], alpha=plan.alpha_per_look, confidence=1 - plan.alpha_per_look)
+            if plan.decided(c):
+                false += 1
+                break
+    assert false / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+    assert plan.describe()["looks"] == 8 and plan.alpha_per_look == pytest.approx(0.05 / 8)
+    with pytest.raises(ValueError, match="first"):
+        SequentialPlan(first=1, most=4)

@@ -16,6 +16,23 @@ For those differences:
   detected: (t_{1-α/2} + t_{power}) · sd / sqrt(n), the minimum detectable effect of a paired t-test.
   Fewer than :data:`WEAK_BELOW` seeds make a weak verdict, and its sentence says so.
 
+Beyond the t-test:
+
+- equivalence: with the smallest effect that matters, δ, two one-sided tests (TOST; Schuirmann 1987) call
+  "equivalent" when the (1 - 2α) t-interval lies inside ±δ: no effect larger than δ, which is what lets a
+  user stop trying. With δ the words are helped / hurt / equivalent / inconclusive; a significant
+  difference smaller than δ is "equivalent" (its sentence says it is real but smaller than δ);
+- the probability of improvement P(treatment better than baseline), over every pair of seeds as in rliable
+  (Agarwal et al. 2021), with a percentile bootstrap interval over seeds;
+- Almost Stochastic Order (Dror et al. 2019) via deepsig: ε_min, the share of the score distributions that
+  violates "treatment stochastically dominates baseline" (below 0.2, the recommended threshold, the
+  treatment is almost stochastically better), with no normality assumption;
+- planning: how many seeds a paired t-test needs to detect δ at 80% power, from the observed spread;
+- sequential seeds (:class:`SequentialPlan`): seed pairs are added until the call is decided or a budget is
+  spent; each of the K planned looks tests at α/K (Bonferroni's inequality over the looks), so stopping at
+  the first decided look keeps every false call at most α overall. It is conservative next to
+  group-sequential boundaries (Pocock 1977) but exact in what it promises, at any K.
+
 Many metrics at once: a verdict tests every task metric and every diagnostic, and at α = 0.05 one of ten
 null metrics comes out "significant" about 40% of the time. :func:`holm_adjust` applies Holm's step-down
 correction within a family of metrics (Holm 1979; it controls the family-wise error rate under any
@@ -33,12 +50,28 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-__all__ = ["WEAK_BELOW", "PairedComparison", "adjust_family", "holm_adjust", "paired_comparison"]
+__all__ = [
+    "ASO_THRESHOLD",
+    "WEAK_BELOW",
+    "PairedComparison",
+    "SequentialPlan",
+    "adjust_family",
+    "almost_stochastic_order",
+    "holm_adjust",
+    "paired_comparison",
+    "probability_of_improvement",
+    "seeds_needed",
+]
 
 #: A verdict from fewer seeds is called weak in its sentence (its interval is wide and its power low).
 WEAK_BELOW = 5
 
-Verdict = Literal["helped", "hurt", "no detectable effect", "increased", "decreased"]
+#: ε_min below this: the treatment is almost stochastically better (deepsig's recommended threshold).
+ASO_THRESHOLD = 0.2
+
+Verdict = Literal[
+    "helped", "hurt", "no detectable effect", "increased", "decreased", "equivalent", "inconclusive"
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,13 @@ class PairedComparison:
     verdict: Verdict
     p_adjusted: float | None = None  # Holm-adjusted within its family, when one was applied
     family: str | None = None
+    #: Equivalence (TOST), with the smallest effect that matters: δ, the larger one-sided p, its interval.
+    smallest_effect: float | None = None
+    p_equivalence: float | None = None
+    p_equivalence_adjusted: float | None = None
+    equivalence_low: float | None = None
+    equivalence_high: float | None = None
+    alpha: float = 0.05
 
     @property
     def n(self) -> int:
@@ -75,7 +115,20 @@ class PairedComparison:
                if self.p_adjusted is not None else "")
             + f", {self.n} seeds)"
         )  # fmt: skip
-        if self.verdict == "no detectable effect":
+        if self.verdict == "equivalent":
+            bounds = f"{self.equivalence_low:+.4g} to {self.equivalence_high:+.4g}"
+            p_eq = self.p_equivalence if self.p_equivalence_adjusted is None else self.p_equivalence_adjusted
+            delta = f"±{self.smallest_effect:.4g}"
+            level = f"{1 - 2 * self.alpha:.0%}"
+            text = (f"equivalent within {delta}: {effect}; the {level} interval {bounds} lies inside {delta} "
+                    f"(TOST p={p_eq:.3g})")  # fmt: skip
+            if self.p_value < self.alpha and self.mean_difference != 0:
+                text += "; the difference is real but smaller than the smallest effect that matters"
+        elif self.verdict == "inconclusive":
+            text = (f"inconclusive: {effect}; the interval reaches beyond ±{self.smallest_effect:.4g}, so "
+                    f"neither an effect nor its absence is shown (effects of about ±"
+                    f"{self.minimum_detectable_effect:.3g} were detectable with these seeds)")  # fmt: skip
+        elif self.verdict == "no detectable effect":
             text = (
                 f"no detectable effect: {effect}; with these seeds only effects of about "
                 f"±{self.minimum_detectable_effect:.3g} or larger were detectable (80% power)"
@@ -98,7 +151,10 @@ class PairedComparison:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: an unbounded interval end is None."""
         out = {**asdict(self), "n": self.n, "sentence": self.sentence(), "call": self.call()}
-        for key in ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic"):
+        for key in ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic", "equivalence_low",
+                    "equivalence_high"):  # fmt: skip
+            if out[key] is None:
+                continue
             if not math.isfinite(out[key]):
                 out[key] = None
         return out
@@ -113,6 +169,7 @@ def paired_comparison(
     alpha: float = 0.05,
     power: float = 0.8,
     confidence: float = 0.95,
+    smallest_effect: float | None = None,
 ) -> PairedComparison:
     """Compares paired per-seed values of one metric.
 
@@ -125,9 +182,12 @@ def paired_comparison(
         alpha: Significance level of the paired t-test.
         power: Power at which the minimum detectable effect is stated.
         confidence: Level of the interval (1 - alpha keeps it in step with the call).
+        smallest_effect: δ > 0, the smallest difference that matters, in the metric's units: adds the
+            equivalence test (TOST at ``alpha``), and the verdict is helped / hurt / equivalent /
+            inconclusive.
 
     Raises:
-        ValueError: fewer than 2 pairs, unequal lengths, or non-finite values.
+        ValueError: fewer than 2 pairs, unequal lengths, non-finite values, or δ <= 0.
 
     Example:
         >>> result = paired_comparison([0.80, 0.82, 0.79, 0.81, 0.80], [0.84, 0.85, 0.83, 0.86, 0.84],
@@ -142,6 +202,8 @@ def paired_comparison(
         raise ValueError(f"a paired comparison needs at least 2 seeds, got {b.shape[0]}")
     if not (np.isfinite(b).all() and np.isfinite(t).all()):
         raise ValueError("baseline and treatment must be finite (a diverged run? check its history)")
+    if smallest_effect is not None and not (math.isfinite(smallest_effect) and smallest_effect > 0):
+        raise ValueError(f"smallest_effect={smallest_effect!r}; expected a positive number ({metric} units)")
     d = t - b
     n, mean, sd = d.shape[0], float(d.mean()), float(d.std(ddof=1))
     se = sd / math.sqrt(n)
@@ -160,6 +222,8 @@ def paired_comparison(
         se = 0.0
         low, high = (mean, mean) if 2.0 / 2**n < 1 - confidence else (-math.inf, math.inf)
     mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
+    equivalence = _tost(mean, se, n, smallest_effect, alpha) if smallest_effect is not None else None
+    p_eq = equivalence[0] if equivalence is not None else None
     return PairedComparison(
         metric=metric,
         higher_is_better=higher_is_better,
@@ -173,12 +237,40 @@ def paired_comparison(
         t_statistic=float(t_stat),
         p_value=p_value,
         minimum_detectable_effect=mde,
-        verdict=_call(mean, p_value, alpha, higher_is_better),
+        verdict=_call(mean, p_value, alpha, higher_is_better, p_eq),
+        smallest_effect=smallest_effect,
+        p_equivalence=p_eq,
+        equivalence_low=equivalence[1] if equivalence is not None else None,
+        equivalence_high=equivalence[2] if equivalence is not None else None,
+        alpha=alpha,
     )
 
 
-def _call(mean: float, p_value: float, alpha: float, higher_is_better: bool | None) -> Verdict:
-    if p_value >= alpha or mean == 0:
+def _tost(mean: float, se: float, n: int, delta: float, alpha: float) -> tuple[float, float, float]:
+    """Two one-sided t-tests of |μ| >= δ: (the larger p, and the (1 - 2α) interval they invert).
+
+    Every seed moved by the same amount (se 0): the exact sign test of each side instead, all n signs alike
+    (p = 1/2^n) when |mean| < δ.
+    """
+    if se > 0:
+        p_low = float(stats.t.sf((mean + delta) / se, n - 1))  # H0: μ <= -δ
+        p_high = float(stats.t.cdf((mean - delta) / se, n - 1))  # H0: μ >= +δ
+        half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+        return max(p_low, p_high), mean - half, mean + half
+    if abs(mean) >= delta:
+        return 1.0, mean, mean
+    p = 0.5**n
+    return (p, mean, mean) if p < alpha else (p, -math.inf, math.inf)
+
+
+def _call(mean: float, p_value: float, alpha: float, higher_is_better: bool | None,
+          p_equivalence: float | None = None) -> Verdict:  # fmt: skip
+    if p_equivalence is not None:
+        if p_equivalence < alpha:
+            return "equivalent"
+        if p_value >= alpha or mean == 0:
+            return "inconclusive"
+    elif p_value >= alpha or mean == 0:
         return "no detectable effect"
     if higher_is_better is None:
         return "increased" if mean > 0 else "decreased"
@@ -212,8 +304,117 @@ def adjust_family(
 ) -> list[PairedComparison]:
     """The comparisons with Holm-adjusted p-values and their verdicts re-called at ``alpha``."""
     adjusted = holm_adjust([c.p_value for c in comparisons])
+    tested = {i: c.p_equivalence for i, c in enumerate(comparisons) if c.p_equivalence is not None}
+    equivalence = dict(zip(tested, holm_adjust(list(tested.values())), strict=True))
     return [
-        replace(c, p_adjusted=a, family=family,
-                verdict=_call(c.mean_difference, a, alpha, c.higher_is_better))
-        for c, a in zip(comparisons, adjusted, strict=True)
+        replace(c, p_adjusted=a, family=family, p_equivalence_adjusted=equivalence.get(i),
+                verdict=_call(c.mean_difference, a, alpha, c.higher_is_better, equivalence.get(i)))
+        for i, (c, a) in enumerate(zip(comparisons, adjusted, strict=True))
     ]  # fmt: skip
+
+
+def probability_of_improvement(
+    baseline: Sequence[float],
+    treatment: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """P(treatment better than baseline): over every (treatment run, baseline run) pair, the share in which
+    the treatment is better, ties counting half (the Mann-Whitney U statistic over n·m, rliable's
+    probability of improvement), with a percentile bootstrap interval that resamples each arm's seeds.
+
+    Returns:
+        (estimate, low, high).
+
+    Example:
+        >>> probability_of_improvement([0.1, 0.2, 0.3], [0.25, 0.35, 0.45])[0]
+        0.8888888888888888
+    """
+    b, t = np.asarray(baseline, dtype=np.float64), np.asarray(treatment, dtype=np.float64)
+    if b.ndim != 1 or t.ndim != 1 or b.size < 1 or t.size < 1:
+        raise ValueError("baseline and treatment must be non-empty lists of values")
+    sign = 1.0 if higher_is_better else -1.0
+
+    def share(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # x: (..., n), y: (..., m) -> (...,)
+        diff = sign * (x[..., :, None] - y[..., None, :])
+        wins: np.ndarray = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
+        return wins
+
+    estimate = float(share(t, b))
+    rng = np.random.default_rng(seed)
+    boot = share(t[rng.integers(0, t.size, (n_boot, t.size))], b[rng.integers(0, b.size, (n_boot, b.size))])
+    tail = (1 - confidence) / 2
+    return estimate, float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+
+
+def almost_stochastic_order(
+    baseline: Sequence[float], treatment: Sequence[float], *, higher_is_better: bool = True, seed: int = 0,
+    confidence: float = 0.95, num_comparisons: int = 1,
+) -> float:  # fmt: skip
+    """ε_min of "the treatment stochastically dominates the baseline" (Dror et al. 2019, via deepsig):
+    0 is total dominance, 0.5 none; below :data:`ASO_THRESHOLD` the treatment is almost stochastically
+    better. ``num_comparisons`` applies deepsig's Bonferroni correction."""
+    from deepsig import aso
+
+    sign = 1.0 if higher_is_better else -1.0
+    t = (sign * np.asarray(treatment, dtype=np.float64)).tolist()
+    b = (sign * np.asarray(baseline, dtype=np.float64)).tolist()
+    return float(aso(t, b, confidence_level=confidence, num_comparisons=num_comparisons,
+                     num_bootstrap_iterations=500, show_progress=False, seed=seed))  # fmt: skip
+
+
+def seeds_needed(sd: float, smallest_effect: float, *, alpha: float = 0.05, power: float = 0.8,
+                 largest: int = 10_000) -> int | None:  # fmt: skip
+    """The fewest seed pairs whose paired t-test detects a true difference of ``smallest_effect`` with
+    probability ``power``, for per-seed differences of standard deviation ``sd``:
+    the least n with (t_{1-α/2, n-1} + t_{power, n-1}) · sd / sqrt(n) <= δ. None beyond ``largest``.
+
+    Example:
+        >>> seeds_needed(sd=0.01, smallest_effect=0.01)
+        10
+    """
+    if not (smallest_effect > 0 and sd >= 0):
+        raise ValueError(f"seeds_needed: sd={sd!r} must be >= 0 and smallest_effect={smallest_effect!r} > 0")
+    for n in range(2, largest + 1):
+        factor = stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)
+        if factor * sd / math.sqrt(n) <= smallest_effect:
+            return n
+    return None
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """Adding seed pairs until the call is decided, with a false-call rate that stays at most ``alpha``.
+
+    Looks are taken after ``first`` pairs and after every further pair up to ``most``: K = most - first + 1
+    looks, each testing at α/K (the t-test for helped / hurt and, with δ, TOST for equivalent). By
+    Bonferroni's inequality the chance of any false call over all looks is at most α, whatever the
+    dependence between looks; stopping early can only lower it.
+    """
+
+    first: int = 3
+    most: int = 10
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.first <= self.most:
+            raise ValueError(f"sequential seeds: need 2 <= first ({self.first}) <= most ({self.most})")
+
+    @property
+    def looks(self) -> int:
+        return self.most - self.first + 1
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / self.looks
+
+    def decided(self, comparison: PairedComparison) -> bool:
+        """Whether the comparison (made at ``alpha_per_look``) settles the question."""
+        return comparison.verdict in ("helped", "hurt", "equivalent", "increased", "decreased")
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "Bonferroni over the planned looks", "first": self.first, "most": self.most,
+                "looks": self.looks, "alpha": self.alpha, "alpha_per_look": self.alpha_per_look}  # fmt: skip
