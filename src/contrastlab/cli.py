@@ -102,11 +102,26 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _verdict(args: argparse.Namespace) -> int:
-    from contrastlab.experiments.verdict import format_verdict, run_verdict
+    from contrastlab.experiments.verdict import format_verdict, plan_seeds, run_verdict
 
+    if args.plan is not None:
+        if not args.smallest_effect:
+            print("error: --plan needs --smallest-effect (the effect to detect)", file=sys.stderr)
+            return 2
+        for row in plan_seeds(args.plan, args.smallest_effect):
+            needed = row["seeds_needed"] if row["seeds_needed"] is not None else "more than 10,000"
+            print(f"{row['metric']}: {needed} seed pairs detect ±{row['smallest_effect']:.4g} with "
+                  f"{row['power']:.0%} power (sd of the per-seed differences {row['sd_of_differences']:.3g}, "
+                  f"from {row['pilot_seeds']} seeds)")  # fmt: skip
+        return 0
+    if args.recipe is None or not args.treatment:
+        print("error: verdict needs a RECIPE and --treatment (or --plan DIR)", file=sys.stderr)
+        return 2
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
     verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
-                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume)  # fmt: skip
+                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
+                          smallest_effect=args.smallest_effect, vary=args.vary.split(","),
+                          max_seeds=args.max_seeds)  # fmt: skip
     print(format_verdict(verdict))
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
@@ -196,6 +211,15 @@ def _summary(result: object) -> None:
         print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in result.test.items()))
 
 
+def _seeds(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrastlab", description="Contrastive representation learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,10 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verdict", parents=[plugin], help="did the treatment help? paired runs over seeds, with statistics"
     )
-    p.add_argument("recipe")
+    p.add_argument("recipe", nargs="?")
     p.add_argument("overrides", nargs="*", help="overrides applied to both arms")
-    p.add_argument("--treatment", action="append", required=True, help="e.g. objective.supcon.weight=0.2")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--treatment", action="append", help="e.g. objective.supcon.weight=0.2")
+    p.add_argument("--seeds", default="5", type=_seeds,
+                   help="seed pairs, or 'auto': add pairs until the call is decided (at most --max-seeds)")
+    p.add_argument("--max-seeds", type=int, default=10, help="the budget of --seeds auto (%(default)s)")
+    p.add_argument("--smallest-effect", action="append", metavar="DELTA",
+                   help="the smallest difference that matters: 0.01 (the primary metric), test.mae=0.05, or "
+                        "2%% (of each task metric's baseline); adds the equivalence test (repeatable)")
+    p.add_argument("--vary", default="init,order",
+                   help="sources of variance drawn anew per seed: init, order, split (default %(default)s)")
+    p.add_argument("--plan", metavar="DIR",
+                   help="read a finished verdict and print the seeds needed to detect --smallest-effect")
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
     p.add_argument("--overwrite", action="store_true", help="delete a verdict in --out and start over")
     p.add_argument("--resume", action="store_true",

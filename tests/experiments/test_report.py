@@ -50,8 +50,8 @@ def _images(html: str) -> list[bytes]:
 @pytest.mark.parametrize(
     ("kind", "expected_sections", "min_images"),
     [
-        ("verdict", ["Verdict", "Per seed", "Paired differences and intervals", "Curves",
-                     "Embeddings of both arms", "CKA between the arms"], 5),
+        ("verdict", ["Verdict", "Every metric", "Per seed", "Curves", "Embeddings of both arms",
+                     "CKA between the arms"], 5),
         ("sweep", ["Summary", "Grid", "Trials"], 1),
         ("comparison", ["Runs side by side", "Curves"], 1),
         ("run", ["Summary", "Training curves", "Train/val gap", "Representation diagnostics (test split)",
@@ -155,16 +155,26 @@ def test_report__renders_in_headless_chromium(results, tmp_path, kind):
             page.goto(path.as_uri(), wait_until="load")
             assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             assert page.evaluate("document.images.length") >= 1
-            # The sort script works: clicking the first header twice reverses the first table's rows.
-            first_column = (
-                "Array.from(document.querySelector('table').tBodies[0].rows, r => r.cells[0].dataset.sort)"
-            )
-            header = "table >> nth=0 >> th >> nth=0"
+            # The sort script works: clicking a header twice reverses the first table's rows (the metric's,
+            # which the verdict table has second, after the verdict).
+            column = 1 if kind == "verdict" else 0
+            rows = "document.querySelector('table').tBodies[0].rows"
+            first_column = f"Array.from({rows}, r => r.cells[{column}].dataset.sort)"
+            header = f"table >> nth=0 >> th >> nth={column}"
             page.click(header)
             ascending = page.evaluate(first_column)
             assert page.get_attribute(header, "aria-sort") == "ascending"
             page.click(header)
             assert page.evaluate(first_column) == ascending[::-1] and len(set(ascending)) > 1
+            # Nothing overflows the page sideways at 1280 px (wide tables scroll inside their box).
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            if kind == "verdict":  # the answer first: a badge above the fold, the verdict column first
+                badge = page.locator(".badge").first
+                box = badge.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 900 and badge.is_visible()
+                assert page.locator(".badge .word").first.inner_text().lower() in {
+                    "helped", "hurt", "no detectable effect", "equivalent", "inconclusive"}
+                assert page.locator("table >> nth=0 >> th >> nth=0").inner_text().startswith("verdict")
             screenshot = page.screenshot(full_page=True)
         finally:
             browser.close()

@@ -120,3 +120,51 @@ def test_compare_arms__metric_directions_come_from_the_registry():
     calls = {c["metric"]: c["verdict"] for c in compare_arms(per_arm)}
     assert calls == {"test.eer": "hurt", "test.impostor_cosine": "hurt", "test.auxiliary_mae": "hurt",
                      "test.accuracy": "helped", "test.my_metric": "increased"}  # fmt: skip
+
+
+def test_seed_overrides__each_source_of_variance_has_its_own_seed():
+    from contrastlab.experiments.verdict import seed_overrides
+
+    assert seed_overrides(4, ["init", "order"]) == ["trainer.seed=4"]
+    assert seed_overrides(4, ["init"]) == ["trainer.init_seed=4"]
+    assert seed_overrides(4, ["split", "order"]) == ["trainer.order_seed=4", "data.split_seed=4"]
+    with pytest.raises(ValueError, match=r"choose one or more of init, order, split"):
+        seed_overrides(4, ["dropout"])
+
+
+def test_verdict__vary_split_gives_each_seed_its_own_split_and_both_arms_the_same(tmp_path):
+    from contrastlab.experiments.verdict import run_verdict
+
+    recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
+    verdict = run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2, out_dir=out,
+                          progress=False, vary=["split"])  # fmt: skip
+    assert verdict["vary"] == ["split"]
+    splits = {(arm, k): json.loads((out / arm / f"seed{k}" / "split.json").read_text())
+              for arm in ("baseline", "treatment") for k in (0, 1)}  # fmt: skip
+    assert splits["baseline", 0] == splits["treatment", 0] and splits["baseline", 1] == splits["treatment", 1]
+    assert splits["baseline", 0] != splits["baseline", 1]
+    # init and order were not varied: both seeds of an arm start from the same weights
+    first = [load_checkpoint(out / "baseline" / f"seed{k}" / "checkpoints" / "last.pt")["config"]["trainer"]
+             for k in (0, 1)]  # fmt: skip
+    assert first[0]["seed"] == first[1]["seed"] and first[0]["init_seed"] is None
+
+
+def test_verdict__auto_seeds_stop_when_decided_and_say_so_with_equivalence(tmp_path, capsys):
+    recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
+    # A tiny weight moves accuracy a little, differently at each seed; a generous δ (0.2) lets TOST decide
+    # "equivalent" at the first look (3 seeds), each look at α/4.
+    args = ["verdict", str(recipe), "--treatment", "objective.supcon.weight=0.01", "--seeds", "auto",
+            "--max-seeds", "6", "--smallest-effect", "0.2", "--out", str(out)]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    verdict = json.loads((out / "verdict.json").read_text())
+    sequential = verdict["sequential"]
+    assert sequential["looks"] == 4 and sequential["alpha_per_look"] == pytest.approx(0.05 / 4)
+    assert sequential["decided"] and sequential["stopped_at"] == len(verdict["seeds"]) < 6
+    primary = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
+    assert primary["verdict"] == "equivalent" and verdict["smallest_effect"] == {verdict["primary"]: 0.2}
+    better = primary["probability_of_improvement"]
+    assert 0 <= better["low"] <= better["estimate"] <= better["high"] <= 1
+    assert "aso_epsilon" in primary and "Seeds added until decided" in printed
+    assert cli_main(["verdict", "--plan", str(out), "--smallest-effect", "test.loss=0.001"]) == 0
+    assert "seed pairs detect ±0.001" in capsys.readouterr().out

@@ -109,7 +109,8 @@ class PairedComparison:
         interval = (f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g}" if bounded else
                     f"{self.confidence:.0%} CI unbounded: every seed moved by the same amount")  # fmt: skip
         effect = (
-            f"{self.mean_difference:+.4g} {self.metric} (treatment - baseline; {interval}, "
+            f"{self.mean_difference if abs(self.mean_difference) >= 1e-7 else 0.0:+.4g} {self.metric} "
+            f"(treatment - baseline; {interval}, "
             f"{'paired t-test' if bounded or self.n >= 6 else 'exact sign-flip test'} p={self.p_value:.3g}"
             + (f", Holm-adjusted over the {self.family} metrics p={self.p_adjusted:.3g}"
                if self.p_adjusted is not None else "")
@@ -356,14 +357,19 @@ def almost_stochastic_order(
 ) -> float:  # fmt: skip
     """ε_min of "the treatment stochastically dominates the baseline" (Dror et al. 2019, via deepsig):
     0 is total dominance, 0.5 none; below :data:`ASO_THRESHOLD` the treatment is almost stochastically
-    better. ``num_comparisons`` applies deepsig's Bonferroni correction."""
+    better. ``num_comparisons`` applies deepsig's Bonferroni correction. Identical score distributions
+    (nothing to order) give 0.5."""
+    import warnings
+
     from deepsig import aso
 
     sign = 1.0 if higher_is_better else -1.0
     t = (sign * np.asarray(treatment, dtype=np.float64)).tolist()
     b = (sign * np.asarray(baseline, dtype=np.float64)).tolist()
-    return float(aso(t, b, confidence_level=confidence, num_comparisons=num_comparisons,
-                     num_bootstrap_iterations=500, show_progress=False, seed=seed))  # fmt: skip
+    with warnings.catch_warnings():  # identical distributions: deepsig warns of 0/0 and returns 0.5
+        warnings.filterwarnings("ignore", message="Division by zero encountered in violation ratio")
+        return float(aso(t, b, confidence_level=confidence, num_comparisons=num_comparisons,
+                         num_bootstrap_iterations=500, show_progress=False, seed=seed))  # fmt: skip
 
 
 def seeds_needed(sd: float, smallest_effect: float, *, alpha: float = 0.05, power: float = 0.8,

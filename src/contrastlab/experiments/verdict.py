@@ -12,17 +12,27 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from contrastlab.experiments.stats import PairedComparison, adjust_family, paired_comparison
+from contrastlab.experiments.stats import (
+    PairedComparison,
+    SequentialPlan,
+    adjust_family,
+    almost_stochastic_order,
+    paired_comparison,
+    probability_of_improvement,
+    seeds_needed,
+)
 from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
 
-__all__ = ["arm_run", "baseline_override", "compare_arms", "run_verdict"]
+__all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "plan_seeds", "run_verdict",
+           "seed_overrides", "smallest_effects"]
 
 #: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
 _DIAGNOSTICS = (
@@ -64,11 +74,76 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
         out[prefix] = float(value)
 
 
+#: The sources of variance a verdict can draw anew at each seed (Bouthillier et al. 2021): the initial
+#: weights and dropout, the batch order and augmentation draws, and the train/val/test split.
+SOURCES = ("init", "order", "split")
+
+
+def seed_overrides(seed: int, vary: Sequence[str]) -> list[str]:
+    """What one seed sets for the sources of variance in ``vary`` (the rest stay the recipe's).
+
+    Example:
+        >>> seed_overrides(3, ["init", "order"]), seed_overrides(3, ["order", "split"])
+        (['trainer.seed=3'], ['trainer.order_seed=3', 'data.split_seed=3'])
+    """
+    unknown = sorted(set(vary) - set(SOURCES))
+    if unknown or not vary:
+        raise ValueError(f"vary={list(vary)!r}; choose one or more of {', '.join(SOURCES)}")
+    out = []
+    if "init" in vary and "order" in vary:
+        out.append(f"trainer.seed={seed}")
+    elif "init" in vary:
+        out.append(f"trainer.init_seed={seed}")
+    elif "order" in vary:
+        out.append(f"trainer.order_seed={seed}")
+    if "split" in vary:
+        out.append(f"data.split_seed={seed}")
+    return out
+
+
+def smallest_effects(spec: float | str | dict[str, float] | Sequence[str] | None, primary: str,
+                     baseline: dict[str, list[float]]) -> dict[str, float]:  # fmt: skip
+    """δ per metric from what a user wrote: a number (the primary metric's, in its units), ``"P%"`` (P per
+    cent of each task metric's baseline mean), ``"metric=value"`` items, or a mapping.
+
+    Example:
+        >>> smallest_effects("test.accuracy=0.01", "test.accuracy", {"test.accuracy": [0.8, 0.9]})
+        {'test.accuracy': 0.01}
+        >>> smallest_effects("10%", "test.rmse", {"test.rmse": [2.0, 2.0], "test.mae": [1.0, 3.0]})
+        {'test.rmse': 0.2, 'test.mae': 0.2}
+    """
+    if spec is None:
+        return {}
+    items: list[Any] = [spec] if isinstance(spec, str | int | float) else list(spec)
+    if isinstance(spec, dict):
+        items = [f"{k}={v}" for k, v in spec.items()]
+    out: dict[str, float] = {}
+    for item in items:
+        text = str(item).strip()
+        if "=" in text:
+            metric, _, value = text.partition("=")
+            if metric not in baseline:
+                known = sorted(baseline)
+                raise ValueError(f"--smallest-effect {text}: no metric {metric!r}; metrics: {known}")
+            out[metric] = float(value)
+        elif text.endswith("%"):
+            share = float(text[:-1]) / 100
+            for metric, values in baseline.items():
+                if not metric.startswith("diagnostics."):
+                    out[metric] = share * abs(float(np.mean(values)))
+        else:
+            out[primary] = float(text)
+    bad = {m: d for m, d in out.items() if not d > 0}
+    if bad:
+        raise ValueError(f"--smallest-effect must be positive, got {bad}")
+    return out
+
+
 def run_verdict(
     recipe: str | Path | dict[str, Any],
     *,
     treatment: list[str],
-    seeds: int,
+    seeds: int | str,
     out_dir: str | Path,
     overrides: list[str] | None = None,
     first_seed: int = 0,
@@ -77,50 +152,87 @@ def run_verdict(
     resume: bool = False,
     model: Any = None,
     dataset: Any = None,
+    smallest_effect: float | str | dict[str, float] | Sequence[str] | None = None,
+    vary: Sequence[str] = ("init", "order"),
+    max_seeds: int = 10,
 ) -> dict[str, Any]:
-    """Trains both arms for ``seeds`` seeds into ``out_dir/{baseline,treatment}/seed<k>`` and writes
+    """Trains both arms seed by seed into ``out_dir/{baseline,treatment}/seed<k>`` and writes
     ``out_dir/verdict.json``; returns its content.
 
     Args:
+        seeds: How many seed pairs, or "auto": add pairs (3 first) until the primary metric's call is
+            decided (helped / hurt, or equivalent with ``smallest_effect``) or ``max_seeds`` are spent,
+            each look testing at α/K (:class:`~contrastlab.experiments.stats.SequentialPlan`).
+        smallest_effect: δ, the smallest difference that matters (see :func:`smallest_effects`): adds
+            the equivalence test; the calls become helped / hurt / equivalent / inconclusive.
+        vary: The sources of variance drawn anew at each seed (init, order, split; both arms of a seed
+            share them).
         overwrite: ``out_dir`` holds a verdict: delete it and start over.
         resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
-            that was cut short, train the rest (the same recipe, treatment, seeds and overrides only).
+            that was cut short, train the rest (the same request only).
         model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
             its own copy of the encoder, so both arms of a seed start from the same weights.
 
     Raises:
-        ValueError: fewer than 2 seeds, or no treatment.
+        ValueError: fewer than 2 seeds, no treatment, an unknown source of variance or metric.
         RunDirError: ``out_dir`` holds a verdict and neither flag is given, or ``resume`` with a different
             request; another process is writing it.
     """
-    if seeds < 2:
-        raise ValueError(f"a paired verdict needs at least 2 seeds, got {seeds}")
+    plan = SequentialPlan(first=3, most=max_seeds) if seeds == "auto" else None
+    if plan is None and (not isinstance(seeds, int) or seeds < 2):
+        raise ValueError(f"a paired verdict needs at least 2 seeds (or seeds='auto'), got {seeds!r}")
     if not treatment:
         raise ValueError("give at least one --treatment override, e.g. objective.supcon.weight=0.2")
     if overwrite and resume:
         raise ValueError("--overwrite starts the verdict over and --resume finishes it: give one of them")
+    seed_overrides(first_seed, vary)  # checks vary before any training
     if dataset is not None:
         from contrastlab.data.tables import as_dataset
 
         dataset = as_dataset(dataset)
+    config, _ = load_config(recipe, overrides)
+    primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
+    alpha = plan.alpha_per_look if plan is not None else 0.05
     out = RunDir(out_dir)
     with out.lock():
         request = {"recipe": _recipe_record(recipe), "treatment": treatment, "seeds": seeds,
-                   "first_seed": first_seed, "overrides": overrides or []}  # fmt: skip
+                   "first_seed": first_seed, "overrides": overrides or [], "vary": sorted(vary),
+                   "max_seeds": max_seeds if plan is not None else None}  # fmt: skip
         _prepare(out, request, overwrite=overwrite, resume=resume)
         base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
         arms = {"baseline": [*(overrides or []), *base_overrides],
                 "treatment": [*(overrides or []), *treatment]}  # fmt: skip
-        per_arm, stage_cka = _train_arms(recipe, out.path, arms, seeds, first_seed, progress, model, dataset)
-        comparisons = compare_arms(per_arm)
-        config, _ = load_config(recipe, overrides)
-        primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
+        trainer = _Arms(recipe, out.path, arms, vary, progress, model, dataset,
+                        total=2 * (plan.most if plan is not None else int(seeds)))  # fmt: skip
+        per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
+        stage_cka: list[dict[str, float]] = []
+        decided = False
+        for k in range(first_seed, first_seed + (plan.most if plan is not None else int(seeds))):
+            values, cka_row = trainer.seed(k)
+            for arm in per_arm:
+                per_arm[arm].append(values[arm])
+            stage_cka.append(cka_row)
+            if plan is not None and len(stage_cka) >= plan.first:
+                deltas = smallest_effects(smallest_effect, primary, _columns(per_arm["baseline"]))
+                look = _primary_comparison(per_arm, primary, deltas, alpha)
+                if look is not None and plan.decided(look):
+                    decided = True
+                    break
+        trainer.close()
+        deltas = smallest_effects(smallest_effect, primary, _columns(per_arm["baseline"]))
+        comparisons = compare_arms(per_arm, smallest_effect=deltas, alpha=alpha, primary=primary)
         stages = list(stage_cka[0])
+        seed_list = list(range(first_seed, first_seed + len(stage_cka)))
         verdict = {
             "recipe": _recipe_record(recipe),
             "treatment": treatment,
             "baseline": base_overrides or ["(recipe as written)"],
-            "seeds": list(range(first_seed, first_seed + seeds)),
+            "seeds": seed_list,
+            "vary": [v for v in SOURCES if v in vary],
+            "smallest_effect": deltas,
+            "alpha": alpha,
+            "sequential": None if plan is None else {**plan.describe(), "stopped_at": len(seed_list),
+                                                     "decided": decided},
             "primary": primary if any(c["metric"] == primary for c in comparisons) else None,
             "comparisons": comparisons,
             "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
@@ -128,6 +240,45 @@ def run_verdict(
         }
         write_json(verdict, out.path / "verdict.json")
     return verdict
+
+
+def plan_seeds(directory: str | Path, smallest_effect: float | str | dict[str, float] | Sequence[str],
+               *, power: float = 0.8, alpha: float = 0.05) -> list[dict[str, Any]]:  # fmt: skip
+    """How many seed pairs would detect an effect of δ at ``power``, per task metric of a finished verdict
+    (or a pilot one), from the spread of its per-seed differences.
+
+    Raises:
+        FileNotFoundError: no verdict.json in ``directory``.
+    """
+    path = Path(directory) / "verdict.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --plan reads a finished (or pilot) verdict")
+    verdict = json.loads(path.read_text())
+    task = [c for c in verdict["comparisons"] if c.get("family") == "task"]
+    baseline = {c["metric"]: c["baseline"] for c in task}
+    primary = verdict.get("primary") or (task[0]["metric"] if task else "")
+    rows = []
+    for metric, delta in smallest_effects(smallest_effect, primary, baseline).items():
+        c = next(c for c in task if c["metric"] == metric)
+        sd = float(np.std(c["differences"], ddof=1))
+        needed = seeds_needed(sd, delta, alpha=alpha, power=power)
+        rows.append({"metric": metric, "smallest_effect": delta, "sd_of_differences": sd,
+                     "pilot_seeds": c["n"], "seeds_needed": needed, "power": power})  # fmt: skip
+    return rows
+
+
+def _columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    return {name: [r[name] for r in rows] for name in rows[0] if all(name in r for r in rows)}
+
+
+def _primary_comparison(per_arm: dict[str, list[dict[str, float]]], primary: str, deltas: dict[str, float],
+                        alpha: float) -> PairedComparison | None:  # fmt: skip
+    base, treated = _columns(per_arm["baseline"]), _columns(per_arm["treatment"])
+    if primary not in base or primary not in treated:
+        return None
+    return paired_comparison(base[primary], treated[primary], metric=primary,
+                             higher_is_better=direction(primary), alpha=alpha, confidence=1 - alpha,
+                             smallest_effect=deltas.get(primary))  # fmt: skip
 
 
 def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
@@ -154,59 +305,63 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: b
     write_json(request, recorded)
 
 
-def _train_arms(
-    recipe: str | Path | dict[str, Any],
-    out: Path,
-    arms: dict[str, list[str]],
-    seeds: int,
-    first_seed: int,
-    progress: bool | None,
-    model: Any = None,
-    dataset: Any = None,
-) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
-    """Every seed's two runs, each arm with its overrides (complete runs are read back, a cut-short one
-    resumed), and their diagnostics."""
-    from contrastlab.train.diagnose import diagnose_run
+class _Arms:
+    """Trains one seed's two runs (complete runs are read back, a cut-short one resumed), with their
+    diagnostics and the stage CKA between them."""
 
-    per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
-    stage_cka: list[dict[str, float]] = []
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = _VerdictBar(2 * seeds, enabled=show)
-    for k in range(first_seed, first_seed + seeds):
-        for arm, arm_overrides in arms.items():
-            config, raw = load_config(recipe, [*arm_overrides, f"trainer.seed={k}"])
-            run = arm_run(out, arm, k)
-            bar.start(f"{arm} seed {k}", config.trainer.epochs)
+    def __init__(self, recipe: str | Path | dict[str, Any], out: Path, arms: dict[str, list[str]],
+                 vary: Sequence[str], progress: bool | None, model: Any, dataset: Any,
+                 total: int) -> None:  # fmt: skip
+        self.recipe, self.out, self.arms, self.vary = recipe, out, arms, vary
+        self.model, self.dataset = model, dataset
+        self.show = sys.stderr.isatty() if progress is None else progress
+        self.bar = _VerdictBar(total, enabled=self.show)
+
+    def seed(self, k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        from contrastlab.train.diagnose import diagnose_run
+
+        values: dict[str, dict[str, float]] = {}
+        for arm, arm_overrides in self.arms.items():
+            config, raw = load_config(self.recipe, [*arm_overrides, *seed_overrides(k, self.vary)])
+            run = arm_run(self.out, arm, k)
+            self.bar.start(f"{arm} seed {k}", config.trainer.epochs)
             if run.is_complete():  # a resumed verdict keeps what finished
                 metrics = json.loads(run.metrics.read_text())
                 test, best = metrics["test"], metrics["best"]
             else:
-                if not show:
+                if not self.show:
                     print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
                           file=sys.stderr)  # fmt: skip
                 result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
-                               quiet=show, on_epoch=bar.epoch, resume=run.last.is_file(),
-                               overwrite=run.holds_run(), model=model, dataset=dataset)  # fmt: skip
+                               quiet=self.show, on_epoch=self.bar.epoch, resume=run.last.is_file(),
+                               overwrite=run.holds_run(), model=self.model, dataset=self.dataset)  # fmt: skip
                 test, best = result.test, result.best
-            values = {f"test.{m}": v for m, v in test.items()}
-            values.update({f"best_val.{best['metric']}": best["value"]})
-            diag = diagnose_run(run.path, split="test", plots=False, dataset=dataset)
+            row = {f"test.{m}": v for m, v in test.items()}
+            row.update({f"best_val.{best['metric']}": best["value"]})
+            diag = diagnose_run(run.path, split="test", plots=False, dataset=self.dataset)
             flat: dict[str, float] = {}
             _flatten("", diag["embedding"], flat)
-            values.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
-            per_arm[arm].append(values)
-            bar.done()
-        treated, baseline = arm_run(out, "treatment", k).path, arm_run(out, "baseline", k).path
-        diag = diagnose_run(treated, split="test", against=baseline, model=model, dataset=dataset)
-        stage_cka.append(diag["comparison"]["stage_cka"])
-    bar.close()
-    return per_arm, stage_cka
+            row.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
+            values[arm] = row
+            self.bar.done()
+        treated, baseline = arm_run(self.out, "treatment", k).path, arm_run(self.out, "baseline", k).path
+        diag = diagnose_run(treated, split="test", against=baseline, model=self.model, dataset=self.dataset)
+        return values, diag["comparison"]["stage_cka"]
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def compare_arms(per_arm: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+def compare_arms(
+    per_arm: dict[str, list[dict[str, float]]], *, smallest_effect: dict[str, float] | None = None,
+    alpha: float = 0.05, primary: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Paired comparisons of every metric both arms have at every seed, in two Holm-corrected families: the
-    task metrics (the question asked) and the diagnostics. Directions come from :mod:`contrastlab.metrics`."""
+    task metrics (the question asked) and the diagnostics. Directions come from :mod:`contrastlab.metrics`.
+    Each carries the probability of improvement (with its interval); the primary metric also ASO's ε_min
+    (a bootstrap of about 2 s a metric)."""
     families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
+    deltas = smallest_effect or {}
     for name in per_arm["baseline"][0]:
         if not all(name in row for rows in per_arm.values() for row in rows):
             continue
@@ -216,10 +371,23 @@ def compare_arms(per_arm: dict[str, list[dict[str, float]]]) -> list[dict[str, A
                 [r[name] for r in per_arm["treatment"]],
                 metric=name,
                 higher_is_better=direction(name),
+                alpha=alpha,
+                confidence=1 - alpha,
+                smallest_effect=deltas.get(name),
             )
         )
-    return [c.to_dict() for family, members in families.items()
-            for c in adjust_family(members, family=family)]  # fmt: skip
+    out = []
+    for family, members in families.items():
+        for c in adjust_family(members, family=family, alpha=alpha):
+            row = c.to_dict()
+            better, pair = c.higher_is_better, (c.baseline, c.treatment)
+            if better is not None:
+                estimate, low, high = probability_of_improvement(*pair, higher_is_better=better)
+                row["probability_of_improvement"] = {"estimate": estimate, "low": low, "high": high}
+                if c.metric == primary:
+                    row["aso_epsilon"] = almost_stochastic_order(*pair, higher_is_better=better)
+            out.append(row)
+    return out
 
 
 class _VerdictBar:
@@ -253,22 +421,35 @@ class _VerdictBar:
 
 def format_verdict(verdict: dict[str, Any]) -> str:
     """The verdict as a plain-text table, task metrics first, the primary metric's sentence last."""
-    rows = [("metric", "baseline", "treatment", "diff [95% CI]", "p", "p (Holm)", "verdict")]
+    level = f"{(1 - verdict.get('alpha', 0.05)) * 100:.3f}".rstrip("0").rstrip(".")
+    header = ("metric", "baseline", "treatment", f"diff [{level}% CI]", "p", "p (Holm)", "P(better)",
+              "verdict")
+    rows = [header]
     for c in verdict["comparisons"]:
         call = c.get("call", c["verdict"])
-        if c["verdict"] == "no detectable effect":
+        if c["verdict"] in ("no detectable effect", "inconclusive"):
             call += f" (MDE ±{c['minimum_detectable_effect']:.2g})" if c["minimum_detectable_effect"] else ""
         bounds = (f"[{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None
                   else "[unbounded]")  # fmt: skip
         interval = f"{c['mean_difference']:+.3g} {bounds}"
         mean_b, mean_t = f"{np.mean(c['baseline']):.4g}", f"{np.mean(c['treatment']):.4g}"
         adjusted = "" if c.get("p_adjusted") is None else f"{c['p_adjusted']:.3g}"
-        rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", adjusted, call))
+        better = c.get("probability_of_improvement")
+        share = "" if better is None else f"{better['estimate']:.2f}"
+        rows.append((c["metric"], mean_b, mean_t, interval, f"{c['p_value']:.3g}", adjusted, share, call))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     cka = ", ".join(f"{s} {v:.3f}" for s, v in verdict["stage_cka_mean"].items())
     lines.append(f"\nCKA baseline vs treatment per stage (mean over seeds): {cka}")
+    lines.append(f"Varied per seed: {', '.join(verdict.get('vary', ['init', 'order']))}; seeds "
+                 f"{verdict['seeds'][0]}..{verdict['seeds'][-1]}")  # fmt: skip
+    sequential = verdict.get("sequential")
+    if sequential:
+        outcome = "decided" if sequential["decided"] else "budget spent, undecided"
+        lines.append(f"Seeds added until decided: stopped at {sequential['stopped_at']} of at most "
+                     f"{sequential['most']} ({outcome}); each of {sequential['looks']} looks tested at "
+                     f"α={sequential['alpha_per_look']:.3g}")  # fmt: skip
     primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
     if primary is not None:
         lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")

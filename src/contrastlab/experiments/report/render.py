@@ -60,8 +60,21 @@ class Headline:
 
 
 @dataclass
+class Badge:
+    """The answer for one primary metric, in large type: the call, the effect and which way is better."""
+
+    word: str
+    metric: str
+    effect: str
+    interval: str
+    better: str
+    css: str = ""
+
+
+@dataclass
 class Section:
     title: str
+    badges: list[Badge] = field(default_factory=list)
     headlines: list[Headline] = field(default_factory=list)
     paragraphs: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
@@ -96,7 +109,33 @@ def _figure(draw: Callable[[BinaryIO], None], caption: str) -> Figure:
 
 
 def _verdict_css(verdict: str) -> str:
-    return {"helped": "helped", "hurt": "hurt"}.get(verdict, "none")
+    return {"helped": "helped", "hurt": "hurt", "equivalent": "equivalent"}.get(verdict, "none")
+
+
+def _tidy(value: float) -> float:
+    """A difference with its float noise (below 1e-7 of one) shown as the 0 it is."""
+    return 0.0 if abs(value) < 1e-7 else value
+
+
+def _badge(c: dict[str, Any], alpha: float) -> Badge:
+    """A verdict comparison as a badge: "helped", "+0.012 test.accuracy", its interval, the better way."""
+    level = f"{(1 - alpha) * 100:.3f}".rstrip("0").rstrip(".")
+    if c["ci_low"] is None or c["ci_high"] is None:
+        interval = f"{level}% CI unbounded (every seed moved alike)"
+    else:
+        interval = f"{level}% CI {_tidy(c['ci_low']):+.3g} to {_tidy(c['ci_high']):+.3g}"
+    if c.get("smallest_effect"):
+        interval += f"; smallest effect that matters ±{c['smallest_effect']:.3g}"
+    better_share = c.get("probability_of_improvement")
+    if better_share:
+        interval += (f"; P(treatment better) {better_share['estimate']:.2f} "
+                     f"[{better_share['low']:.2f}, {better_share['high']:.2f}]")  # fmt: skip
+    if c.get("aso_epsilon") is not None:
+        interval += f"; ASO ε_min {c['aso_epsilon']:.2f} (< 0.2: almost stochastically better)"
+    better = {True: "higher is better", False: "lower is better", None: "no better direction"}
+    return Badge(word=c["verdict"], metric=c["metric"], effect=f"{_tidy(c['mean_difference']):+.4g}",
+                 interval=interval, better=better[c["higher_is_better"]],
+                 css=_verdict_css(c["verdict"]))  # fmt: skip
 
 
 # --- a single run ---------------------------------------------------------------------------------------
@@ -280,9 +319,26 @@ def _verdict_sections(directory: Path) -> list[Section]:
         "share the split and the initial weights."
     )
     primary = verdict.get("primary")
+    alpha = float(verdict.get("alpha", 0.05))
     for c in comparisons:
         if c["metric"] == primary or (primary is None and c["metric"].startswith("test.")):
+            summary.badges.append(_badge(c, alpha))
             summary.headlines.append(Headline(f"{c['metric']}: {c['sentence']}", _verdict_css(c["verdict"])))
+    summary.figures.append(
+        _figure(lambda f: _plot_forest(comparisons, f),
+                "every metric's paired difference with its interval, as a share of the baseline mean and "
+                "turned so that right is better (metrics with no better direction as measured); colour: the "
+                "call")
+    )  # fmt: skip
+    varied = ", ".join(verdict.get("vary", ["init", "order"]))
+    summary.paragraphs.append(f"Drawn anew at each seed (the same in both arms): {varied}.")
+    sequential = verdict.get("sequential")
+    if sequential:
+        summary.paragraphs.append(
+            f"Seeds were added until the call was decided: {sequential['stopped_at']} of at most "
+            f"{sequential['most']}, each of {sequential['looks']} looks tested at α = "
+            f"{sequential['alpha_per_look']:.3g} (Bonferroni over the looks), so intervals are at that level."
+        )
     if any(c.get("p_adjusted") is not None for c in comparisons):
         summary.paragraphs.append(
             "Verdicts are called on Holm-adjusted p-values, within the task metrics and within the "
@@ -293,39 +349,44 @@ def _verdict_sections(directory: Path) -> list[Section]:
     rows = []
     for c in comparisons:
         mde = c["minimum_detectable_effect"] if c["minimum_detectable_effect"] is not None else ""
+        bounded = c["ci_low"] is not None and c["ci_high"] is not None
+        interval = f"{_tidy(c['ci_low']):+.3g} to {_tidy(c['ci_high']):+.3g}" if bounded else "unbounded"
         rows.append(
             [
-                _cell(c["metric"]),
+                _cell(c.get("call", c["verdict"]), css=_verdict_css(c["verdict"])),
+                _cell(c["metric"], css="name"),
                 _cell(float(np.mean(c["baseline"]))),
                 _cell(float(np.mean(c["treatment"]))),
-                _cell(c["mean_difference"], digits=3),
-                _cell(c["ci_low"] if c["ci_low"] is not None else "unbounded", digits=3),
-                _cell(c["ci_high"] if c["ci_high"] is not None else "unbounded", digits=3),
+                _cell(_tidy(c["mean_difference"]), digits=3),
+                Cell(text=interval, sort=repr(c["ci_low"] if bounded else float("-inf"))),
                 _cell(c["p_value"], digits=3),
                 _cell(c["p_adjusted"] if c.get("p_adjusted") is not None else "", digits=3),
                 _cell(mde, digits=3),
-                _cell(c.get("call", c["verdict"]), css=_verdict_css(c["verdict"])),
+                _cell(c["probability_of_improvement"]["estimate"] if c.get("probability_of_improvement")
+                      else "", digits=2),
             ]
-        )
-    summary.tables.append(
+        )  # fmt: skip
+    level = f"{(1 - alpha) * 100:.3f}".rstrip("0").rstrip(".")
+    every = Section("Every metric")
+    every.tables.append(
         Table(
             [
+                "verdict",
                 "metric",
                 "baseline",
                 "treatment",
                 "difference",
-                "95% CI low",
-                "95% CI high",
+                f"{level}% CI",
                 "p (paired t)",
                 "p (Holm)",
                 "detectable effect",
-                "verdict",
+                "P(better)",
             ],
             rows,
             caption="means over seeds; difference = treatment - baseline",
         )
     )
-    sections = [summary]
+    sections = [summary, every]
 
     per_seed = Section("Per seed")
     columns = ["metric", "arm", *(f"seed {s}" for s in seeds)]
@@ -338,16 +399,6 @@ def _verdict_sections(directory: Path) -> list[Section]:
         )
     per_seed.tables.append(Table(columns, seed_rows))
     sections.append(per_seed)
-
-    intervals = Section("Paired differences and intervals")
-    intervals.figures.append(
-        _figure(
-            lambda f: _plot_intervals(comparisons, f),
-            "per-seed differences (dots), their mean (bar) and the bootstrap 95% interval; "
-            "the dashed line is no difference",
-        )
-    )
-    sections.append(intervals)
 
     histories: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "treatment": []}
     for arm in histories:
@@ -427,37 +478,44 @@ def _verdict_sections(directory: Path) -> list[Section]:
     return sections
 
 
-def _plot_intervals(comparisons: list[dict[str, Any]], path: str | BinaryIO) -> None:
+def _plot_forest(comparisons: list[dict[str, Any]], path: str | BinaryIO) -> None:
+    """One forest plot: a row per metric, a panel per family (task, diagnostic) with one shared axis each:
+    the difference and its interval in % of the baseline mean, turned so that right is better."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = 3
-    rows = max(1, -(-len(comparisons) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 1.5 * rows + 0.4), squeeze=False)
-    colors = {"helped": "#1b7f3b", "hurt": "#b3261e", "increased": "#1f5fa8", "decreased": "#1f5fa8"}
-    for ax, c in zip(axes.flat, comparisons, strict=False):
-        color = colors.get(c["verdict"], "#5d6678")
-        ax.axvline(0.0, color="black", linestyle="--", linewidth=0.8)
-        if c["ci_low"] is not None and c["ci_high"] is not None:  # an unbounded interval has no bar
-            ax.errorbar(
-                [c["mean_difference"]],
-                [0],
-                xerr=[[c["mean_difference"] - c["ci_low"]], [c["ci_high"] - c["mean_difference"]]],
-                fmt="s",
-                color=color,
-                capsize=5,
-            )
-        ax.scatter(
-            c["differences"], np.linspace(-0.25, 0.25, len(c["differences"])), s=12, color=color, alpha=0.6
-        )
-        ax.set_ylim(-0.6, 0.6)
-        ax.set_yticks([])
-        ax.set_title(f"{c['metric']}: {c['verdict']}", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
-    for ax in list(axes.flat)[len(comparisons) :]:
-        ax.axis("off")
+    colors = {"helped": "#1b7f3b", "hurt": "#b3261e", "equivalent": "#1f5fa8"}
+    grouped: dict[str, list[dict[str, Any]]] = {"task": [], "diagnostic": []}
+    for c in comparisons:
+        grouped[c.get("family") or "task"].append(c)
+    families = [(f, rows) for f, rows in grouped.items() if rows]
+    heights = [max(1, len(rows)) for _, rows in families]
+    fig, axes = plt.subplots(len(families), 1, figsize=(9.5, 0.34 * sum(heights) + 1.4 * len(families)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for ax, (family, rows) in zip(axes[:, 0], families, strict=True):
+        labels = []
+        for i, c in enumerate(reversed(rows)):
+            scale = abs(float(np.mean(c["baseline"])))
+            sign = -1.0 if c["higher_is_better"] is False else 1.0
+            unit = 100.0 * sign / scale if scale > 1e-12 else float("nan")
+            color = colors.get(c["verdict"], "#5d6678")
+            mid = c["mean_difference"] * unit
+            if c["ci_low"] is not None and c["ci_high"] is not None and np.isfinite(mid):
+                low, high = sorted((c["ci_low"] * unit, c["ci_high"] * unit))
+                ax.plot([low, high], [i, i], color=color, linewidth=2.2)
+            if np.isfinite(mid):
+                ax.plot([mid], [i], "o", color=color, markersize=5)
+            arrow = {True: "↑", False: "↓", None: "·"}[c["higher_is_better"]]
+            labels.append(f"{c['metric']} {arrow}  {c.get('call', c['verdict'])}")
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(rows)), labels, fontsize=8.5)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.tick_params(axis="x", labelsize=8.5)
+        ax.set_xlabel("treatment - baseline, % of the baseline mean   (worse ←   → better)", fontsize=9)
+        ax.set_title(f"{family} metrics", fontsize=10, loc="left")
+        ax.grid(axis="x", color="#e5e7eb", linewidth=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
