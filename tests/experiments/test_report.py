@@ -50,12 +50,12 @@ def _images(html: str) -> list[bytes]:
 @pytest.mark.parametrize(
     ("kind", "expected_sections", "min_images"),
     [
-        ("verdict", ["Verdict", "Every metric", "Per seed", "Curves", "Embeddings of both arms",
-                     "CKA between the arms"], 5),
+        ("verdict", ["Verdict", "What was compared", "Every metric", "Per seed", "Curves",
+                     "Embeddings of both arms", "CKA between the arms", "Run metadata"], 5),
         ("sweep", ["Summary", "Grid", "Trials"], 1),
-        ("comparison", ["Runs side by side", "Curves"], 1),
+        ("comparison", ["Runs side by side", "What was compared", "Curves", "Run metadata"], 1),
         ("run", ["Summary", "Training curves", "Train/val gap", "Representation diagnostics (test split)",
-                 "Embedding projection"], 2),
+                 "Embedding projection", "Run metadata"], 2),
     ],
 )  # fmt: skip
 def test_report__every_kind_has_its_sections_and_embedded_images(
@@ -155,12 +155,12 @@ def test_report__renders_in_headless_chromium(results, tmp_path, kind):
             page.goto(path.as_uri(), wait_until="load")
             assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             assert page.evaluate("document.images.length") >= 1
-            # The sort script works: clicking a header twice reverses the first table's rows (the metric's,
-            # which the verdict table has second, after the verdict).
-            column = 1 if kind == "verdict" else 0
-            rows = "document.querySelector('table').tBodies[0].rows"
+            # The sort script works: clicking a header twice reverses its table's rows (the main table's
+            # metric column; the verdict table has it second, after the verdict).
+            table, column = ("#every-metric table", 1) if kind == "verdict" else ("table", 0)
+            rows = f"document.querySelector('{table}').tBodies[0].rows"
             first_column = f"Array.from({rows}, r => r.cells[{column}].dataset.sort)"
-            header = f"table >> nth=0 >> th >> nth={column}"
+            header = f"{table} >> nth=0 >> th >> nth={column}"
             page.click(header)
             ascending = page.evaluate(first_column)
             assert page.get_attribute(header, "aria-sort") == "ascending"
@@ -174,7 +174,9 @@ def test_report__renders_in_headless_chromium(results, tmp_path, kind):
                 assert box is not None and box["y"] + box["height"] <= 900 and badge.is_visible()
                 assert page.locator(".badge .word").first.inner_text().lower() in {
                     "helped", "hurt", "no detectable effect", "equivalent", "inconclusive"}
-                assert page.locator("table >> nth=0 >> th >> nth=0").inner_text().startswith("verdict")
+                assert page.locator("#every-metric th >> nth=0").inner_text().startswith("verdict")
+                assert "objective.supcon.weight" in page.locator("#what-was-compared").inner_text()
+                assert "torch_threads" in page.locator("#run-metadata").inner_text()
             screenshot = page.screenshot(full_page=True)
         finally:
             browser.close()

@@ -24,7 +24,7 @@ from typing import IO
 
 from contrastlab._io import is_temporary
 
-__all__ = ["RunDir", "RunDirError", "check_run_name"]
+__all__ = ["RunDir", "RunDirError", "check_run_name", "run_metadata"]
 
 
 class RunDirError(RuntimeError):
@@ -52,6 +52,35 @@ def check_run_name(name: str, what: str = "name") -> str:
 # Processes may hold a lock more than once (the CLI locks before --overwrite removes a run, then train()
 # locks again): open lock files by path, with a count.
 _held: dict[Path, tuple[IO[str], int]] = {}
+
+
+def run_metadata() -> dict[str, object]:
+    """Where and how a run was made, for its config.yaml: versions, torch threads, host, command line, start
+    time, and the git commit of the working directory when it is a repository (None otherwise)."""
+    import datetime
+    import platform
+    import subprocess
+
+    import torch
+
+    from contrastlab import __version__
+
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                               check=False)  # fmt: skip
+        commit = found.stdout.strip() if found.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "contrastlab": __version__,
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "command": list(sys.argv),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit,
+    }
 
 
 class RunDir:

@@ -39,7 +39,7 @@ from contrastlab.train.config import ConfigError, TrainConfig
 from contrastlab.train.evaluate import evaluate, predict, predict_views
 from contrastlab.train.guard import Guard, TrainingDiverged
 from contrastlab.train.loop import EpochLog, StepState, train_epoch
-from contrastlab.train.rundir import RunDir, RunDirError
+from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "train"]
 
@@ -181,7 +181,7 @@ def _train(
     state.config = config.model_dump(mode="json")
     if is_main:
         write_yaml({"config": state.config, "raw": raw_config or {}, "overrides": state.overrides_log,
-                    "plugins": plugins.loaded()}, run.config)  # fmt: skip
+                    "plugins": plugins.loaded(), "meta": run_metadata()}, run.config)  # fmt: skip
         write_json({k: v.tolist() for k, v in p.split.items()}, run.split)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet

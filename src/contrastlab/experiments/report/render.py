@@ -138,6 +138,69 @@ def _badge(c: dict[str, Any], alpha: float) -> Badge:
                  css=_verdict_css(c["verdict"]))  # fmt: skip
 
 
+# --- what was compared, and where it ran ----------------------------------------------------------------
+
+
+def _recorded(run: Path) -> dict[str, Any]:
+    """A run's config.yaml (empty when it has none, e.g. a baseline written by an older version)."""
+    import yaml
+
+    files = RunDir(run)
+    return (yaml.safe_load(files.config.read_text()) or {}) if files.config.is_file() else {}
+
+
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def _config_diff(runs: dict[str, Path], ignore: tuple[str, ...] = ()) -> Section | None:
+    """The config keys whose values differ between the runs, a column per run; None when they agree."""
+    flat: dict[str, dict[str, Any]] = {}
+    for name, run in runs.items():
+        values: dict[str, Any] = {}
+        _flat("", _recorded(run).get("config", {}), values)
+        flat[name] = values
+    keys = sorted({k for values in flat.values() for k in values})
+    differing = [k for k in keys if k not in ignore and len({repr(v.get(k)) for v in flat.values()}) > 1]
+    if not differing:
+        return None
+    section = Section("What was compared")
+    rows = [[_cell(k, css="name"), *(_cell(str(flat[n].get(k, "(not set)"))) for n in runs)]
+            for k in differing]  # fmt: skip
+    caption = "the settings that differ; all others agree"
+    section.tables.append(Table(["config key", *runs], rows, caption=caption))
+    return section
+
+
+def _metadata(runs: dict[str, Path]) -> Section | None:
+    """Where and how each run was made (versions, threads, host, command, start, git commit, duration)."""
+    metas: dict[str, dict[str, Any]] = {}
+    for name, run in runs.items():
+        meta = _recorded(run).get("meta")
+        if meta:
+            metas[name] = meta
+    if not metas:
+        return None
+    section = Section("Run metadata")
+    keys = ["contrastlab", "torch", "torch_threads", "python", "host", "started", "git_commit", "command"]
+    rows = []
+    for name, meta in metas.items():
+        history = RunDir(runs[name]).history
+        seconds = None
+        if history.is_file():
+            seconds = sum(float(r.get("seconds", 0) or 0) for r in read_history(history))
+        cells = [" ".join(meta[k]) if k == "command" and isinstance(meta.get(k), list) else meta.get(k, "")
+                 for k in keys]  # fmt: skip
+        rows.append([_cell(name, css="name"), *(_cell(str(c if c is not None else "")) for c in cells),
+                     _cell(seconds if seconds is not None else "", digits=3)])  # fmt: skip
+    section.tables.append(Table(["run", *keys, "training seconds"], rows))
+    return section
+
+
 # --- a single run ---------------------------------------------------------------------------------------
 
 
@@ -200,6 +263,9 @@ def _run_sections(run: Path) -> list[Section]:
             )
         )
         sections.append(section)
+    meta = _metadata({run.name: run})
+    if meta is not None:
+        sections.append(meta)
     return sections
 
 
@@ -237,6 +303,10 @@ def _comparison_sections(directory: Path) -> list[Section]:
     )
     section.tables.append(Table(columns, [[_cell(r.get(c, "")) for c in columns] for r in table_rows]))
     sections = [section]
+    paths = {run["run"]: Path(run["path"]) for run in result["runs"]}
+    diff = _config_diff(paths)
+    if diff is not None:
+        sections.append(diff)
     histories = {}
     missing = []
     for run in result["runs"]:
@@ -251,6 +321,9 @@ def _comparison_sections(directory: Path) -> list[Section]:
     if missing:
         curves.notes.append(f"no history.csv for {', '.join(missing)} (a baseline, or a moved run directory)")
     sections.append(curves)
+    meta = _metadata(paths)
+    if meta is not None:
+        sections.append(meta)
     return sections
 
 
@@ -386,7 +459,12 @@ def _verdict_sections(directory: Path) -> list[Section]:
             caption="means over seeds; difference = treatment - baseline",
         )
     )
-    sections = [summary, every]
+    sections = [summary]
+    first = {arm: arm_run(directory, arm, seeds[0]).path for arm in ("baseline", "treatment")}
+    diff = _config_diff(first)
+    if diff is not None:
+        sections.append(diff)
+    sections.append(every)
 
     per_seed = Section("Per seed")
     columns = ["metric", "arm", *(f"seed {s}" for s in seeds)]
@@ -475,6 +553,10 @@ def _verdict_sections(directory: Path) -> list[Section]:
                     )
                 )
         sections.append(cka)
+    meta = _metadata({f"{arm} seed {k}": arm_run(directory, arm, k).path for k in seeds
+                      for arm in ("baseline", "treatment")})  # fmt: skip
+    if meta is not None:
+        sections.append(meta)
     return sections
 
 
