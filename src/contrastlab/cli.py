@@ -114,8 +114,11 @@ def _verdict(args: argparse.Namespace) -> int:
                   f"{row['power']:.0%} power (sd of the per-seed differences {row['sd_of_differences']:.3g}, "
                   f"from {row['pilot_seeds']} seeds)")  # fmt: skip
         return 0
+    if args.recipes:
+        return _verdicts(args)
     if args.recipe is None or not args.treatment:
-        print("error: verdict needs a RECIPE and --treatment (or --plan DIR)", file=sys.stderr)
+        print("error: verdict needs a RECIPE (or --recipes ...) and --treatment, or --plan DIR",
+              file=sys.stderr)  # fmt: skip
         return 2
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
     verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
@@ -124,6 +127,30 @@ def _verdict(args: argparse.Namespace) -> int:
                           max_seeds=args.max_seeds)  # fmt: skip
     print(format_verdict(verdict))
     print(f"\nwrote {out / 'verdict.json'}")
+    return 0
+
+
+def _verdicts(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.verdict import run_verdicts
+
+    if args.recipe is not None or not args.treatment:
+        print("error: --recipes takes every recipe (no RECIPE before it) and needs --treatment",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out = Path(args.out or Path("verdicts") / "recipes")
+    result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, seeds=args.seeds,
+                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
+                          smallest_effect=args.smallest_effect, vary=args.vary.split(","),
+                          max_seeds=args.max_seeds)  # fmt: skip
+    for row in result["per_recipe"]:
+        print(f"{row['recipe']}: {row['call']} ({row['metric']} {row['mean_difference']:+.4g}, "
+              f"p={row['p_value']:.3g}, Holm across recipes p={row['p_holm_recipes']:.3g})")  # fmt: skip
+    agg = result["aggregate"]
+    iqm, better = agg["iqm_normalised_difference"], agg["probability_of_improvement"]
+    print(f"across {agg['recipes']} recipes: IQM of the differences {iqm['estimate']:+.2%} of baseline "
+          f"[{iqm['low']:+.2%}, {iqm['high']:+.2%}], P(treatment better) {better['estimate']:.2f} "
+          f"[{better['low']:.2f}, {better['high']:.2f}]")  # fmt: skip
+    print(f"wrote {out / 'verdicts.json'}")
     return 0
 
 
@@ -300,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "2%% (of each task metric's baseline); adds the equivalence test (repeatable)")
     p.add_argument("--vary", default="init,order",
                    help="sources of variance drawn anew per seed: init, order, split (default %(default)s)")
+    p.add_argument("--recipes", nargs="+", metavar="RECIPE",
+                   help="one verdict per recipe, Holm across them and an aggregate (IQM, P(improvement))")
     p.add_argument("--plan", metavar="DIR",
                    help="read a finished verdict and print the seeds needed to detect --smallest-effect")
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -168,3 +169,42 @@ def test_verdict__auto_seeds_stop_when_decided_and_say_so_with_equivalence(tmp_p
     assert "aso_epsilon" in primary and "Seeds added until decided" in printed
     assert cli_main(["verdict", "--plan", str(out), "--smallest-effect", "test.loss=0.001"]) == 0
     assert "seed pairs detect ±0.001" in capsys.readouterr().out
+
+
+def test_verdict__many_recipes_holm_across_them_and_an_aggregate(tmp_path, capsys):
+    from contrastlab.experiments.verdict import iqm
+
+    recipes = []
+    for name, noise in (("easy", 0.5), ("hard", 2.0)):
+        raw = {**TINY, "name": name, "data": {**TINY["data"], "options": {**TINY["data"]["options"],
+                                                                          "noise": noise}},
+               "trainer": {**TINY["trainer"], "epochs": 2}}  # fmt: skip
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        recipes.append(str(tmp_path / f"{name}.yaml"))
+    out = tmp_path / "many"
+    args = ["verdict", "--recipes", *recipes, "--treatment", "objective.supcon.weight=0.5", "--seeds", "2",
+            "--out", str(out)]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "verdicts.json").read_text())
+    assert [r["recipe"] for r in result["per_recipe"]] == ["easy", "hard"]
+    assert (out / "easy" / "verdict.json").is_file() and (out / "hard" / "verdict.json").is_file()
+    # Holm across the two recipes: the larger p is unchanged or raised, never lowered
+    p = sorted(r["p_value"] for r in result["per_recipe"])
+    holm = sorted(r["p_holm_recipes"] for r in result["per_recipe"])
+    assert holm[0] == pytest.approx(min(1.0, 2 * p[0])) and holm[1] >= p[1]
+    agg = result["aggregate"]
+    for part in ("iqm_normalised_difference", "probability_of_improvement"):
+        assert agg[part]["low"] <= agg[part]["estimate"] <= agg[part]["high"]
+    # the IQM is of every seed's difference as a share of its recipe's baseline, positive = better
+    shares = []
+    for name in ("easy", "hard"):
+        verdict = json.loads((out / name / "verdict.json").read_text())
+        c = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
+        shares += [d / abs(sum(c["baseline"]) / len(c["baseline"])) for d in c["differences"]]
+    assert agg["iqm_normalised_difference"]["estimate"] == pytest.approx(iqm(np.array(shares)))
+    assert "across 2 recipes" in printed
+    from contrastlab.experiments.report import build_report
+
+    report = build_report(out)
+    assert report.kind == "verdicts" and "IQM" in report.sections[0].headlines[0].text

@@ -58,6 +58,7 @@ __all__ = [
     "adjust_family",
     "almost_stochastic_order",
     "holm_adjust",
+    "improvement_share",
     "paired_comparison",
     "probability_of_improvement",
     "seeds_needed",
@@ -337,18 +338,24 @@ def probability_of_improvement(
     b, t = np.asarray(baseline, dtype=np.float64), np.asarray(treatment, dtype=np.float64)
     if b.ndim != 1 or t.ndim != 1 or b.size < 1 or t.size < 1:
         raise ValueError("baseline and treatment must be non-empty lists of values")
-    sign = 1.0 if higher_is_better else -1.0
-
-    def share(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # x: (..., n), y: (..., m) -> (...,)
-        diff = sign * (x[..., :, None] - y[..., None, :])
-        wins: np.ndarray = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
-        return wins
-
-    estimate = float(share(t, b))
+    estimate = float(improvement_share(b, t, higher_is_better))
     rng = np.random.default_rng(seed)
-    boot = share(t[rng.integers(0, t.size, (n_boot, t.size))], b[rng.integers(0, b.size, (n_boot, b.size))])
+    resampled = b[rng.integers(0, b.size, (n_boot, b.size))], t[rng.integers(0, t.size, (n_boot, t.size))]
+    boot = improvement_share(*resampled, higher_is_better)
     tail = (1 - confidence) / 2
     return estimate, float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+
+
+def improvement_share(baseline: np.ndarray, treatment: np.ndarray,
+                      higher_is_better: bool = True) -> np.ndarray:  # fmt: skip
+    """The share of (treatment run, baseline run) pairs in which the treatment is better, ties counting half.
+
+    Shape:
+        - baseline: (..., m); treatment: (..., n) (leading dimensions broadcast); returns (...).
+    """
+    diff = (treatment[..., :, None] - baseline[..., None, :]) * (1.0 if higher_is_better else -1.0)
+    wins: np.ndarray = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
+    return wins
 
 
 def almost_stochastic_order(

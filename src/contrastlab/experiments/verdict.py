@@ -23,6 +23,8 @@ from contrastlab.experiments.stats import (
     SequentialPlan,
     adjust_family,
     almost_stochastic_order,
+    holm_adjust,
+    improvement_share,
     paired_comparison,
     probability_of_improvement,
     seeds_needed,
@@ -30,9 +32,10 @@ from contrastlab.experiments.stats import (
 from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
+from contrastlab.train.config import recipe_name
 
-__all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "plan_seeds", "run_verdict",
-           "seed_overrides", "smallest_effects"]
+__all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "iqm", "plan_seeds", "run_verdict",
+           "run_verdicts", "seed_overrides", "smallest_effects"]
 
 #: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
 _DIAGNOSTICS = (
@@ -454,3 +457,90 @@ def format_verdict(verdict: dict[str, Any]) -> str:
     if primary is not None:
         lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")
     return "\n".join(lines)
+
+
+def run_verdicts(recipes: Sequence[str | Path], *, out_dir: str | Path, seed: int = 0, n_boot: int = 2000,
+                 **options: Any) -> dict[str, Any]:  # fmt: skip
+    """One verdict per recipe (into ``out_dir/<recipe name>``, with the same treatment and options), Holm
+    across the recipes' primary metrics, and rliable's aggregate view across them: the interquartile mean
+    (IQM) of the per-seed differences as a share of each recipe's baseline mean, turned so that positive is
+    better, and the probability of improvement averaged over recipes, both with stratified bootstrap
+    intervals (seeds resampled within each recipe). Writes ``out_dir/verdicts.json``.
+
+    Raises:
+        ValueError: fewer than two recipes, or two with the same name.
+    """
+    names = [recipe_name(r) for r in recipes]
+    if len(recipes) < 2:
+        raise ValueError("--recipes needs at least two recipes (one recipe: contrastlab verdict RECIPE)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--recipes: two recipes share a name ({names}); each gets out_dir/<name>")
+    out = Path(out_dir)
+    primaries: list[dict[str, Any]] = []
+    for recipe, name in zip(recipes, names, strict=True):
+        verdict = run_verdict(recipe, out_dir=out / name, **options)
+        primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict["primary"]), None)
+        if primary is None:
+            raise ValueError(f"recipe {name}: no primary metric to aggregate (its early-stopping metric)")
+        primaries.append({"recipe": name, **primary})
+    adjusted = holm_adjust([c["p_value"] for c in primaries])
+    alpha = 0.05
+    rows = []
+    for c, p_adj in zip(primaries, adjusted, strict=True):
+        call = c["verdict"]
+        if call in ("helped", "hurt", "increased", "decreased") and p_adj >= alpha:
+            call = "no detectable effect after Holm across recipes"
+        rows.append({"recipe": c["recipe"], "metric": c["metric"], "mean_difference": c["mean_difference"],
+                     "p_value": c["p_value"], "p_holm_recipes": p_adj, "verdict": c["verdict"], "call": call,
+                     "sentence": c["sentence"]})  # fmt: skip
+    aggregate = _aggregate(primaries, seed=seed, n_boot=n_boot)
+    result = {"recipes": [str(r) if not isinstance(r, dict) else r for r in recipes], "per_recipe": rows,
+              "aggregate": aggregate}  # fmt: skip
+    write_json(result, out / "verdicts.json")
+    return result
+
+
+def _normalised(c: dict[str, Any]) -> np.ndarray:
+    """A recipe's per-seed differences as a share of its baseline mean, positive = better."""
+    scale = abs(float(np.mean(c["baseline"]))) or 1.0
+    sign = -1.0 if c["higher_is_better"] is False else 1.0
+    return sign * np.asarray(c["differences"], dtype=np.float64) / scale
+
+
+def iqm(values: np.ndarray) -> float:
+    """The interquartile mean: the mean of the middle 50% of the values (rliable; scipy's trim_mean 0.25).
+
+    Example:
+        >>> iqm(np.array([0.0, 1.0, 2.0, 3.0, 100.0, -100.0, 1.5, 2.5]))
+        1.75
+    """
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(values, 0.25))
+
+
+def _aggregate(primaries: list[dict[str, Any]], *, seed: int, n_boot: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    diffs = [_normalised(c) for c in primaries]
+    better = [float(improvement_share(np.asarray(c["baseline"]), np.asarray(c["treatment"]),
+                                      c["higher_is_better"] is not False)) for c in primaries]  # fmt: skip
+    boot_iqm, boot_poi = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):  # stratified: each recipe's seeds resampled within it
+        picks = [rng.integers(0, d.size, d.size) for d in diffs]
+        boot_iqm[b] = iqm(np.concatenate([d[i] for d, i in zip(diffs, picks, strict=True)]))
+        shares = []
+        for c, i in zip(primaries, picks, strict=True):
+            base, treat = np.asarray(c["baseline"])[i], np.asarray(c["treatment"])[i]
+            shares.append(float(improvement_share(base, treat, c["higher_is_better"] is not False)))
+        boot_poi[b] = float(np.mean(shares))
+    return {
+        "iqm_normalised_difference": {"estimate": iqm(np.concatenate(diffs)),
+                                      "low": float(np.quantile(boot_iqm, 0.025)),
+                                      "high": float(np.quantile(boot_iqm, 0.975))},
+        "probability_of_improvement": {"estimate": float(np.mean(better)),
+                                       "low": float(np.quantile(boot_poi, 0.025)),
+                                       "high": float(np.quantile(boot_poi, 0.975))},
+        "recipes": len(primaries),
+        "note": "differences as a share of each recipe's baseline mean, positive = better; intervals: "
+                "stratified bootstrap (seeds within recipes), 95%",
+    }  # fmt: skip

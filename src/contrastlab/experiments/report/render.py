@@ -26,6 +26,7 @@ from contrastlab.train.rundir import RunDir
 __all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
 
 _KINDS = (
+    ("verdicts.json", "verdicts"),
     ("verdict.json", "verdict"),
     ("sweep.json", "sweep"),
     ("compare.json", "comparison"),
@@ -671,9 +672,39 @@ def _plot_arm_projections(
     plt.close(fig)
 
 
+# --- verdicts over several recipes ---------------------------------------------------------------------
+
+
+def _verdicts_sections(directory: Path) -> list[Section]:
+    result = json.loads((directory / "verdicts.json").read_text())
+    agg = result["aggregate"]
+    iqm, better = agg["iqm_normalised_difference"], agg["probability_of_improvement"]
+    summary = Section("Across recipes")
+    summary.headlines.append(Headline(
+        f"IQM of the per-seed differences: {iqm['estimate']:+.2%} of the baseline "
+        f"[{iqm['low']:+.2%}, {iqm['high']:+.2%}]; P(treatment better) {better['estimate']:.2f} "
+        f"[{better['low']:.2f}, {better['high']:.2f}] over {agg['recipes']} recipes"))  # fmt: skip
+    summary.paragraphs.append(
+        "Each recipe's primary metric, its per-seed differences as a share of the recipe's baseline mean "
+        "(positive = better); the interquartile mean and the probability of improvement averaged over "
+        "recipes, with stratified bootstrap 95% intervals (rliable's aggregate view). Calls are "
+        "Holm-adjusted across recipes."
+    )
+    rows = [[_cell(r["call"], css=_verdict_css(r["verdict"])), _cell(r["recipe"], css="name"),
+             _cell(r["metric"], css="name"), _cell(r["mean_difference"], digits=3),
+             _cell(r["p_value"], digits=3), _cell(r["p_holm_recipes"], digits=3)]
+            for r in result["per_recipe"]]  # fmt: skip
+    columns = ["verdict", "recipe", "metric", "difference", "p", "p (Holm, recipes)"]
+    summary.tables.append(Table(columns, rows))
+    where = ", ".join(f"{r['recipe']}/verdict.json" for r in result["per_recipe"])
+    summary.notes.append(f"Each recipe's verdict and its runs: {where}")
+    return [summary]
+
+
 # --- entry points ---------------------------------------------------------------------------------------
 
 _BUILDERS: dict[str, Callable[[Path], list[Section]]] = {
+    "verdicts": _verdicts_sections,
     "verdict": _verdict_sections,
     "sweep": _sweep_sections,
     "comparison": _comparison_sections,
