@@ -102,10 +102,13 @@ def plot_projection(
             raise ImportError("UMAP projections need umap-learn: pip install umap-learn") from None
         xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    scatter = ax.scatter(
-        xy[:, 0], xy[:, 1], c=None if targets is None else np.asarray(targets), s=8, cmap="tab10"
-    )
-    if targets is not None:
+    labels = None if targets is None else np.asarray(targets)
+    # Class labels (a few integers) get a legend of discrete colours; anything else a colour bar.
+    classes = labels is not None and labels.dtype.kind in "iub" and len(np.unique(labels)) <= 20
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=8, cmap="tab20" if classes else "viridis")
+    if classes:
+        ax.legend(*scatter.legend_elements(), fontsize=7, title="class", title_fontsize=7, loc="best")
+    elif labels is not None:
         fig.colorbar(scatter, ax=ax, fraction=0.046)
     ax.set_title(title or f"{method.upper()} of {x.shape[0]} embeddings")
     ax.set_xticks([])

@@ -480,17 +480,21 @@ def _verdict_sections(directory: Path) -> list[Section]:
     sections.append(per_seed)
 
     histories: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "treatment": []}
+    best_epochs: dict[str, list[int]] = {"baseline": [], "treatment": []}
     for arm in histories:
         for s in seeds:
-            path = arm_run(directory, arm, s).history
-            if path.is_file():
-                histories[arm].append(read_history(path))
+            run = arm_run(directory, arm, s)
+            if run.history.is_file():
+                histories[arm].append(read_history(run.history))
+            if run.metrics.is_file():
+                best_epochs[arm].append(int(json.loads(run.metrics.read_text())["best"]["epoch"]))
     if histories["baseline"] and histories["treatment"]:
         curves = Section("Curves")
         curves.figures.append(
             _figure(
-                lambda f: _plot_arm_curves(histories, f),
-                "every seed of both arms; baseline blue, treatment orange",
+                lambda f: _plot_arm_curves(histories, best_epochs, f),
+                "each arm's mean over seeds (line) and lowest to highest seed (band); ticks: each "
+                "seed's best epoch; baseline blue, treatment orange",
             )
         )
         sections.append(curves)
@@ -604,11 +608,14 @@ def _plot_forest(comparisons: list[dict[str, Any]], path: str | BinaryIO) -> Non
     plt.close(fig)
 
 
-def _plot_arm_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str | BinaryIO) -> None:
+def _plot_arm_curves(histories: dict[str, list[list[dict[str, Any]]]], best: dict[str, list[int]],
+                     path: str | BinaryIO) -> None:  # fmt: skip
+    """Each arm's mean over seeds per epoch with a min-max band, and each seed's best epoch as a tick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     first = histories["treatment"][0][0]
     columns = [
@@ -623,24 +630,36 @@ def _plot_arm_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str
     colors = {"baseline": "#1f77b4", "treatment": "#ff7f0e"}
     for ax, column in zip(axes.flat, columns, strict=False):
         for arm, runs in histories.items():
-            for k, history in enumerate(runs):
-                points = [(r["epoch"], r[column]) for r in history if isinstance(r.get(column), float)]
-                if points:
-                    ax.plot(
-                        *zip(*points, strict=True),
-                        color=colors[arm],
-                        alpha=0.7,
-                        linewidth=1,
-                        label=arm if k == 0 else None,
-                    )
+            # Mean over seeds at each epoch, with a band from the lowest to the highest seed (seeds that
+            # stopped early drop out of the later epochs).
+            by_epoch: dict[int, list[float]] = {}
+            for history in runs:
+                for r in history:
+                    value = r.get(column)
+                    if isinstance(value, float) and np.isfinite(value):
+                        by_epoch.setdefault(int(r["epoch"]), []).append(value)
+            if not by_epoch:
+                continue
+            epochs = sorted(by_epoch)
+            values = [np.asarray(by_epoch[e]) for e in epochs]
+            label = f"{arm} (mean of {len(runs)} seeds, band min-max)"
+            ax.plot(epochs, [v.mean() for v in values], color=colors[arm], linewidth=1.6, label=label)
+            ax.fill_between(epochs, [v.min() for v in values], [v.max() for v in values], color=colors[arm],
+                            alpha=0.18, linewidth=0)  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(column, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         if column == "lr":
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(columns) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    for ax in list(axes.flat)[: len(columns)]:
+        for arm, epochs in best.items():  # each seed's best epoch, as ticks along the bottom
+            ax.plot(epochs, [0.02] * len(epochs), "|", color=colors[arm], markersize=8,
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
