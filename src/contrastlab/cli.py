@@ -124,7 +124,7 @@ def _verdict(args: argparse.Namespace) -> int:
     verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
                           overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds)  # fmt: skip
+                          max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
     print(format_verdict(verdict))
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "2%% (of each task metric's baseline); adds the equivalence test (repeatable)")
     p.add_argument("--vary", default="init,order",
                    help="sources of variance drawn anew per seed: init, order, split (default %(default)s)")
+    p.add_argument("--storage", help="an Optuna RDB URL (PostgreSQL) shared by several verdict workers: "
+                                      "each seed pair runs once, in one of them")  # fmt: skip
     p.add_argument("--recipes", nargs="+", metavar="RECIPE",
                    help="one verdict per recipe, Holm across them and an aggregate (IQM, P(improvement))")
     p.add_argument("--plan", metavar="DIR",

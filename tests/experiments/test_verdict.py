@@ -208,3 +208,27 @@ def test_verdict__many_recipes_holm_across_them_and_an_aggregate(tmp_path, capsy
 
     report = build_report(out)
     assert report.kind == "verdicts" and "IQM" in report.sections[0].headlines[0].text
+
+
+def test_verdict__two_workers_share_its_seed_pairs_through_postgresql(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.postgres import postgres_server
+
+    recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
+    with postgres_server() as url:
+        command = [sys.executable, "-m", "contrastlab", "verdict", str(recipe), "--treatment",
+                   "objective.supcon.weight=0.5", "--seeds", "3", "--out", str(out),
+                   "--storage", url]  # fmt: skip
+        # Files, not pipes: a worker blocked on a full pipe would hold its seed and stall the other.
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        workers = [subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=400) == 0, log.read_text()[-3000:]
+    trained = [re.findall(r"\[verdict\] (baseline|treatment) seed (\d+)", log.read_text()) for log in logs]
+    every = sorted(run for runs in trained for run in runs)
+    assert every == sorted((arm, str(k)) for arm in ("baseline", "treatment") for k in range(3))  # each once
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["seeds"] == [0, 1, 2] and len(verdict["comparisons"][0]["baseline"]) == 3

@@ -9,6 +9,7 @@ a :func:`paired_comparison`, and the two arms' best checkpoints are compared sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -158,6 +159,7 @@ def run_verdict(
     smallest_effect: float | str | dict[str, float] | Sequence[str] | None = None,
     vary: Sequence[str] = ("init", "order"),
     max_seeds: int = 10,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """Trains both arms seed by seed into ``out_dir/{baseline,treatment}/seed<k>`` and writes
     ``out_dir/verdict.json``; returns its content.
@@ -170,6 +172,9 @@ def run_verdict(
             the equivalence test; the calls become helped / hurt / equivalent / inconclusive.
         vary: The sources of variance drawn anew at each seed (init, order, split; both arms of a seed
             share them).
+        storage: An Optuna RDB URL (PostgreSQL) that several workers share: each seed pair is trained by
+            exactly one of them (a silent worker's pair is run again after the sweep's grace period), and
+            every worker then writes the same verdict.json. The verdict directory must be shared too.
         overwrite: ``out_dir`` holds a verdict: delete it and start over.
         resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
             that was cut short, train the rest (the same request only).
@@ -196,17 +201,24 @@ def run_verdict(
     config, _ = load_config(recipe, overrides)
     primary = f"test.{config.trainer.early_stopping.monitor.split('/')[-1]}"
     alpha = plan.alpha_per_look if plan is not None else 0.05
+    if storage is not None and plan is not None:
+        raise ValueError("--storage shares a fixed number of seeds among workers; give --seeds N, not auto")
     out = RunDir(out_dir)
-    with out.lock():
-        request = {"recipe": _recipe_record(recipe), "treatment": treatment, "seeds": seeds,
-                   "first_seed": first_seed, "overrides": overrides or [], "vary": sorted(vary),
-                   "max_seeds": max_seeds if plan is not None else None}  # fmt: skip
-        _prepare(out, request, overwrite=overwrite, resume=resume)
+    request = {"recipe": _recipe_record(recipe), "treatment": treatment, "seeds": seeds,
+               "first_seed": first_seed, "overrides": overrides or [], "vary": sorted(vary),
+               "max_seeds": max_seeds if plan is not None else None}  # fmt: skip
+    with out.lock():  # workers sharing --storage join the verdict their request matches
+        _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
+    # One process at a time writes a verdict directory; workers sharing --storage write its runs together
+    # (each run directory has its own lock) and each writes the same verdict.json at the end.
+    with out.lock() if storage is None else contextlib.nullcontext():
         base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
         arms = {"baseline": [*(overrides or []), *base_overrides],
                 "treatment": [*(overrides or []), *treatment]}  # fmt: skip
         trainer = _Arms(recipe, out.path, arms, vary, progress, model, dataset,
                         total=2 * (plan.most if plan is not None else int(seeds)))  # fmt: skip
+        if storage is not None:
+            _share_seeds(storage, out.path, list(range(first_seed, first_seed + int(seeds))), trainer)
         per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
         stage_cka: list[dict[str, float]] = []
         decided = False
@@ -268,6 +280,20 @@ def plan_seeds(directory: str | Path, smallest_effect: float | str | dict[str, f
         rows.append({"metric": metric, "smallest_effect": delta, "sd_of_differences": sd,
                      "pilot_seeds": c["n"], "seeds_needed": needed, "power": power})  # fmt: skip
     return rows
+
+
+def _share_seeds(storage: str, out: Path, seeds: list[int], trainer: _Arms) -> None:
+    """Trains every seed pair exactly once across the workers sharing ``storage`` (the sweep's mechanism:
+    an Optuna study whose trials are the seeds, claimed row-locked, with heartbeats)."""
+    from contrastlab.experiments.sweep import _open_study, _run_grid
+
+    study, rdb = _open_study(storage, name=f"verdict:{out.resolve()}", shared=True, direction="minimize")
+
+    def objective(trial: Any) -> float:
+        trainer.seed(int(trial.suggest_categorical("seed", seeds)))  # the enqueued seed
+        return 0.0
+
+    _run_grid(study, rdb, [{"seed": k} for k in seeds], objective, shared=True)
 
 
 def _columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
