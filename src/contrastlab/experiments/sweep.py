@@ -282,6 +282,29 @@ def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) 
     return {"monitor": monitor, "mode": mode, "params": params, "trials": rows, "best": best}
 
 
+def colour_range(values: Any, least: float = 0.05) -> tuple[float, float]:
+    """The colour scale of a heatmap of one-seed values: their range, widened around its middle to at least
+    ``least`` of their mean's size, so that differences smaller than that (within seed noise, typically) do
+    not fill the whole scale. NaN cells are ignored.
+
+    Example:
+        >>> [round(v, 5) for v in colour_range([0.800, 0.801])]  # 5% of 0.8005 around the middle
+        [0.78049, 0.82051]
+        >>> [round(v, 5) for v in colour_range([0.2, 0.9])]  # a wide range stays as it is
+        [0.2, 0.9]
+    """
+    import numpy as np
+
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    span = max(hi - lo, least * abs(float(finite.mean())), 1e-12)
+    middle = (lo + hi) / 2
+    return middle - span / 2, middle + span / 2
+
+
 def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
     """The monitored metric over the swept values: a line for one parameter, a heatmap (the λ x τ grid)
     for two or more (rows and columns are the first two parameters; a cell shows the best completed trial
@@ -312,7 +335,8 @@ def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
             i, j = rows.index(trial["params"][k_rows]), cols.index(trial["params"][k_cols])
             grid[i, j] = trial["value"] if np.isnan(grid[i, j]) else better(grid[i, j], trial["value"])
         fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(cols), 1.2 + 0.8 * len(rows)))
-        im = ax.imshow(grid, cmap="viridis" if result["mode"] == "max" else "viridis_r")
+        low, high = colour_range(grid)
+        im = ax.imshow(grid, cmap="viridis" if result["mode"] == "max" else "viridis_r", vmin=low, vmax=high)
         ax.set_xticks(range(len(cols)), [str(c) for c in cols])
         ax.set_yticks(range(len(rows)), [str(r) for r in rows])
         ax.set_xlabel(k_cols)

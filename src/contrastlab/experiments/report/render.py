@@ -351,7 +351,9 @@ def _sweep_sections(directory: Path) -> list[Section]:
     if any(s == "COMPLETE" for s in states):
         figure = Section("Grid" if len(params) > 1 else "Metric by value")
         caption = (
-            f"best {result['monitor']} per cell, {params[0]} x {params[1]}"
+            f"best {result['monitor']} per cell, {params[0]} x {params[1]}; one seed per cell, so a "
+            "difference within the seed-to-seed spread is not evidence (a verdict measures it); the colours "
+            "span at least 5% of the mean"
             if len(params) > 1
             else f"best {result['monitor']} per value of {params[0]}"
         )
