@@ -177,6 +177,9 @@ def test_report__renders_in_headless_chromium(results, tmp_path, kind):
                 assert page.locator("#every-metric th >> nth=0").inner_text().startswith("verdict")
                 assert "objective.supcon.weight" in page.locator("#what-was-compared").inner_text()
                 assert "torch_threads" in page.locator("#run-metadata").inner_text()
+                href = page.locator("#per-seed .links a").first.get_attribute("href")
+                run = results["verdict"] / "baseline" / "seed0"  # the report is elsewhere: links follow it
+                assert href is not None and (path.parent / href).resolve() == run.resolve()
             screenshot = page.screenshot(full_page=True)
         finally:
             browser.close()

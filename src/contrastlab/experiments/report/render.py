@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import io
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,18 @@ class Badge:
 
 
 @dataclass
+class Link:
+    """A link to a file of the result (its path relative to the result's directory)."""
+
+    text: str
+    path: str
+
+
+@dataclass
 class Section:
     title: str
     badges: list[Badge] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
     headlines: list[Headline] = field(default_factory=list)
     paragraphs: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
@@ -479,6 +489,12 @@ def _verdict_sections(directory: Path) -> list[Section]:
             [_cell(c["metric"]), _cell("difference"), *(_cell(v, digits=3) for v in c["differences"])]
         )
     per_seed.tables.append(Table(columns, seed_rows))
+    for k in seeds:
+        for arm in ("baseline", "treatment"):
+            run = arm_run(directory, arm, k)
+            per_seed.links.append(Link(f"{arm} seed {k}", f"{arm}/seed{k}/"))
+            if (run.path / "report.html").is_file():
+                per_seed.links.append(Link("(its report)", f"{arm}/seed{k}/report.html"))
     sections.append(per_seed)
 
     histories: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "treatment": []}
@@ -717,8 +733,8 @@ def _verdicts_sections(directory: Path) -> list[Section]:
             for r in result["per_recipe"]]  # fmt: skip
     columns = ["verdict", "recipe", "metric", "difference", "p", "p (Holm, recipes)"]
     summary.tables.append(Table(columns, rows))
-    where = ", ".join(f"{r['recipe']}/verdict.json" for r in result["per_recipe"])
-    summary.notes.append(f"Each recipe's verdict and its runs: {where}")
+    for r in result["per_recipe"]:
+        summary.links.append(Link(f"{r['recipe']}: its verdict and runs", f"{r['recipe']}/"))
     return [summary]
 
 
@@ -776,9 +792,14 @@ def render_html(report: Report) -> str:
 
 
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
-    """Renders the report of ``directory`` into ``out`` (default ``DIR/report.html``), atomically."""
+    """Renders the report of ``directory`` into ``out`` (default ``DIR/report.html``), atomically. Links to
+    the result's files are relative to where the report is written."""
     report = build_report(directory)
     target = Path(out) if out is not None else Path(directory) / "report.html"
+    base = os.path.relpath(Path(directory).resolve(), target.resolve().parent)
+    for section in report.sections:
+        for link in section.links:
+            link.path = Path(base, link.path).as_posix() if base != "." else link.path
     with atomic_write(target, "wb") as handle:
         handle.write(render_html(report).encode("utf-8"))
     return target
