@@ -33,6 +33,7 @@ def test_demo__verdict_table_and_report_from_the_cli(tmp_path, capsys):
     assert metrics >= {"test.rmse", "test.mae", "diagnostics.probes.ridge.r2"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "test.rmse" in html and html.count("data:image/png;base64,") >= 5
+    assert '<div class="badge' in html and "paired difference with its interval" in html  # badge, forest plot
     # The baseline arm trained on clean molecules only: no contrastive term was computed.
     header = (out / "baseline" / "seed0" / "history.csv").read_text().splitlines()[0]
     assert "train/nt_xent" not in header
