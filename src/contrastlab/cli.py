@@ -248,8 +248,12 @@ def _seeds(text: str) -> int | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from contrastlab import __version__
+
     parser = argparse.ArgumentParser(prog="contrastlab", description="Contrastive representation learning.")
+    parser.add_argument("--version", action="version", version=f"contrastlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.set_defaults(commands=sub.choices)
     plugin = argparse.ArgumentParser(add_help=False)
     plugin.add_argument("--plugin", action="append", metavar="PATH_OR_MODULE",
                         help="a .py file or module that registers models, datasets or metrics (repeatable)")
@@ -373,8 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with a command's positional arguments (its overrides) allowed anywhere after the
+    command, before, between or after its flags (``parse_intermixed_args``, which argparse offers per
+    parser but not across subparsers)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands: dict[str, argparse.ArgumentParser] = parser.get_default("commands")
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, --version, or argparse's error naming the commands
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         plugins.load_entry_points()
         plugins.load_plugins(getattr(args, "plugin", None) or [])

@@ -1,0 +1,39 @@
+"""Command-line conventions: overrides anywhere after the command, --version."""
+
+from __future__ import annotations
+
+import pytest
+
+from contrastlab import __version__
+from contrastlab.cli import main as cli_main
+from contrastlab.cli import parse_args
+
+# Each command with an override and flags, the override written last: the same line with the override
+# moved anywhere after the recipe (before, between or after the flags) must parse to the same arguments.
+LINES = {
+    "train": (["r.yaml", "--name", "n", "--overwrite"], "trainer.epochs=2"),
+    "resume": (["runs/r", "--plugin", "p.py"], "trainer.epochs=9"),
+    "sweep": (["r.yaml", "--param", "objective.supcon.weight=0.1,0.2", "--no-prune"], "trainer.epochs=2"),
+    "verdict": (["r.yaml", "--treatment", "objective.supcon.weight=0.2", "--seeds", "3"], "trainer.epochs=2"),
+    "demo": (["--seeds", "2", "--out", "d"], "trainer.epochs=2"),
+    "baseline": (["r.yaml", "--kind", "tfidf_lr", "--seeds", "2"], "data.split_seed=1"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(LINES))
+def test_overrides_may_come_anywhere_after_the_command(command):
+    words, override = LINES[command]
+    last = parse_args([command, *words, override])
+    assert last.overrides == [override]
+    start = 0 if words[0].startswith("--") else 1  # after the recipe (or run directory), which comes first
+    for at in range(start, len(words) + 1):  # the override before, between and after every flag
+        moved = [command, *words[:at], override, *words[at:]]
+        if at and words[at - 1].startswith("--") and words[at - 1] not in ("--overwrite", "--no-prune"):
+            continue  # right after a flag that takes a value, it would be that value
+        assert vars(parse_args(moved)) == vars(last), moved
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        cli_main(["--version"])
+    assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"contrastlab {__version__}"
