@@ -37,3 +37,4 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_code:
         cli_main(["--version"])
     assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"contrastlab {__version__}"
+

@@ -277,7 +277,11 @@ class TrainerConfig(_Strict):
     #: the augmentation draws). The split has its own, ``data.split_seed``.
     init_seed: int | None = None
     order_seed: int | None = None
+    #: "auto": cuda when there is one, then mps, then cpu.
     device: str = "cpu"
+    #: torch's intra-op threads for the process (None: what torch picks). On a machine busier than its cores,
+    #: fewer threads are often much faster for small batches.
+    threads: int | None = Field(default=None, ge=1)
 
     @property
     def resolved_init_seed(self) -> int:
@@ -292,10 +296,12 @@ class TrainerConfig(_Strict):
     def _a_torch_device(cls, device: str) -> str:
         import torch
 
+        if device == "auto":
+            return device
         try:
             torch.device(device)
         except RuntimeError:
-            raise ValueError(f"{device!r} is not a device; expected cpu, cuda, cuda:1, mps, ...") from None
+            raise ValueError(f"{device!r} is not a device; expected auto, cpu, cuda, cuda:1, mps") from None
         return device
 
 

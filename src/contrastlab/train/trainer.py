@@ -41,7 +41,7 @@ from contrastlab.train.guard import Guard, TrainingDiverged
 from contrastlab.train.loop import EpochLog, StepState, train_epoch
 from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
-__all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "train"]
+__all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "resolve_device", "train"]
 
 
 @dataclass
@@ -164,7 +164,8 @@ def _train(
     dataset: Any = None,
 ) -> RunResult:
     tc = config.trainer
-    device = torch.device(tc.device)
+    device = resolve_device(tc.device)
+    _set_threads(tc.threads, quiet)
     rank, world = distributed.init_from_environment(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -236,6 +237,30 @@ def _train(
     if not is_main:
         return RunResult(run.path, state.history, state.best, state.stopped_early)
     return _finish(run, p, config, state)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``trainer.device``: "auto" is cuda when available, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _set_threads(threads: int | None, quiet: bool) -> None:
+    """``trainer.threads``; without it, one line when the machine is busier than its cores (where fewer
+    threads than torch picks are often faster)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+        return
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if not quiet and load > cores and torch.get_num_threads() > 1:
+        print(f"note: the machine is busy (load {load:.1f} on {cores} cores); trainer.threads=1 may train "
+              "faster", file=sys.stderr)  # fmt: skip
 
 
 def _epoch_row(p: Parts, config: TrainConfig, epoch: int, log: EpochLog, started: float) -> dict[str, Any]:
