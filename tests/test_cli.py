@@ -38,3 +38,19 @@ def test_version(capsys):
         cli_main(["--version"])
     assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"contrastlab {__version__}"
 
+
+
+def test_config_prints_the_resolved_configuration_with_every_default(capsys, tmp_path):
+    import yaml
+
+    from contrastlab.train import load_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nobjective: {supcon: {weight: 0.2}}\ntrainer: {views: {count: 2}}\n")
+    assert cli_main(["config", str(recipe), "trainer.epochs=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    expected, _ = load_config(recipe, ["trainer.epochs=3"])
+    assert printed == expected.model_dump(mode="json")
+    assert printed["trainer"]["epochs"] == 3 and printed["objective"]["supcon"]["temperature"] == 0.1
+    assert cli_main(["config", "trainer.epochs=4"]) == 0  # no recipe: the defaults
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["epochs"] == 4

@@ -185,7 +185,10 @@ def _baseline(args: argparse.Namespace) -> int:
     from contrastlab.experiments import baselines
     from contrastlab.train import load_config
 
-    config, _ = load_config(args.recipe, args.overrides)
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe, *overrides]  # only overrides of the defaults
+    config, _ = load_config(recipe, overrides)
     kinds = args.kind
     if not kinds:
         data = get_dataset(config.data.name, **config.data.options)
@@ -212,18 +215,46 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _datasets(_: argparse.Namespace) -> int:
+def _datasets(args: argparse.Namespace) -> int:
+    """The registry as a table that fits 100 columns (name, task, size, installed); ``datasets NAME``
+    shows one dataset in full (its description, options and how to install it)."""
+    import textwrap
+
     from contrastlab.data import list_datasets
 
-    head = ("name", "task", "size", "installed", "install with")
-    rows = [
-        (d.name, d.task, d.size, "yes" if d.installed() else "no", d.requires or "built in", d.description)
-        for d in list_datasets()
-    ]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  description")
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}")
+    found = list_datasets()
+    if args.name is not None:
+        match = [d for d in found if d.name == args.name]
+        if not match:
+            print(f"error: no dataset named {args.name!r}; contrastlab datasets lists them", file=sys.stderr)
+            return 2
+        d = match[0]
+        print(f"{d.name} ({d.task}, {d.size}; {'installed' if d.installed() else 'not installed'})")
+        print(textwrap.fill(d.description, 100, initial_indent="  ", subsequent_indent="  "))
+        print(f"  install: {d.requires or 'built in'}")
+        return 0
+    rows = [(d.name, d.task, d.size, "yes" if d.installed() else "no") for d in found]
+    head = ("name", "task", "size", "installed")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    for r in [head, *rows]:
+        name, task, size, installed = r
+        line = f"{name.ljust(widths[0])}  {task.ljust(widths[1])}  {size[: 100 - widths[0] - widths[1] - 17]}"
+        print(f"{line.ljust(100 - 11)}  {installed}".rstrip())
+    print("\ndetails and the install line: contrastlab datasets NAME")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """The fully resolved configuration, every default included, as the run would record it."""
+    import yaml
+
+    from contrastlab.train import load_config
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe, *overrides]  # only overrides of the defaults
+    config, _ = load_config(recipe, overrides)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 
@@ -372,7 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(fn=_baseline)
 
-    p = sub.add_parser("datasets", help="list the built-in datasets")
+    p = sub.add_parser("config", parents=[plugin], help="print a recipe's configuration, defaults included",
+                       epilog="example: contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5")
+    p.add_argument("recipe", nargs="?", help="a YAML recipe (none: the defaults)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.epochs=5")
+    p.set_defaults(fn=_config)
+
+    p = sub.add_parser("datasets", help="list the datasets (details of one: datasets NAME)")
+    p.add_argument("name", nargs="?", help="one dataset, in full")
     p.set_defaults(fn=_datasets)
     return parser
 

@@ -54,9 +54,13 @@ def test_missing_package_names_the_pip_line():
         package_file("nosuchpkg", "data/x.csv")
 
 
-def test_datasets_command_lists_install_status(capsys):
+def test_datasets_command_lists_install_status_in_100_columns_and_details_by_name(capsys):
     assert cli_main(["datasets"]) == 0
     out = capsys.readouterr().out
     for info in list_datasets():
         assert info.name in out
-    assert "installed" in out and "pip install --no-deps modlamp==4.3.3" in out
+    assert "installed" in out and max(len(line) for line in out.splitlines()) <= 100
+    assert cli_main(["datasets", "amp_uniprot"]) == 0
+    assert "pip install --no-deps modlamp==4.3.3" in capsys.readouterr().out
+    assert cli_main(["datasets", "nosuch"]) == 2
+    assert "no dataset named 'nosuch'" in capsys.readouterr().err
