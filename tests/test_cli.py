@@ -54,3 +54,16 @@ def test_config_prints_the_resolved_configuration_with_every_default(capsys, tmp
     assert printed["trainer"]["epochs"] == 3 and printed["objective"]["supcon"]["temperature"] == 0.1
     assert cli_main(["config", "trainer.epochs=4"]) == 0  # no recipe: the defaults
     assert yaml.safe_load(capsys.readouterr().out)["trainer"]["epochs"] == 4
+
+
+def test_the_command_line_starts_without_torch():
+    # `contrastlab --help` and `--version` must not pay torch's import (2 s here): bench/startup.py times it.
+    import subprocess
+    import sys
+
+    code = "import sys, contrastlab.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    command = [sys.executable, "-m", "contrastlab", "--version"]
+    version = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("contrastlab ")

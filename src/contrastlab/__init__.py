@@ -1,12 +1,11 @@
 """contrastlab: contrastive representation learning for PyTorch.
 
 The core (``contrastlab.losses``, ``contrastlab.distributed``) depends on torch only; domains, training,
-diagnostics and reports live behind extras and are imported on demand.
+diagnostics and reports live behind extras and are imported on demand. Nothing is imported with the
+package itself: ``contrastlab.losses`` and the training API load on first use.
 """
 
 from typing import Any
-
-from contrastlab import losses
 
 __all__ = [
     "__version__",
@@ -25,6 +24,7 @@ __version__ = "0.1.0"
 # The training API needs the `train` extra: it is imported on first use, so `import contrastlab` (and the
 # losses) work with torch alone.
 _LAZY = {
+    "losses": "contrastlab.losses",  # torch: imported when first used, so `contrastlab --help` starts fast
     "fit": "contrastlab.train.api:fit",
     "resume": "contrastlab.train.api:resume",
     "verdict": "contrastlab.experiments.verdict:run_verdict",
@@ -41,5 +41,6 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        loaded = importlib.import_module(module)
+        return getattr(loaded, attr) if attr else loaded
     raise AttributeError(f"module 'contrastlab' has no attribute {name!r}")
