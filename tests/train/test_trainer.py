@@ -214,3 +214,17 @@ def test_early_stopping__stops_after_patience_and_keeps_the_best(tmp_path):
     best_epoch = max(range(len(result.history)), key=lambda i: result.history[i]["train/task"]) + 1
     assert result.best["epoch"] == best_epoch
     assert load_checkpoint(tmp_path / "es" / "checkpoints" / "best.pt")["epoch"] == best_epoch - 1
+
+
+def test_console__each_epoch_line_shows_every_term_and_the_end_says_why(tmp_path, capsys):
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+    train(validate_config(raw), tmp_path / "budget", progress=False)
+    err = capsys.readouterr().err
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    assert all("train/supcon=" in line and "train/rdrop=" in line for line in epoch_lines)
+    assert "trained the epoch budget (2); best val/accuracy" in err and "evaluating that checkpoint" in err
+    stop = {**TINY, "trainer": {**TINY["trainer"], "epochs": 30,
+                                "early_stopping": {"monitor": "train/task", "mode": "max", "patience": 1}}}
+    train(validate_config(stop), tmp_path / "early", progress=False)
+    assert "stopped early after epoch 2: no better train/task for 1 epochs" in capsys.readouterr().err

@@ -225,7 +225,7 @@ def _train(
                         events.add_scalar(key, value, epoch + 1)
                 events.flush()
             if not show_bar and not quiet:
-                print(_epoch_line(row, tc.epochs), file=sys.stderr, flush=True)
+                print(_epoch_line(row, tc.epochs, list(p.objective.term_cfgs)), file=sys.stderr, flush=True)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
         if state.stopped_early:
@@ -236,7 +236,22 @@ def _train(
     distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run.path, state.history, state.best, state.stopped_early)
+    if not quiet:
+        print(_stop_line(state, tc.epochs, es.patience), file=sys.stderr, flush=True)
     return _finish(run, p, config, state)
+
+
+def _stop_line(state: TrainState, epochs: int, patience: int | None) -> str:
+    """Why training ended, and what the test evaluation will use."""
+    best = state.best
+    chosen = (f"best {best['metric']} = {best['value']:.4g} at epoch {best['epoch']}" if best
+              else "no best epoch")  # fmt: skip
+    if state.stopped_early:
+        metric = best.get("metric")
+        why = f"stopped early after epoch {state.epoch + 1}: no better {metric} for {patience} epochs"
+    else:
+        why = f"trained the epoch budget ({epochs})"
+    return f"{why}; {chosen}; evaluating that checkpoint on test and saving embeddings"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -381,8 +396,9 @@ class _Quiet(list):  # type: ignore[type-arg]
         pass
 
 
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    shown_prefixes = ("train/loss", "train/task", "val/")
-    keys = [k for k in row if k.startswith(shown_prefixes) or k in ("lr", "skipped_steps")]
+def _epoch_line(row: dict[str, Any], epochs: int, terms: Sequence[str] = ()) -> str:
+    """The epoch's row in one line: the loss, the task and every term, the validation metrics, the LR."""
+    wanted = {"train/loss", "train/task", *(f"train/{t}" for t in terms), "lr", "skipped_steps"}
+    keys = [k for k in row if k in wanted or k.startswith("val/")]
     shown = ", ".join(f"{k}={row[k]:.4g}" for k in keys if isinstance(row[k], float | int))
     return f"epoch {row['epoch']}/{epochs}: {shown}"
