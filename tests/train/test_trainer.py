@@ -228,3 +228,15 @@ def test_console__each_epoch_line_shows_every_term_and_the_end_says_why(tmp_path
                                 "early_stopping": {"monitor": "train/task", "mode": "max", "patience": 1}}}
     train(validate_config(stop), tmp_path / "early", progress=False)
     assert "stopped early after epoch 2: no better train/task for 1 epochs" in capsys.readouterr().err
+
+
+def test_console__without_a_terminal_progress_appears_during_the_epoch(tmp_path, capsys, monkeypatch):
+    import contrastlab.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "PROGRESS_SECONDS", 0.0)  # every step, for the test
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1}}
+    train(validate_config(raw), tmp_path / "r", progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": step " in line]
+    assert lines and lines[0].startswith("epoch 1/1: step 1/") and "steps/s, about" in lines[0]
+    train(validate_config(raw), tmp_path / "q", progress=False, quiet=True)
+    assert ": step " not in capsys.readouterr().err

@@ -196,7 +196,8 @@ def _train(
     state.stopped_early = es.patience is not None and state.bad_epochs >= es.patience
     for epoch in range(state.epoch + 1, tc.epochs if not state.stopped_early else 0):
         started = time.perf_counter()
-        bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar)
+        bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
+                      periodic=is_main and not quiet and not show_bar)  # fmt: skip
         log, state.global_step = train_epoch(p, tc, epoch, state.global_step, guard, bar, on_step)
         row = _epoch_row(p, config, epoch, log, started)
         row = distributed.broadcast_object(row)  # every rank decides (LR, best, stop) on rank 0's numbers
@@ -383,17 +384,43 @@ def _event_writer(path: Path) -> Any:
     return SummaryWriter(log_dir=str(path))
 
 
-def _progress(items: list[Any], desc: str, show: bool) -> Any:
-    if not show:
-        return _Quiet(items)
-    from tqdm import tqdm
+#: Without a terminal (CI, nohup, a scheduler's log), a progress line at most this often.
+PROGRESS_SECONDS = 60.0
 
-    return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
+
+def _progress(items: list[Any], desc: str, show: bool, periodic: bool = False) -> Any:
+    """A tqdm bar on a terminal; otherwise, when ``periodic``, a line every PROGRESS_SECONDS with the
+    step, the rate and the time left; else nothing."""
+    if show:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
+    return _Periodic(items, desc) if periodic else _Quiet(items)
 
 
 class _Quiet(list):  # type: ignore[type-arg]
     def set_postfix(self, *_: Any, **__: Any) -> None:
         pass
+
+
+class _Periodic(_Quiet):
+    """Iterates the items, printing "desc: step i/n, r steps/s, about t left" every PROGRESS_SECONDS."""
+
+    def __init__(self, items: list[Any], desc: str) -> None:
+        super().__init__(items)
+        self.desc = desc
+
+    def __iter__(self) -> Any:
+        started = last = time.perf_counter()
+        for i, item in enumerate(super().__iter__()):
+            yield item
+            now = time.perf_counter()
+            if now - last >= PROGRESS_SECONDS:
+                last = now
+                rate = (i + 1) / (now - started)
+                left = (len(self) - i - 1) / rate
+                print(f"{self.desc}: step {i + 1}/{len(self)}, {rate:.3g} steps/s, about {left:.0f} s left",
+                      file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _epoch_line(row: dict[str, Any], epochs: int, terms: Sequence[str] = ()) -> str:
