@@ -240,3 +240,22 @@ def test_console__without_a_terminal_progress_appears_during_the_epoch(tmp_path,
     assert lines and lines[0].startswith("epoch 1/1: step 1/") and "steps/s, about" in lines[0]
     train(validate_config(raw), tmp_path / "q", progress=False, quiet=True)
     assert ": step " not in capsys.readouterr().err
+
+
+def test_tensorboard__every_step_every_epoch_and_the_hyperparameters_beside_the_results(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
+    result = train(validate_config(raw), tmp_path / "r", progress=False, quiet=True)
+    events = EventAccumulator(str(tmp_path / "r" / "events"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"step/loss", "step/task", "step/supcon", "step/rdrop", "train/loss", "val/accuracy"} <= scalars
+    steps = [e.step for e in events.Scalars("step/loss")]
+    global_step = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["global_step"]
+    assert steps == list(range(1, global_step + 1))  # every optimiser step, once
+    assert result.history[-1]["epoch"] == 2
+    assert len(events.Scalars("val/accuracy")) == 2
+    hparams = events.PluginTagToContent("hparams")
+    assert hparams, "no HPARAMS data"
+    assert "hparam/test.accuracy" in scalars

@@ -36,6 +36,8 @@ class StepState:
     step: int
     global_step: int
     loss: float
+    #: The step's first micro-batch's task loss and unweighted terms.
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,7 +136,8 @@ def train_epoch(
         shown = ("task", *value.terms)
         progress.set_postfix({k: f"{v / log.micro_batches:.3g}" for k, v in log.sums.items() if k in shown})
         if on_step is not None:
-            on_step(StepState(epoch, window[-1], global_step, float(value.total.detach())))
+            parts = {name: float(t.detach()) for name, t in {"task": value.task, **value.terms}.items()}
+            on_step(StepState(epoch, window[-1], global_step, float(value.total.detach()), parts))
     return log, global_step
 
 

@@ -187,6 +187,15 @@ def _train(
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
     events = _event_writer(run.events) if is_main else None
+
+    def each_step(step: StepState) -> None:  # TensorBoard: every optimiser step's loss and parts
+        if events is not None:
+            events.add_scalar("step/loss", step.loss, step.global_step)
+            for name, value in step.parts.items():
+                events.add_scalar(f"step/{name}", value, step.global_step)
+        if on_step is not None:
+            on_step(step)
+
     es = tc.early_stopping
     temperatures = [t for term in config.objective.terms().values()
                     if (t := getattr(term, "temperature", None)) is not None]  # fmt: skip
@@ -198,7 +207,7 @@ def _train(
         started = time.perf_counter()
         bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
                       periodic=is_main and not quiet and not show_bar)  # fmt: skip
-        log, state.global_step = train_epoch(p, tc, epoch, state.global_step, guard, bar, on_step)
+        log, state.global_step = train_epoch(p, tc, epoch, state.global_step, guard, bar, each_step)
         row = _epoch_row(p, config, epoch, log, started)
         row = distributed.broadcast_object(row)  # every rank decides (LR, best, stop) on rank 0's numbers
         state.history.append(row)
@@ -232,14 +241,33 @@ def _train(
         if state.stopped_early:
             break
 
-    if events is not None:
-        events.close()
     distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run.path, state.history, state.best, state.stopped_early)
     if not quiet:
         print(_stop_line(state, tc.epochs, es.patience), file=sys.stderr, flush=True)
-    return _finish(run, p, config, state)
+    result = _finish(run, p, config, state)
+    if events is not None:  # TensorBoard's HPARAMS tab: the config beside the best and test metrics
+        metrics = {f"hparam/test.{k}": v for k, v in result.test.items() if math.isfinite(v)}
+        if state.best:
+            metrics[f"hparam/best.{state.best['metric']}"] = float(state.best["value"])
+        events.add_hparams(_hparams(state.config), metrics, run_name=".")
+        events.close()
+    return result
+
+
+def _hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config as TensorBoard hyperparameters: dotted keys, scalar values (lists as text)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_hparams(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif value is not None:
+            out[name] = str(value)
+    return out
 
 
 def _stop_line(state: TrainState, epochs: int, patience: int | None) -> str:
