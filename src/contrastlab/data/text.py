@@ -228,10 +228,7 @@ def text_dataset(
         labels.append(index[label])
     if len(set(labels)) < 2:
         raise ValueError(f"dataset {name!r}: {len(set(labels))} class(es) among its labels; need at least 2")
-    if skipped:
-        shown = ", ".join(f"row {s.row} ({s.reason})" for s in skipped[:5])
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        warnings.warn(f"dataset {name!r}: skipped {len(skipped)} records: {shown}{more}", stacklevel=2)
+    _warn_skipped(name, skipped)
     excluded = dict(excluded or {})
     targets = torch.tensor(labels, dtype=torch.long)
     if subsample is not None:
@@ -242,6 +239,14 @@ def text_dataset(
         texts = [texts[i] for i in keep.tolist()]
         targets = targets[keep]
     return TextDataset(name, texts, targets, names, excluded=excluded, skipped=skipped)
+
+
+def _warn_skipped(name: str, skipped: list[SkippedText]) -> None:
+    """One warning naming the first skipped records' rows and reasons (the caller's caller is warned)."""
+    if skipped:
+        shown = ", ".join(f"row {s.row} ({s.reason})" for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"dataset {name!r}: skipped {len(skipped)} records: {shown}{more}", stacklevel=3)
 
 
 def _regression_texts(name: str, rows: list[tuple[int, str, str]], *, on_error: str, source: str,
@@ -272,10 +277,7 @@ def _regression_texts(name: str, rows: list[tuple[int, str, str]], *, on_error: 
         values.append(value)
     if len(texts) < 2:
         raise ValueError(f"dataset {name!r}: {len(texts)} usable text(s); need at least 2")
-    if skipped:
-        shown = ", ".join(f"row {s.row} ({s.reason})" for s in skipped[:5])
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        warnings.warn(f"dataset {name!r}: skipped {len(skipped)} records: {shown}{more}", stacklevel=3)
+    _warn_skipped(name, skipped)
     excluded = dict(excluded or {})
     targets = torch.tensor(values, dtype=torch.float32)
     if subsample is not None:

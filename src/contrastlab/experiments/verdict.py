@@ -35,8 +35,8 @@ from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import recipe_name
 
-__all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "iqm", "plan_seeds", "run_verdict",
-           "run_verdicts", "seed_overrides", "smallest_effects"]
+__all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "flatten_numbers", "iqm", "plan_seeds",
+           "run_verdict", "run_verdicts", "seed_overrides", "smallest_effects"]
 
 #: The embedding diagnostics a verdict compares (their directions come from contrastlab.metrics).
 _DIAGNOSTICS = (
@@ -70,10 +70,11 @@ def baseline_override(treatment: str) -> str | None:
     return f"{key}=0" if re.fullmatch(r"objective\.\w+\.weight", key) else None
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
+def flatten_numbers(prefix: str, value: Any, out: dict[str, float]) -> None:
+    """The numbers in a nested mapping, into ``out`` under dotted keys (booleans are not numbers here)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+            flatten_numbers(f"{prefix}.{k}" if prefix else str(k), v, out)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         out[prefix] = float(value)
 
@@ -369,7 +370,7 @@ class _Arms:
             row.update({f"best_val.{best['metric']}": best["value"]})
             diag = diagnose_run(run.path, split="test", plots=False, dataset=self.dataset)
             flat: dict[str, float] = {}
-            _flatten("", diag["embedding"], flat)
+            flatten_numbers("", diag["embedding"], flat)
             row.update({f"diagnostics.{k2}": v for k2, v in flat.items() if k2 in _DIAGNOSTICS})
             values[arm] = row
             self.bar.done()

@@ -38,9 +38,13 @@ __all__ = ["CLIPLoss", "InfoNCELoss", "SupConLoss"]
 class _ColumnsLoss(nn.Module):
     """What the three share: embedding each text column with the model, and the config the trainer logs."""
 
-    def __init__(self, model: nn.Module, *, temperature: float, chunk_size: int | str | None = "auto",
-                 gather_distributed: bool = False) -> None:  # fmt: skip
+    #: The temperature when none is given (sentence-transformers' default scale 20 is 0.05).
+    default_temperature = 0.05
+
+    def __init__(self, model: nn.Module, *, temperature: float | None = None,
+                 chunk_size: int | str | None = "auto", gather_distributed: bool = False) -> None:
         super().__init__()
+        temperature = self.default_temperature if temperature is None else temperature
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r}; expected > 0")
         self.model = model
@@ -62,11 +66,6 @@ class InfoNCELoss(_ColumnsLoss):
     """InfoNCE over (anchor, positive, *hard negatives) columns; ``MultipleNegativesRankingLoss`` with
     ``scale = 1 / temperature`` computes the same value."""
 
-    def __init__(self, model: nn.Module, *, temperature: float = 0.05, chunk_size: int | str | None = "auto",
-                 gather_distributed: bool = False) -> None:  # fmt: skip
-        super().__init__(model, temperature=temperature, chunk_size=chunk_size,
-                         gather_distributed=gather_distributed)  # fmt: skip
-
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         columns = self.embed(sentence_features)
         if len(columns) < 2:
@@ -79,10 +78,7 @@ class InfoNCELoss(_ColumnsLoss):
 class SupConLoss(_ColumnsLoss):
     """SupCon over the rows' views (each text column a view of the row) and their labels."""
 
-    def __init__(self, model: nn.Module, *, temperature: float = 0.1, chunk_size: int | str | None = "auto",
-                 gather_distributed: bool = False) -> None:  # fmt: skip
-        super().__init__(model, temperature=temperature, chunk_size=chunk_size,
-                         gather_distributed=gather_distributed)  # fmt: skip
+    default_temperature = 0.1
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         views = torch.stack(self.embed(sentence_features), dim=1)  # (N, V, D)
@@ -92,11 +88,6 @@ class SupConLoss(_ColumnsLoss):
 
 class CLIPLoss(_ColumnsLoss):
     """CLIP's symmetric InfoNCE over (anchor, positive) pairs."""
-
-    def __init__(self, model: nn.Module, *, temperature: float = 0.05, chunk_size: int | str | None = "auto",
-                 gather_distributed: bool = False) -> None:  # fmt: skip
-        super().__init__(model, temperature=temperature, chunk_size=chunk_size,
-                         gather_distributed=gather_distributed)  # fmt: skip
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         columns = self.embed(sentence_features)

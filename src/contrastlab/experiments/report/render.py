@@ -257,9 +257,11 @@ def _run_sections(run: Path) -> list[Section]:
             sections.append(section)
     diag_file = files.diagnostics
     if diag_file.is_file():
+        from contrastlab.experiments.verdict import flatten_numbers
+
         diag = json.loads(diag_file.read_text())
         flat: dict[str, float] = {}
-        _flatten("", diag.get("embedding", {}), flat)
+        flatten_numbers("", diag.get("embedding", {}), flat)
         section = Section(f"Representation diagnostics ({diag.get('split', 'val')} split)")
         section.tables.append(Table(["diagnostic", "value"], [[_cell(k), _cell(v)] for k, v in flat.items()]))
         sections.append(section)
@@ -278,14 +280,6 @@ def _run_sections(run: Path) -> list[Section]:
     if meta is not None:
         sections.append(meta)
     return sections
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        out[prefix] = float(value)
 
 
 # --- a comparison ---------------------------------------------------------------------------------------
