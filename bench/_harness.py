@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -106,3 +107,14 @@ def run_child(module: str, args: list[str], *, timeout: int) -> dict[str, Any]:
     tail = (proc.stderr.strip().splitlines() or [""])[-1][:120]
     status = "OOM" if killed or "memory" in tail.lower() else "error"
     return {"status": status, "note": f"{'killed (out of memory)' if killed else f'exit {proc.returncode}'}: {tail}"}
+
+
+def write_section(module: str, device: str, text: str, path: Path | None = None) -> None:
+    """Replaces the ``<!-- module:device -->`` section of bench/RESULTS.md with ``text`` (or appends it),
+    keeping every other section."""
+    path = path or ROOT / "bench" / "RESULTS.md"
+    old = path.read_text() if path.exists() else "# Benchmark results\n\nWritten by the benchmarks in bench/.\n"
+    marker = f"{re.escape(module)}:{re.escape(device)}"
+    pattern = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->", re.S)
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
+    path.write_text(new)

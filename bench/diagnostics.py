@@ -13,11 +13,10 @@ Each case runs in a fresh subprocess (bench/_harness.py): median seconds and pea
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._harness import measure, run_child
+from bench._harness import measure, run_child, write_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -113,10 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     text = _render(rows)
     print(text)
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(r"<!-- diagnostics:cpu -->.*?<!-- /diagnostics:cpu -->", re.S)
-        new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-        RESULTS.write_text(new)
+        write_section("diagnostics", "cpu", text, RESULTS)
 
 
 def _cell(c: dict) -> str:  # type: ignore[type-arg]

@@ -15,11 +15,10 @@ Each case runs in a fresh subprocess (bench/_harness.py); the median of the repe
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._harness import measure, run_child
+from bench._harness import measure, run_child, write_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 AUGMENT = {"random_choice": [{"name": "node_drop", "p": 0.15}, {"name": "edge_drop", "p": 0.15},
@@ -125,10 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     text = _render(results, n_molecules=len(_smiles()), n_graphs=(1282 // 128) * 128)
     print(text)
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(r"<!-- graphs:cpu -->.*?<!-- /graphs:cpu -->", re.S)
-        new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-        RESULTS.write_text(new)
+        write_section("graphs", "cpu", text, RESULTS)
 
 
 def _render(results: dict, n_molecules: int, n_graphs: int) -> str:  # type: ignore[type-arg]

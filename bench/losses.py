@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._harness import measure, run_child
+from bench._harness import measure, run_child, write_section
 
 FAMILIES = ("clip", "nt_xent", "supcon")
 IMPLS = {
@@ -259,16 +258,6 @@ def _commit() -> str:
     return head + ("+changes" if dirty else "")
 
 
-def write_section(text: str, device: str, path: Path) -> None:
-    """Replaces this device's section of the results file (or appends it), keeping the others."""
-    old = (
-        path.read_text() if path.exists() else "# Benchmark results\n\nWritten by the benchmarks in bench/.\n"
-    )
-    pattern = re.compile(rf"<!-- losses:{re.escape(device)} -->.*?<!-- /losses:{re.escape(device)} -->", re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -311,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(results, args)
     print(text)
     if not args.no_write:
-        write_section(text, args.device, args.out)
+        write_section("losses", args.device, text, args.out)
         print(f"\nwrote {args.out}")
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench._harness import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -56,10 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     text = _render(rows, list(sources), args.runs)
     print(text)
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(r"<!-- startup:cpu -->.*?<!-- /startup:cpu -->", re.S)
-        new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-        RESULTS.write_text(new)
+        write_section("startup", "cpu", text, RESULTS)
 
 
 def _render(rows: list[tuple[str, dict[str, float]]], names: list[str], runs: int) -> str:

@@ -21,12 +21,11 @@ alike; the median round of each case is reported.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._harness import run_child
+from bench._harness import run_child, write_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BATCH, BATCHES = 32, 8
@@ -148,10 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     text = _render(results, spread)
     print(text)
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(r"<!-- text:cpu -->.*?<!-- /text:cpu -->", re.S)
-        new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-        RESULTS.write_text(new)
+        write_section("text", "cpu", text, RESULTS)
 
 
 TARGETS = {"supcon": 1.05, "rdrop_one_stage": 2.1, "topk": 1.5}
