@@ -67,3 +67,14 @@ def test_the_command_line_starts_without_torch():
     command = [sys.executable, "-m", "contrastlab", "--version"]
     version = subprocess.run(command, capture_output=True, text=True, check=False)
     assert version.returncode == 0 and version.stdout.startswith("contrastlab ")
+
+
+def test_every_command_has_a_help_with_an_example(capsys):
+    from contrastlab.cli import EXAMPLES, build_parser
+
+    commands = build_parser().get_default("commands")
+    assert set(EXAMPLES) == set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit):
+            cli_main([name, "--help"])
+        assert f"example:\n  contrastlab {name}" in capsys.readouterr().out

@@ -403,8 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(fn=_baseline)
 
-    p = sub.add_parser("config", parents=[plugin], help="print a recipe's configuration, defaults included",
-                       epilog="example: contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5")
+    p = sub.add_parser("config", parents=[plugin], help="print a recipe's configuration, defaults included")
     p.add_argument("recipe", nargs="?", help="a YAML recipe (none: the defaults)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.epochs=5")
     p.set_defaults(fn=_config)
@@ -412,7 +411,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the datasets (details of one: datasets NAME)")
     p.add_argument("name", nargs="?", help="one dataset, in full")
     p.set_defaults(fn=_datasets)
+    for name, example in EXAMPLES.items():  # every command's --help ends with an example and shows defaults
+        command = sub.choices[name]
+        command.epilog = f"example:\n  {example}"
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+#: One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "train": "contrastlab train recipes/blobs_supcon.yaml objective.supcon.weight=0.3 --name supcon_0.3",
+    "resume": "contrastlab resume runs/blobs_supcon trainer.epochs=30",
+    "diagnose": "contrastlab diagnose runs/blobs_supcon --split test --against runs/baseline",
+    "compare": "contrastlab compare runs/baseline runs/blobs_supcon --out comparison",
+    "sweep": "contrastlab sweep recipes/blobs_supcon.yaml --param objective.supcon.weight=0.05,0.1,0.2",
+    "verdict": "contrastlab verdict recipes/blobs_supcon.yaml --treatment objective.supcon.weight=0.2 "
+               "--seeds auto --smallest-effect 0.01",
+    "demo": "contrastlab demo --seeds 3",
+    "report": "contrastlab report verdicts/blobs_supcon",
+    "baseline": "contrastlab baseline recipes/solubility_scratch.yaml --kind fingerprint_rf --seeds 3",
+    "config": "contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5",
+    "datasets": "contrastlab datasets rotten_tomatoes",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
