@@ -178,6 +178,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The recipe and overrides of a command whose recipe is optional: a first word with "=" that is not a
+    YAML file is an override of the defaults."""
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        return None, [recipe, *overrides]
+    return recipe, overrides
+
+
 def _baseline(args: argparse.Namespace) -> int:
     import statistics
 
@@ -185,10 +194,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from contrastlab.experiments import baselines
     from contrastlab.train import load_config
 
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe, *overrides]  # only overrides of the defaults
-    config, _ = load_config(recipe, overrides)
+    config, _ = load_config(*_recipe_and_overrides(args))
     kinds = args.kind
     if not kinds:
         data = get_dataset(config.data.name, **config.data.options)
@@ -250,10 +256,7 @@ def _config(args: argparse.Namespace) -> int:
 
     from contrastlab.train import load_config
 
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe, *overrides]  # only overrides of the defaults
-    config, _ = load_config(recipe, overrides)
+    config, _ = load_config(*_recipe_and_overrides(args))
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 

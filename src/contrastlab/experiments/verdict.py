@@ -346,8 +346,16 @@ class _Arms:
         self.model, self.dataset = model, dataset
         self.show = sys.stderr.isatty() if progress is None else progress
         self.bar = _VerdictBar(total, enabled=self.show)
+        # A seed this process already trained and diagnosed (a --storage worker reads every seed back at
+        # the end) is not diagnosed again.
+        self._done: dict[int, tuple[dict[str, dict[str, float]], dict[str, float]]] = {}
 
     def seed(self, k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        if k not in self._done:
+            self._done[k] = self._seed(k)
+        return self._done[k]
+
+    def _seed(self, k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
         from contrastlab.train.diagnose import diagnose_run
 
         values: dict[str, dict[str, float]] = {}
