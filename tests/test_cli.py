@@ -78,3 +78,21 @@ def test_every_command_has_a_help_with_an_example(capsys):
         with pytest.raises(SystemExit):
             cli_main([name, "--help"])
         assert f"example:\n  contrastlab {name}" in capsys.readouterr().out
+
+
+def test_every_help_shows_every_option_default_worth_saying():
+    from contrastlab.cli import build_parser
+
+    commands = build_parser().get_default("commands")
+    shown = 0
+    for name, parser in commands.items():
+        text = " ".join(parser.format_help().split())  # unwrapped
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default in (None, False, "==SUPPRESS==") or default == []:
+                continue
+            entry = parser._get_formatter()._expand_help(action)  # the option's help as --help prints it
+            assert f"(default: {default})" in entry, f"{name} --help: {action.option_strings} hides {default!r}"
+            assert " ".join(entry.split()) in text
+            shown += 1
+    assert shown >= 15

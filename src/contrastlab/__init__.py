@@ -30,7 +30,7 @@ _LAZY = {
     "verdict": "contrastlab.experiments.verdict:run_verdict",
     "sweep": "contrastlab.experiments.sweep:run_sweep",
     "register_model": "contrastlab.models.base:register_model",
-    "register_dataset": "contrastlab.data.registry:register_dataset",
+    "register_dataset": "contrastlab.data.catalog:register_dataset",
     "register_metric": "contrastlab.metrics:register_metric",
     "register_term": "contrastlab.train.terms:register_term",
 }

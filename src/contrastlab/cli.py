@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.supcon.weight=0.2")
     p.add_argument("--name", help="run name (default: the recipe's `name`)")
-    p.add_argument("--runs-dir", default="runs", help="parent of run directories (default: %(default)s)")
+    p.add_argument("--runs-dir", default="runs", help="parent of run directories")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an existing run directory (the old run is deleted first)")  # fmt: skip
     p.set_defaults(fn=_train)
@@ -315,14 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", nargs="?", help="a run directory (uses embeddings/<split>.npz)")
     p.add_argument("--against", help="another run on the same split: embedding and stage-by-stage CKA")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="which embeddings")
     p.add_argument(
         "--embeddings", help="a .npz/.npy/.pt file instead of a run (labels: 'targets' or 'labels')"
     )
     p.add_argument(
-        "--key", default="embedding", help="the array name inside --embeddings (default: %(default)s)"
+        "--key", default="embedding", help="the array name inside --embeddings"
     )
-    p.add_argument("--task", default="classification", choices=["classification", "regression"])
+    p.add_argument("--task", default="classification", choices=["classification", "regression"],
+                   help="what the labels of --embeddings are")  # fmt: skip
     p.set_defaults(fn=_diagnose)
 
     p = sub.add_parser(
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dirs", nargs="+")
     p.add_argument(
-        "--out", default="comparison", help="where compare.json and curves.png go (default: %(default)s)"
+        "--out", default="comparison", help="where compare.json and curves.png go"
     )
     p.set_defaults(fn=_compare)
 
@@ -340,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="overrides applied to every trial")
     p.add_argument("--param", action="append", required=True, help="key.path=v1,v2,... (repeatable)")
-    p.add_argument("--sampler", default="grid", choices=["grid", "tpe"])
+    p.add_argument("--sampler", default="grid", choices=["grid", "tpe"],
+                   help="every combination, or Optuna's TPE for --trials")  # fmt: skip
     p.add_argument("--trials", type=int, help="number of trials (tpe)")
     p.add_argument(
         "--storage", help="an Optuna RDB URL shared by several workers (default: sweep.db inside --out)"
@@ -359,12 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--treatment", action="append", help="e.g. objective.supcon.weight=0.2")
     p.add_argument("--seeds", default="5", type=_seeds,
                    help="seed pairs, or 'auto': add pairs until the call is decided (at most --max-seeds)")
-    p.add_argument("--max-seeds", type=int, default=10, help="the budget of --seeds auto (%(default)s)")
+    p.add_argument("--max-seeds", type=int, default=10, help="the budget of --seeds auto")
     p.add_argument("--smallest-effect", action="append", metavar="DELTA",
                    help="the smallest difference that matters: 0.01 (the primary metric), test.mae=0.05, or "
                         "2%% (of each task metric's baseline); adds the equivalence test (repeatable)")
     p.add_argument("--vary", default="init,order",
-                   help="sources of variance drawn anew per seed: init, order, split (default %(default)s)")
+                   help="sources of variance drawn anew per seed: init, order, split")
     p.add_argument("--storage", help="an Optuna RDB URL (PostgreSQL) shared by several verdict workers: "
                                       "each seed pair runs once, in one of them")  # fmt: skip
     p.add_argument("--recipes", nargs="+", metavar="RECIPE",
@@ -379,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: a verdict with its HTML report on built-in real data")
     p.add_argument("overrides", nargs="*", help="overrides of the demo recipe, e.g. trainer.epochs=10")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", default="demo", help="output directory, rewritten each time (%(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="seed pairs of the verdict")
+    p.add_argument("--out", default="demo", help="output directory, rewritten each time")
     p.set_defaults(fn=_demo)
 
     p = sub.add_parser(
@@ -399,11 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which baseline (repeatable; default: fingerprint_rf for molecules, "
                         "tfidf_lr and frozen_lr for text)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="baselines with seeds trainer.seed + 0..N-1")
-    p.add_argument("--radius", type=int, default=2)
-    p.add_argument("--bits", type=int, default=2048)
-    p.add_argument("--trees", type=int, default=500)
+    p.add_argument("--radius", type=int, default=2, help="Morgan fingerprint radius (fingerprint_rf)")
+    p.add_argument("--bits", type=int, default=2048, help="Morgan fingerprint length (fingerprint_rf)")
+    p.add_argument("--trees", type=int, default=500, help="random forest size (fingerprint_rf)")
     p.add_argument("--name", help="run name prefix (default: the recipe's name; _<kind> is appended)")
-    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--runs-dir", default="runs", help="parent of the baselines' run directories")
     p.set_defaults(fn=_baseline)
 
     p = sub.add_parser("config", parents=[plugin], help="print a recipe's configuration, defaults included")
@@ -417,8 +419,24 @@ def build_parser() -> argparse.ArgumentParser:
     for name, example in EXAMPLES.items():  # every command's --help ends with an example and shows defaults
         command = sub.choices[name]
         command.epilog = f"example:\n  {example}"
-        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.formatter_class = _HelpFormatter
     return parser
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog as written; each option's help ends with its default, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+            and default != []
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 #: One example per command, shown at the end of its --help.

@@ -1,19 +1,22 @@
 """Datasets, splits and samplers.
 
-Built-in datasets live in a registry (``list_datasets()``, ``contrastlab datasets``); a config names one by
-its registry key, never by import path. Domain datasets (molecules, text) register themselves from their
-modules behind the ``graph`` and ``text`` extras.
+Datasets live in a catalogue (``list_datasets()``, ``contrastlab datasets``; :mod:`contrastlab.data.catalog`):
+a config names one by its key, never by import path, and a built-in dataset's module (molecules, text,
+images, fusion, behind their extras) is imported when it is loaded. The names below are imported on first
+use, so that listing the catalogue needs neither torch nor the domain packages.
 """
 
-from contrastlab.data import fusion as _fusion  # noqa: F401 - registers the paired graph+text datasets
-from contrastlab.data import hf as _hf  # noqa: F401 - registers `hf_dataset` (the hf extra when used)
-from contrastlab.data import images as _images  # noqa: F401 - registers Fashion-MNIST identities
-from contrastlab.data import sources as _sources  # noqa: F401 - registers the built-in molecule datasets
-from contrastlab.data import tables as _tables  # noqa: F401 - registers `table`, your own numeric features
-from contrastlab.data import text as _text  # noqa: F401 - registers the built-in text datasets
-from contrastlab.data.registry import ArrayDataset, DatasetInfo, get_dataset, list_datasets, register_dataset
-from contrastlab.data.samplers import ClassBalancedBatchSampler, RandomBatchSampler, batch_statistics
-from contrastlab.data.splits import stratified_split
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from contrastlab.data.catalog import DatasetInfo, get_dataset, list_datasets, register_dataset
+
+if TYPE_CHECKING:
+    from contrastlab.data.registry import ArrayDataset
+    from contrastlab.data.samplers import ClassBalancedBatchSampler, RandomBatchSampler, batch_statistics
+    from contrastlab.data.splits import stratified_split
 
 __all__ = [
     "ArrayDataset",
@@ -26,3 +29,19 @@ __all__ = [
     "register_dataset",
     "stratified_split",
 ]
+
+_LAZY = {
+    "ArrayDataset": "contrastlab.data.registry",
+    "ClassBalancedBatchSampler": "contrastlab.data.samplers",
+    "RandomBatchSampler": "contrastlab.data.samplers",
+    "batch_statistics": "contrastlab.data.samplers",
+    "stratified_split": "contrastlab.data.splits",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'contrastlab.data' has no attribute {name!r}")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from contrastlab.data.registry import DatasetInfo, Task, register_dataset
+from contrastlab.data.catalog import PINS, Task
 from contrastlab.data.sources import package_file
 from contrastlab.data.text import SkippedText, TokenBatch, pad_tokens, tokenize_texts
 
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FusionBatch", "FusionDataset", "composition_graph", "element_vectors", "parse_formula"]
 
-CRABNET_PIN = "crabnet==2.0.8"
-ELEMENTS_PIN = "elementembeddings==0.8.0"
+CRABNET_PIN, ELEMENTS_PIN = PINS["crabnet"], PINS["elementembeddings"]
 _ELEMENT_FILES = {"magpie": "magpie.csv", "mat2vec": "mat2vec.csv"}
 
 
@@ -305,29 +304,3 @@ def _molecules_text(dataset: str = "solubility", **options: Any) -> FusionDatase
         data.num_edge_features,
         predefined_split=data.predefined_split,
     )
-
-
-register_dataset(
-    DatasetInfo(
-        "mp_gap",
-        "regression",
-        "Materials Project band gaps (matbench, eV): compositions as element graphs + formula text "
-        "(options: subsample, subsample_seed, elements=magpie|mat2vec, text=description|formula)",
-        "106,113 compositions",
-        f"pip install --no-deps --ignore-requires-python {CRABNET_PIN} {ELEMENTS_PIN}",
-        needs=("crabnet", "elementembeddings", "torch_geometric"),
-    ),
-    _mp_gap,
-)
-register_dataset(
-    DatasetInfo(
-        "molecules_text",
-        "regression",
-        "a built-in molecule dataset as graph + SMILES text pairs (options: dataset=solubility and that "
-        "dataset's options); the task is the dataset's",
-        "as the dataset",
-        None,
-        needs=("rdkit", "torch_geometric"),
-    ),
-    _molecules_text,
-)

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import torch
 
-from contrastlab.data.registry import DatasetInfo, register_dataset
 from contrastlab.data.splits import SPLIT_LABELS
 
 __all__ = ["hf_dataset"]
@@ -204,17 +203,3 @@ def _kept_rows(data: Any, total: int) -> torch.Tensor:
     """The rows of the concatenated splits that the dataset kept (skipped text records are not)."""
     skipped = {s.row - 1 for s in getattr(data, "skipped", [])}
     return torch.tensor([i for i in range(total) if i not in skipped], dtype=torch.long)
-
-
-register_dataset(
-    DatasetInfo(
-        "hf_dataset",
-        "classification",
-        "a Hugging Face dataset on disk (save_to_disk, or CSV/JSON/Parquet files; no download): options "
-        "path, text_column, label_column, feature_columns, task, split, on_error",
-        "any",
-        "pip install 'contrastlab[hf]'",
-        ("datasets",),
-    ),
-    hf_dataset,
-)

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.data.registry import ArrayDataset, DatasetInfo, register_dataset
+from contrastlab.data.catalog import FASHION_MNIST
+from contrastlab.data.registry import ArrayDataset
 
 __all__ = ["IdentityDataset", "fashion_mnist", "read_idx", "rotate_images"]
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_DIR = Path(FASHION_MNIST)
 CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot"]  # fmt: skip
 
@@ -164,17 +165,3 @@ def rotate_images(images: Tensor, degrees: Tensor) -> Tensor:
     affine = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
     grid = F.affine_grid(affine, [images.shape[0], 1, *images.shape[1:]], align_corners=False)
     return F.grid_sample(images[:, None], grid, align_corners=False)[:, 0]
-
-
-register_dataset(
-    DatasetInfo(
-        "fashion_mnist",
-        "classification",
-        "Fashion-MNIST, classes as identities; held-out classes are the open-set test (options: "
-        "holdout_classes, train_per_class, test_per_class, val_fraction, seed, pose_degrees)",
-        "70,000 x 784, 10 classes",
-        "apt-get install dataset-fashion-mnist",
-        files=(str(FASHION_DIR / "train-images-idx3-ubyte.gz"),),
-    ),
-    fashion_mnist,
-)

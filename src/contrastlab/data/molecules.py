@@ -32,7 +32,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from contrastlab._io import cache_root, load_cache, save_cache
-from contrastlab.data.registry import Task
+from contrastlab.data.catalog import Task
 from contrastlab.data.splits import predefined_split
 
 __all__ = [

@@ -1,21 +1,23 @@
-"""The registry of built-in datasets, and the in-memory dataset type the trainer consumes."""
+"""The in-memory dataset type the trainer consumes, and the synthetic ``blobs``. The registry itself is
+:mod:`contrastlab.data.catalog` (re-exported here)."""
 
 from __future__ import annotations
 
-import difflib
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from contrastlab.errors import UnknownNameError
+from contrastlab.data.catalog import (
+    DatasetInfo,
+    Task,
+    check_options,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+)
 
 __all__ = ["ArrayDataset", "DatasetInfo", "check_options", "get_dataset", "list_datasets", "register_dataset"]
-
-Task = Literal["classification", "regression"]
 
 
 @dataclass
@@ -56,125 +58,6 @@ class ArrayDataset(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
         return int(self.features.shape[1])
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    task: Task
-    description: str
-    size: str
-    requires: str | None  # the pip line that installs its data package, None if built in
-    needs: tuple[str, ...] = ()  # the importable packages its loader needs
-    files: tuple[str, ...] = ()  # files its loader reads outside any package (a Debian data package's)
-
-    def installed(self) -> bool:
-        """Whether every package the loader needs is installed (found without importing it) and every
-        file it reads exists."""
-        import importlib.util
-        from pathlib import Path
-
-        return all(importlib.util.find_spec(p) is not None for p in self.needs) and all(
-            Path(f).is_file() for f in self.files
-        )
-
-
-_REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {}
-
-
-def register_dataset(
-    info: DatasetInfo | str,
-    loader: Callable[..., Any],
-    *,
-    task: Task = "classification",
-    description: str = "",
-) -> None:
-    """Makes ``data.name=<name>`` load your data (from recipes, the CLI with ``--plugin``, and Python).
-
-    ``info`` is a :class:`DatasetInfo` or just the name (then ``task`` and ``description`` describe it).
-    The loader takes the ``data.options`` as keyword arguments (checked against its signature) and returns
-    an :class:`ArrayDataset`, or a dataset with the same attributes plus ``take(idx)`` that builds the
-    model input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`). Registering a
-    name again replaces it, with a warning (a notebook re-running its cell).
-    """
-    if isinstance(info, str):
-        info = DatasetInfo(info, task, description or f"registered from {getattr(loader, '__module__', '?')}",
-                           "any", None)  # fmt: skip
-    if info.name in _REGISTRY:
-        warnings.warn(f"register_dataset: {info.name!r} was registered already; the new loader replaces it",
-                      stacklevel=2)  # fmt: skip
-    _REGISTRY[info.name] = (info, loader)
-
-
-def list_datasets() -> list[DatasetInfo]:
-    return [info for info, _ in _REGISTRY.values()]
-
-
-def get_dataset(name: str, **options: Any) -> Any:
-    """Loads a registered dataset.
-
-    Raises:
-        KeyError: unknown name (with the closest registered names).
-    """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownNameError(f"no dataset named {name!r}{hint} (registered: {known})")
-    _, loader = _REGISTRY[name]
-    return loader(**check_options(loader, options, f"data.options (dataset {name!r})"))
-
-
-def check_options(function: Callable[..., Any], options: dict[str, Any], where: str) -> dict[str, Any]:
-    """``options`` checked against ``function``'s keyword parameters and their annotated types.
-
-    Raises:
-        ValueError: an unknown option (with the closest names and every valid one), or a value that does
-            not fit the parameter's type (naming both).
-
-    Example:
-        >>> def load(n_samples: int = 10, noise: float = 1.0) -> None: ...
-        >>> check_options(load, {"n_samples": "12", "noise": 2}, "options")
-        {'n_samples': 12, 'noise': 2.0}
-        >>> check_options(load, {"n_sampels": 12}, "options")
-        Traceback (most recent call last):
-        ...
-        ValueError: options: unknown option 'n_sampels'; did you mean 'n_samples'? (valid: n_samples, noise)
-    """
-    import importlib.util
-    import inspect
-    import typing
-
-    signature = inspect.signature(function)
-    params = {n: p for n, p in signature.parameters.items()
-              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}  # fmt: skip
-    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
-        return options  # the loader takes anything: it checks its own options
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # an annotation that does not resolve: check names only
-        hints = {}
-    if importlib.util.find_spec("pydantic") is None:  # the data layer without the train extra: names only
-        hints = {}
-    checked = {}
-    for key, value in options.items():
-        if key not in params:
-            close = difflib.get_close_matches(key, list(params), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{where}: unknown option {key!r}{hint} (valid: {', '.join(params)})")
-        annotation = hints.get(key)
-        if annotation is None:
-            checked[key] = value
-            continue
-        from pydantic import TypeAdapter, ValidationError
-
-        try:
-            checked[key] = TypeAdapter(annotation).validate_python(value)
-        except ValidationError as exc:
-            expected = getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
-            why = exc.errors()[0]["msg"]
-            raise ValueError(f"{where}: {key}={value!r} is not a valid {expected} ({why})") from None
-    return checked
-
-
 def _blobs(
     n_samples: int = 800,
     n_features: int = 16,
@@ -199,17 +82,4 @@ def _blobs(
     x[:, :informative] += centers[labels]
     rotation, _ = torch.linalg.qr(torch.randn(n_features, n_features, generator=g))
     return ArrayDataset("blobs", x @ rotation, labels, "classification")
-
-
-register_dataset(
-    DatasetInfo(
-        "blobs",
-        "classification",
-        "synthetic Gaussian clusters mixed by a random rotation (options: n_samples, n_features, "
-        "n_classes, informative, noise, seed)",
-        "800 x 16, 4 classes (configurable)",
-        None,
-    ),
-    _blobs,
-)
 

