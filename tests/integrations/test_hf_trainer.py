@@ -57,3 +57,27 @@ def test_training_moves_the_weights_and_logs_the_term(minilm, tmp_path, no_netwo
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="contrastive_temperature=0"):
         ContrastiveTrainer(model=model, args=args, contrastive_temperature=0)
+
+
+def test_any_recipe_terms_through_the_shared_objective(minilm, tmp_path, no_network):
+    from contrastlab.losses import rdrop_kl
+
+    data, _ = _data(minilm)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(minilm), num_labels=2)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    terms = {"supcon": {"weight": 0.3, "temperature": 0.2}, "rdrop": {"weight": 0.5}}
+    trainer = ContrastiveTrainer(model=model, args=args, contrastive_objective=terms)
+    batch = {k: torch.tensor(data[:6][k]) for k in ("input_ids", "attention_mask", "labels")}
+    model.eval()
+    loss = trainer.compute_loss(model, batch)
+    out = model(**batch, output_hidden_states=True)
+    pooled = mean_pool(out.hidden_states[-1], batch["attention_mask"])
+    expected = (out.loss + 0.3 * supcon(torch.stack([pooled, pooled], 1), batch["labels"], temperature=0.2)
+                + 0.5 * rdrop_kl(out.logits, out.logits))  # fmt: skip
+    torch.testing.assert_close(loss, expected)
+    assert set(trainer._parts) == {"contrastive/task", "contrastive/supcon", "contrastive/rdrop"}
+    with pytest.raises(ValueError, match="the model computes the task loss"):
+        ContrastiveTrainer(model=model, args=args, contrastive_objective={"task": "cross_entropy", **terms})
+    with pytest.raises(ValueError, match="contrastive_views=1: the terms compare 2 views"):
+        ContrastiveTrainer(model=model, args=args, contrastive_objective=terms, contrastive_views=1)

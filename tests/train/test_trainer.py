@@ -251,6 +251,9 @@ def test_tensorboard__every_step_every_epoch_and_the_hyperparameters_beside_the_
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"step/loss", "step/task", "step/supcon", "step/rdrop", "train/loss", "val/accuracy"} <= scalars
+    # each term's weight and the gradient norms, per step (the per-term norms every term_grad_norm_every)
+    assert {"step/weight/supcon", "step/grad_norm", "step/grad_norm/task", "step/grad_norm/supcon"} <= scalars
+    assert {"weight/supcon", "grad_norm/supcon", "train/grad_norm"} <= scalars
     steps = [e.step for e in events.Scalars("step/loss")]
     global_step = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["global_step"]
     assert steps == list(range(1, global_step + 1))  # every optimiser step, once

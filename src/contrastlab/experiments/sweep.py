@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import itertools
+import json
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any, BinaryIO
 from contrastlab.train import load_config, train
 from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import parse_scalar, recipe_name
+from contrastlab.train.loggers import finish_group, tracking_group
 
 __all__ = ["parse_param", "run_sweep"]
 
@@ -246,25 +248,38 @@ def run_sweep(
                        model=model, dataset=dataset)  # fmt: skip
         return float(result.best["value"])
 
+    with tracking_group("sweep", out):  # the trials' MLflow runs are children of one parent, one W&B group
+        _optimise(study, rdb, params, objective, sampler, trials, storage is not None)
+        result = _summary(study, params, monitor, mode)
+        write_json(result, out / "sweep.json")
+        if importlib.util.find_spec("matplotlib") is not None:
+            plot_sweep(result, str(out / "heatmap.png"))
+            result["plots"] = ["heatmap.png"]
+        best = result.get("best") or {}
+        summary = {"best_value": best.get("value"), "monitor": monitor,
+                   "best_params": json.dumps(best.get("params", {}))}  # fmt: skip
+        files = [out / name for name in ("sweep.json", *result.get("plots", []))]
+        finish_group(base.trainer, out, summary, files)
+    return result
+
+
+def _optimise(study: Any, rdb: Any, params: dict[str, list[Any]], objective: Any, sampler: str,
+              trials: int | None, shared: bool) -> None:  # fmt: skip
+    """Runs the grid (claimed row by row when ``shared``) or TPE's trials until ``trials`` are done."""
+    import optuna
+
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if sampler == "grid":
         grid = [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]
         with warnings.catch_warnings():  # heartbeats outside Study.optimize are what we mean to do
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            _run_grid(study, rdb, grid, objective, shared=storage is not None)
+            _run_grid(study, rdb, grid, objective, shared=shared)
     else:
         remaining = trials - len(study.get_trials(deepcopy=False, states=done))  # type: ignore[operator]
         if remaining > 0:
             stop = optuna.study.MaxTrialsCallback(trials, states=done)  # type: ignore[arg-type]
             study.optimize(objective, n_trials=remaining, callbacks=[stop])
-
-    result = _summary(study, params, monitor, mode)
-    write_json(result, out / "sweep.json")
-    if importlib.util.find_spec("matplotlib") is not None:
-        plot_sweep(result, str(out / "heatmap.png"))
-        result["plots"] = ["heatmap.png"]
-    return result
 
 
 def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import recipe_name
+from contrastlab.train.loggers import finish_group, tracking_group
 
 __all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "flatten_numbers", "iqm", "plan_seeds",
            "run_verdict", "run_verdicts", "seed_overrides", "smallest_effects"]
@@ -212,7 +213,7 @@ def run_verdict(
         _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
     # One process at a time writes a verdict directory; workers sharing --storage write its runs together
     # (each run directory has its own lock) and each writes the same verdict.json at the end.
-    with out.lock() if storage is None else contextlib.nullcontext():
+    with out.lock() if storage is None else contextlib.nullcontext(), tracking_group("verdict", out.path):
         base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
         arms = {"baseline": [*(overrides or []), *base_overrides],
                 "treatment": [*(overrides or []), *treatment]}  # fmt: skip
@@ -255,7 +256,20 @@ def run_verdict(
             "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
         }
         write_json(verdict, out.path / "verdict.json")
+        finish_group(config.trainer, out.path, _tracked(verdict), [out.path / "verdict.json"])
     return verdict
+
+
+def _tracked(verdict: dict[str, Any]) -> dict[str, Any]:
+    """What the trackers' group run shows of a verdict: the primary metric's call and numbers."""
+    primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
+    summary: dict[str, Any] = {"treatment": " ".join(verdict["treatment"]), "seeds": len(verdict["seeds"])}
+    if primary is not None:
+        summary.update({"primary": primary["metric"], "verdict": primary["verdict"],
+                        "sentence": primary["sentence"]})  # fmt: skip
+        summary.update({k: primary[k] for k in ("mean_difference", "ci_low", "ci_high", "p_value")
+                        if primary.get(k) is not None})  # fmt: skip
+    return summary
 
 
 def plan_seeds(directory: str | Path, smallest_effect: float | str | dict[str, float] | Sequence[str],

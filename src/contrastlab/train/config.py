@@ -254,6 +254,22 @@ class SamplerConfig(_Strict):
     m_per_class: int = Field(default=2, ge=1)
 
 
+class TrackingConfig(_Strict):
+    """Where MLflow and W&B put a run (``trainer.loggers``); TensorBoard and csv write into the run."""
+
+    #: The MLflow experiment and the W&B project.
+    experiment: str = Field(default="contrastlab", min_length=1)
+    #: None: the MLFLOW_TRACKING_URI environment variable, else MLflow's default (./mlflow.db).
+    mlflow_uri: str | None = None
+    #: None: the WANDB_MODE environment variable, else W&B's default (online, which needs wandb login).
+    wandb_mode: Literal["online", "offline", "disabled"] | None = None
+
+
+#: Where each epoch's numbers go: history.csv always (``csv``), TensorBoard event files in the run's
+#: ``events/``, an MLflow run, a W&B run.
+LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")
+
+
 class TrainerConfig(_Strict):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=64, ge=1)
@@ -282,6 +298,9 @@ class TrainerConfig(_Strict):
     #: torch's intra-op threads for the process (None: what torch picks). On a machine busier than its cores,
     #: fewer threads are often much faster for small batches.
     threads: int | None = Field(default=None, ge=1)
+    #: Every term, its weight and gradient norm per step and per epoch, the config and the final metrics.
+    loggers: list[Literal["tensorboard", "mlflow", "wandb", "csv"]] = ["tensorboard", "csv"]
+    tracking: TrackingConfig = TrackingConfig()
 
     @property
     def resolved_init_seed(self) -> int:

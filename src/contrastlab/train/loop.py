@@ -38,6 +38,13 @@ class StepState:
     loss: float
     #: The step's first micro-batch's task loss and unweighted terms.
     parts: dict[str, float] = field(default_factory=dict)
+    #: Each term's weight λ at this step.
+    weights: dict[str, float] = field(default_factory=dict)
+    #: The norm of the applied gradient over the trainable parameters (before clipping).
+    grad_norm: float = math.nan
+    #: ||∇ task|| and ||∇(λ_k · term_k)|| on the encoder, at the steps that measure them
+    #: (``trainer.term_grad_norm_every``), else empty.
+    term_grad_norms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,7 +144,8 @@ def train_epoch(
         progress.set_postfix({k: f"{v / log.micro_batches:.3g}" for k, v in log.sums.items() if k in shown})
         if on_step is not None:
             parts = {name: float(t.detach()) for name, t in {"task": value.task, **value.terms}.items()}
-            on_step(StepState(epoch, window[-1], global_step, float(value.total.detach()), parts))
+            on_step(StepState(epoch, window[-1], global_step, float(value.total.detach()), parts,
+                              dict(value.weights), grad_norm, norms))  # fmt: skip
     return log, global_step
 
 

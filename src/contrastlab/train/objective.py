@@ -128,13 +128,17 @@ class Objective:
     ``base_weights`` start at the configured weights; automatic λ (``auto_ratio``) rescales them in
     :meth:`adapt`, and they are the objective's whole state (:meth:`state_dict`).
 
+    Args:
+        classification: Whether batches carry class labels; default: whether the task is a classification.
+            An adapter whose host computes the task (``task: none``) on labelled data says True.
+
     Raises:
         ValueError: a term that needs class labels under a task that has none.
     """
 
-    def __init__(self, cfg: ObjectiveConfig) -> None:
+    def __init__(self, cfg: ObjectiveConfig, *, classification: bool | None = None) -> None:
         self.cfg = cfg
-        self.classification = cfg.task in CLASSIFICATION_TASKS
+        self.classification = cfg.task in CLASSIFICATION_TASKS if classification is None else classification
         self.term_cfgs = cfg.terms()
         self.entries: dict[str, Term] = {name: get_term(name) for name in self.term_cfgs}
         for name, term in self.entries.items():

@@ -1,8 +1,8 @@
 """A run directory: its layout, its exclusive lock, and what may happen to one that already holds a run.
 
 ``runs/<name>/`` holds ``config.yaml``, ``history.csv``, ``split.json``, ``metrics.json``,
-``checkpoints/{last,best}.pt``, ``embeddings/{train,val,test}.npz``, ``events/`` (TensorBoard) and, once
-diagnosed, ``diagnostics.json``. One
+``checkpoints/{last,best}.pt``, ``embeddings/{train,val,test}.npz``, ``events/`` (TensorBoard),
+``tracking.json`` and ``wandb/`` (with those loggers) and, once diagnosed, ``diagnostics.json``. One
 process at a time may write it: :meth:`RunDir.lock` takes an exclusive ``flock`` on ``.lock`` (released
 by the kernel when the process dies, ``kill -9`` included) and a second process gets :class:`RunDirError`
 naming the holder. Starting a new run where one exists needs ``overwrite``, which removes the old run
@@ -132,6 +132,11 @@ class RunDir:
     @property
     def events(self) -> Path:
         return self.path / "events"
+
+    @property
+    def tracking(self) -> Path:
+        """The MLflow and W&B run ids of this run (a resume logs into the same runs)."""
+        return self.path / "tracking.json"
 
     @property
     def lock_file(self) -> Path:

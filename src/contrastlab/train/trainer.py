@@ -7,7 +7,6 @@ same history as an uninterrupted run (on CPU; the ``seconds`` column aside).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ from contrastlab.train.checkpoint import (
 from contrastlab.train.config import ConfigError, TrainConfig
 from contrastlab.train.evaluate import evaluate, predict, predict_views
 from contrastlab.train.guard import Guard, TrainingDiverged
+from contrastlab.train.loggers import RunLogger, finish_run, open_loggers
 from contrastlab.train.loop import EpochLog, StepState, train_epoch
 from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
@@ -180,19 +180,44 @@ def _train(
         note = {"epoch": state.epoch + 1, "resume": resume, "overrides": override_note or []}
         state.overrides_log.append(note)
     state.config = config.model_dump(mode="json")
+    meta = run_metadata()
     if is_main:
         write_yaml({"config": state.config, "raw": raw_config or {}, "overrides": state.overrides_log,
-                    "plugins": plugins.loaded(), "meta": run_metadata()}, run.config)  # fmt: skip
+                    "plugins": plugins.loaded(), "meta": meta}, run.config)  # fmt: skip
         write_json({k: v.tolist() for k, v in p.split.items()}, run.split)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
-    events = _event_writer(run.events) if is_main else None
+    loggers = open_loggers(tc.loggers, run=run, config=state.config, meta=meta,
+                           tracking=tc.tracking) if is_main else []  # fmt: skip
+    try:
+        result = _fit(p, config, run, state, loggers, show_bar, is_main, quiet, on_step, on_epoch)
+    except BaseException as error:  # a sweep's pruned trial ends KILLED, anything else FAILED
+        status = "KILLED" if type(error).__name__ == "TrialPruned" else "FAILED"
+        for logger in loggers:
+            logger.close(status)
+        raise
+    if is_main:
+        metrics = {f"test.{k}": v for k, v in result.test.items()}
+        if result.best:
+            metrics[f"best.{result.best['metric']}"] = float(result.best["value"])
+        finish_run(loggers, run, metrics)
+    return result
 
-    def each_step(step: StepState) -> None:  # TensorBoard: every optimiser step's loss and parts
-        if events is not None:
-            events.add_scalar("step/loss", step.loss, step.global_step)
-            for name, value in step.parts.items():
-                events.add_scalar(f"step/{name}", value, step.global_step)
+
+def _fit(p: Parts, config: TrainConfig, run: RunDir, state: TrainState, loggers: list[RunLogger],
+         show_bar: bool, is_main: bool, quiet: bool, on_step: Callable[[StepState], None] | None,
+         on_epoch: Callable[[int, dict[str, Any]], None] | None) -> RunResult:  # fmt: skip
+    """The epochs from the state's next one, then the test evaluation and the run's files (rank 0)."""
+    tc = config.trainer
+
+    def each_step(step: StepState) -> None:  # every optimiser step's loss, parts, weights, gradient norms
+        if loggers:
+            scalars = {"step/loss": step.loss, "step/grad_norm": step.grad_norm,
+                       **{f"step/{k}": v for k, v in step.parts.items()},
+                       **{f"step/weight/{k}": v for k, v in step.weights.items()},
+                       **{f"step/grad_norm/{k}": v for k, v in step.term_grad_norms.items()}}  # fmt: skip
+            for logger in loggers:
+                logger.step(step.global_step, scalars)
         if on_step is not None:
             on_step(step)
 
@@ -229,11 +254,8 @@ def _train(
         if is_main:  # only rank 0 writes
             _capture(p, state).save(run.last)
             write_history(state.history, run.history)
-            if events is not None:
-                for key, value in row.items():
-                    if key != "epoch" and isinstance(value, float | int) and math.isfinite(value):
-                        events.add_scalar(key, value, epoch + 1)
-                events.flush()
+            for logger in loggers:
+                logger.epoch(epoch + 1, state.global_step, row)
             if not show_bar and not quiet:
                 print(_epoch_line(row, tc.epochs, list(p.objective.term_cfgs)), file=sys.stderr, flush=True)
         if on_epoch is not None:
@@ -246,28 +268,7 @@ def _train(
         return RunResult(run.path, state.history, state.best, state.stopped_early)
     if not quiet:
         print(_stop_line(state, tc.epochs, es.patience), file=sys.stderr, flush=True)
-    result = _finish(run, p, config, state)
-    if events is not None:  # TensorBoard's HPARAMS tab: the config beside the best and test metrics
-        metrics = {f"hparam/test.{k}": v for k, v in result.test.items() if math.isfinite(v)}
-        if state.best:
-            metrics[f"hparam/best.{state.best['metric']}"] = float(state.best["value"])
-        events.add_hparams(_hparams(state.config), metrics, run_name=".")
-        events.close()
-    return result
-
-
-def _hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The config as TensorBoard hyperparameters: dotted keys, scalar values (lists as text)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_hparams(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            out[name] = value
-        elif value is not None:
-            out[name] = str(value)
-    return out
+    return _finish(run, p, config, state)
 
 
 def _stop_line(state: TrainState, epochs: int, patience: int | None) -> str:
@@ -399,17 +400,6 @@ def _finish(run: RunDir, p: Parts, config: TrainConfig, state: TrainState) -> Ru
         run.metrics,
     )
     return RunResult(run.path, state.history, state.best, state.stopped_early, test, model)
-
-
-def _event_writer(path: Path) -> Any:
-    """A TensorBoard writer, or None (with one line saying why) when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        note = "note: tensorboard is not installed; no events written (pip install tensorboard)"
-        print(note, file=sys.stderr)
-        return None
-    return SummaryWriter(log_dir=str(path))
 
 
 #: Without a terminal (CI, nohup, a scheduler's log), a progress line at most this often.
