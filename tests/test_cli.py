@@ -92,7 +92,7 @@ def test_every_help_shows_every_option_default_worth_saying():
             if not action.option_strings or default in (None, False, "==SUPPRESS==") or default == []:
                 continue
             entry = parser._get_formatter()._expand_help(action)  # the option's help as --help prints it
-            assert f"(default: {default})" in entry, f"{name} --help: {action.option_strings} hides {default!r}"
+            assert f"(default: {default})" in entry, f"{name}: {action.option_strings} hides {default!r}"
             assert " ".join(entry.split()) in text
             shown += 1
     assert shown >= 15

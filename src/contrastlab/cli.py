@@ -141,7 +141,7 @@ def _verdicts(args: argparse.Namespace) -> int:
     result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, seeds=args.seeds,
                           overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds)  # fmt: skip
+                          max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
     for row in result["per_recipe"]:
         print(f"{row['recipe']}: {row['call']} ({row['metric']} {row['mean_difference']:+.4g}, "
               f"p={row['p_value']:.3g}, Holm across recipes p={row['p_holm_recipes']:.3g})")  # fmt: skip

@@ -210,6 +210,26 @@ def test_verdict__many_recipes_holm_across_them_and_an_aggregate(tmp_path, capsy
     assert report.kind == "verdicts" and "IQM" in report.sections[0].headlines[0].text
 
 
+def test_verdict__recipes_hand_every_option_to_each_verdict(tmp_path, monkeypatch):
+    import contrastlab.experiments.verdict as verdict_module
+
+    seen = {}
+
+    def fake(recipes, **options):
+        seen.update(options)
+        return {"per_recipe": [], "aggregate": {"recipes": 2, "iqm_normalised_difference": {
+            "estimate": 0.0, "low": 0.0, "high": 0.0}, "probability_of_improvement": {
+            "estimate": 0.5, "low": 0.5, "high": 0.5}}}  # fmt: skip
+
+    monkeypatch.setattr(verdict_module, "run_verdicts", fake)
+    args = ["verdict", "--recipes", "a.yaml", "b.yaml", "--treatment", "objective.supcon.weight=0.5",
+            "--seeds", "4", "--storage", "postgresql://x/y", "--smallest-effect", "0.01", "--vary", "init",
+            "--max-seeds", "7", "--resume"]  # fmt: skip
+    assert cli_main(args) == 0
+    assert seen["storage"] == "postgresql://x/y" and seen["seeds"] == 4 and seen["resume"] is True
+    assert seen["smallest_effect"] == ["0.01"] and seen["vary"] == ["init"] and seen["max_seeds"] == 7
+
+
 def test_verdict__two_workers_share_its_seed_pairs_through_postgresql(tmp_path):
     import re
     import subprocess
