@@ -195,23 +195,16 @@ def _baseline(args: argparse.Namespace) -> int:
     from contrastlab.train import load_config
 
     config, _ = load_config(*_recipe_and_overrides(args))
-    kinds = args.kind
-    if not kinds:
-        data = get_dataset(config.data.name, **config.data.options)
-        kinds = ["tfidf_lr", "frozen_lr"] if hasattr(data, "texts") else ["fingerprint_rf"]
+    data = None if args.kind else get_dataset(config.data.name, **config.data.options)
+    kinds = args.kind or baselines.default_baselines(config, data)
     for kind in kinds:
         name = f"{args.name or config.name}_{kind}"
         tests: dict[str, list[float]] = {}
         for seed in range(args.seeds):
             run_dir = Path(args.runs_dir) / (f"{name}_seed{seed}" if args.seeds > 1 else name)
             state = config.trainer.seed + seed
-            if kind == "fingerprint_rf":
-                metrics = baselines.fingerprint_forest(config, run_dir, radius=args.radius, n_bits=args.bits,
-                                                       n_estimators=args.trees, seed=state)  # fmt: skip
-            elif kind == "tfidf_lr":
-                metrics = baselines.tfidf_logistic(config, run_dir, seed=state)
-            else:
-                metrics = baselines.frozen_logistic(config, run_dir, seed=state)
+            metrics = baselines.run_baseline(kind, config, run_dir, seed=state, radius=args.radius,
+                                             n_bits=args.bits, n_estimators=args.trees)  # fmt: skip
             print(f"{run_dir}: test " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items()))
             for k, v in metrics["test"].items():
                 tests.setdefault(k, []).append(v)
@@ -393,13 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_report)
 
     p = sub.add_parser(
-        "baseline", help="baselines on a recipe's split (fingerprint forest, TF-IDF or frozen encoder + LR)"
+        "baseline", help="classic baselines on a recipe's split (forests, TF-IDF or frozen encoder + linear)"
     )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides (data settings and trainer.seed are used)")
-    p.add_argument("--kind", action="append", choices=["fingerprint_rf", "tfidf_lr", "frozen_lr"],
-                   help="which baseline (repeatable; default: fingerprint_rf for molecules, "
-                        "tfidf_lr and frozen_lr for text)")  # fmt: skip
+    p.add_argument("--kind", action="append",
+                   choices=["fingerprint_rf", "composition_rf", "tfidf_lr", "frozen_lr", "features_lr"],
+                   help="which baseline (repeatable; default: fingerprint_rf for molecules, composition_rf "
+                        "and tfidf_lr for materials, tfidf_lr and frozen_lr for text, features_lr for "
+                        "numeric features; a regression gets ridge, not logistic regression)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="baselines with seeds trainer.seed + 0..N-1")
     p.add_argument("--radius", type=int, default=2, help="Morgan fingerprint radius (fingerprint_rf)")
     p.add_argument("--bits", type=int, default=2048, help="Morgan fingerprint length (fingerprint_rf)")

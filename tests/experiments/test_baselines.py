@@ -67,3 +67,68 @@ def test_peptide_classification_forest_and_the_cli(tmp_path, capsys):
 def test_a_tensor_dataset_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"data.name='blobs' has no molecules to fingerprint"):
         fingerprint_forest(validate_config({}), tmp_path / "rf")
+
+
+def _text_regression_csv(tmp_path) -> str:
+    rows = [[f"{'great ' * (i % 5)}film number {i}", float(i % 5) + 0.1 * (i % 3)] for i in range(120)]
+    return _csv(tmp_path, rows, ["text", "score"])
+
+
+def test_every_task_gets_regression_baselines_when_its_target_is_continuous(tmp_path, capsys):
+    path = _text_regression_csv(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: reviews\ndata: {{name: text_csv, options: {{path: {path}, text_column: text, "
+                      "label_column: score, task: regression}}\nmodel: {name: transformer, options: "
+                      "{max_length: 16}}\n")  # fmt: skip
+    assert cli_main(["baseline", str(recipe), "--runs-dir", str(tmp_path)]) == 0  # tfidf and frozen, ridge
+    out = capsys.readouterr().out
+    assert "reviews_tfidf_lr: test mae=" in out and "reviews_frozen_lr: test mae=" in out
+    tfidf = json.loads((tmp_path / "reviews_tfidf_lr" / "metrics.json").read_text())
+    assert tfidf["baseline"]["model"] == "ridge" and tfidf["baseline"]["alpha"] in (0.01, 0.1, 1.0, 10.0, 100.0)
+    assert tfidf["test"]["rmse"] < 1.0  # the number of "great"s gives the score away
+
+
+def test_ridge_on_tfidf_matches_a_direct_sklearn_fit_on_the_same_split(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+
+    from contrastlab.experiments.baselines import tfidf_logistic
+
+    path = _text_regression_csv(tmp_path)
+    config = validate_config({"data": {"name": "text_csv", "options": {"path": path, "text_column": "text",
+                                       "label_column": "score", "task": "regression"}}})  # fmt: skip
+    metrics = tfidf_logistic(config, tmp_path / "t")
+    split = json.loads((tmp_path / "t" / "split.json").read_text())
+    with open(path) as f:
+        records = list(csv.reader(f))[1:]
+    texts, y = [r[0] for r in records], np.array([float(r[1]) for r in records])
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vectorizer.fit([texts[i] for i in split["train"]])
+    X = vectorizer.transform(texts)
+    ridge = Ridge(alpha=metrics["baseline"]["alpha"]).fit(X[split["train"]], y[split["train"]])
+    pred = ridge.predict(X[split["test"]])
+    assert metrics["test"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y[split["test"]]) ** 2))), rel=1e-6)
+
+
+def test_mp_gap_gets_a_composition_forest_on_the_recipe_split(tmp_path, capsys):
+    pytest.importorskip("crabnet")
+    recipe = "recipes/fusion/mp_gap_fusion.yaml"
+    args = ["baseline", recipe, "data.options.subsample=400", "--trees", "50", "--runs-dir", str(tmp_path),
+            "--name", "gap"]  # fmt: skip
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "gap_composition_rf: test mae=" in out and "gap_tfidf_lr: test mae=" in out
+    metrics = json.loads((tmp_path / "gap_composition_rf" / "metrics.json").read_text())
+    assert metrics["baseline"]["features"] > 100  # element fractions and Magpie statistics
+    data = get_dataset("mp_gap", subsample=400)
+    split = json.loads((tmp_path / "gap_composition_rf" / "split.json").read_text())
+    test_y = data.targets[split["test"]].numpy()
+    mean_guess = float(np.mean(np.abs(test_y - data.targets[split["train"]].numpy().mean())))
+    assert metrics["test"]["mae"] < mean_guess  # better than predicting the training mean
+
+
+def test_numeric_features_get_a_linear_baseline(tmp_path, capsys):
+    recipe = tmp_path / "b.yaml"
+    recipe.write_text("name: blobs\ndata: {name: blobs}\n")
+    assert cli_main(["baseline", str(recipe), "--runs-dir", str(tmp_path)]) == 0
+    assert "blobs_features_lr: test accuracy=" in capsys.readouterr().out

@@ -79,6 +79,8 @@ class FusionDataset(torch.utils.data.Dataset[tuple[Any, str, Tensor]]):
     #: Rows of the source left out, by reason (e.g. {"subsample": 100113}); never silently dropped.
     excluded: dict[str, int] = field(default_factory=dict)
     predefined_split: dict[str, Tensor] | None = None
+    #: Each row's composition (element -> amount), for materials (the composition baselines use it).
+    compositions: list[dict[str, float]] | None = field(default=None, repr=False)
     _ids: list[Tensor] | None = field(default=None, repr=False)
     _pad_id: int = 0
 
@@ -283,7 +285,8 @@ def _mp_gap(
     texts = [f if text == "formula" else describe_composition(f, a) for f, a, _ in kept]
     targets = torch.tensor([t for _, _, t in kept], dtype=torch.float32)
     width = 1 + len(next(iter(vectors.values())))
-    return FusionDataset("mp_gap", graphs, texts, targets, "regression", width, 2, skipped, excluded)
+    return FusionDataset("mp_gap", graphs, texts, targets, "regression", width, 2, skipped, excluded,
+                         compositions=[a for _, a, _ in kept])  # fmt: skip
 
 
 def _molecules_text(dataset: str = "solubility", **options: Any) -> FusionDataset:

@@ -2,15 +2,20 @@
 
 Each fits on exactly the split a recipe's runs use and writes a run directory (``config.yaml``,
 ``split.json``, ``metrics.json`` with val and test metrics) that ``contrastlab compare`` reads like any
-other run:
+other run. A classification gets a logistic regression, a regression a ridge regression (or a forest of
+either kind):
 
-- ``fingerprint_forest``: Morgan (ECFP-like) fingerprints from RDKit and a scikit-learn random forest
+- ``fingerprint_forest`` (``fingerprint_rf``): Morgan (ECFP-like) fingerprints from RDKit and a random forest
   (molecules and peptides).
-- ``tfidf_logistic``: word and bigram TF-IDF and a logistic regression (text).
-- ``frozen_logistic``: the recipe's text encoder as it was pretrained (no fine-tuning), its pooled
-  embeddings and a logistic regression (text): what the encoder knows before any training.
+- ``composition_forest`` (``composition_rf``): element fractions and Magpie statistics of each composition
+  (fraction-weighted mean, minimum, maximum, range and spread of 22 elemental properties) and a random forest
+  (materials: mp_gap).
+- ``tfidf_logistic`` (``tfidf_lr``): word and bigram TF-IDF and a linear model (text).
+- ``frozen_logistic`` (``frozen_lr``): the recipe's text encoder as it was pretrained (no fine-tuning), its
+  pooled embeddings and a linear model (text): what the encoder knows before any training.
+- ``features_linear`` (``features_lr``): the dataset's own numeric features, standardised, and a linear model.
 
-The logistic regressions pick their regularisation C on the validation split.
+The linear models pick their regularisation (C, or ridge's alpha) on the validation split.
 """
 
 from __future__ import annotations
@@ -28,7 +33,17 @@ from contrastlab.train.config import TrainConfig
 from contrastlab.train.metrics import classification_metrics, regression_metrics
 from contrastlab.train.rundir import RunDir
 
-__all__ = ["fingerprint_forest", "frozen_logistic", "morgan_fingerprints", "tfidf_logistic"]
+__all__ = [
+    "BASELINES",
+    "composition_forest",
+    "default_baselines",
+    "features_linear",
+    "fingerprint_forest",
+    "frozen_logistic",
+    "morgan_fingerprints",
+    "run_baseline",
+    "tfidf_logistic",
+]
 
 
 def morgan_fingerprints(mols: list[Any], *, radius: int = 2, n_bits: int = 2048) -> np.ndarray[Any, Any]:
@@ -61,19 +76,28 @@ def fingerprint_forest(
     Raises:
         ValueError: the dataset has no molecules (not a graph dataset).
     """
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
     data = get_dataset(config.data.name, **config.data.options)
     if not hasattr(data, "molecules"):
         raise ValueError(f"data.name={config.data.name!r} has no molecules to fingerprint")
     split = make_split(config, data)
     features = morgan_fingerprints(data.molecules(), radius=radius, n_bits=n_bits)
     state = config.trainer.seed if seed is None else seed
+    val, test = _forest(features, data, split, n_estimators, state)
+    settings = {"kind": "fingerprint_forest", "radius": radius, "n_bits": n_bits,
+                "n_estimators": n_estimators, "seed": state}  # fmt: skip
+    return _write_run(config, data.task, split, settings, val, test, run_dir)
+
+
+def _forest(features: np.ndarray[Any, Any], data: Any, split: dict[str, torch.Tensor], n_estimators: int,
+            seed: int) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """A random forest (classifier or regressor, by the task) fitted on train; (val, test) metrics."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
     forest: Any
     if data.task == "classification":
-        forest = RandomForestClassifier(n_estimators=n_estimators, n_jobs=-1, random_state=state)
+        forest = RandomForestClassifier(n_estimators=n_estimators, n_jobs=-1, random_state=seed)
     else:
-        forest = RandomForestRegressor(n_estimators=n_estimators, n_jobs=-1, random_state=state)
+        forest = RandomForestRegressor(n_estimators=n_estimators, n_jobs=-1, random_state=seed)
     train_idx = split["train"].numpy()
     forest.fit(features[train_idx], data.targets[train_idx].numpy())
 
@@ -88,9 +112,55 @@ def fingerprint_forest(
             return classification_metrics(torch.from_numpy(np.log(np.clip(proba, 1e-12, 1.0))), y)
         return regression_metrics(torch.from_numpy(forest.predict(features[idx])), y)
 
-    settings = {"kind": "fingerprint_forest", "radius": radius, "n_bits": n_bits,
-                "n_estimators": n_estimators, "seed": state}  # fmt: skip
-    return _write_run(config, data.task, split, settings, score("val"), score("test"), run_dir)
+    return score("val"), score("test")
+
+
+def composition_features(compositions: list[dict[str, float]]) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """(N, F) features of chemical compositions and their names: the fraction of each element present in
+    any of them, then the fraction-weighted mean, minimum, maximum, range and standard deviation of each
+    Magpie elemental property (standardised over the elements; elementembeddings' table)."""
+    from contrastlab.data.fusion import element_vectors
+
+    magpie = element_vectors("magpie")
+    elements = sorted({e for c in compositions for e in c})
+    missing = sorted(e for e in elements if e not in magpie)
+    if missing:
+        raise ValueError(f"no Magpie properties for element(s) {missing}")
+    width = len(next(iter(magpie.values())))
+    rows = []
+    for composition in compositions:
+        total = sum(composition.values())
+        fractions = np.array([composition.get(e, 0.0) / total for e in elements])
+        present = [e for e in elements if composition.get(e, 0.0) > 0]
+        w = np.array([composition[e] / total for e in present])
+        props = np.array([magpie[e] for e in present])  # (k, P)
+        mean = w @ props
+        spread = np.sqrt(np.maximum(w @ (props - mean) ** 2, 0.0))
+        lo, hi = props.min(0), props.max(0)
+        rows.append(np.concatenate([fractions, mean, lo, hi, hi - lo, spread]))
+    names = [f"fraction:{e}" for e in elements]
+    names += [f"{stat}:magpie{i}" for stat in ("mean", "min", "max", "range", "sd") for i in range(width)]
+    return np.stack(rows), names
+
+
+def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
+                       seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """A random forest on element fractions and Magpie statistics (:func:`composition_features`) of the
+    recipe's training split; evaluates val and test.
+
+    Raises:
+        ValueError: the dataset has no compositions.
+    """
+    data = get_dataset(config.data.name, **config.data.options)
+    if not getattr(data, "compositions", None):
+        raise ValueError(f"data.name={config.data.name!r} has no compositions (a materials dataset: mp_gap)")
+    split = make_split(config, data)
+    features, names = composition_features(data.compositions)
+    state = config.trainer.seed if seed is None else seed
+    val, test = _forest(features, data, split, n_estimators, state)
+    settings = {"kind": "composition_forest", "features": len(names), "n_estimators": n_estimators,
+                "seed": state}  # fmt: skip
+    return _write_run(config, data.task, split, settings, val, test, run_dir)
 
 
 def _write_run(
@@ -120,32 +190,44 @@ def _write_run(
 
 #: The grid of inverse regularisation strengths the logistic baselines choose from on validation.
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+#: The grid of ridge penalties the regression baselines choose from on validation.
+ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
-def _logistic(
+def _linear(
     features: Any, data: Any, split: dict[str, torch.Tensor], seed: int
-) -> tuple[dict[str, float], dict[str, float], float]:
-    """Fits a logistic regression per C on train, keeps the best on val accuracy; (val, test, C)."""
-    from sklearn.linear_model import LogisticRegression
+) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """A logistic regression per C (classification, best val accuracy) or a ridge regression per alpha
+    (regression, best val RMSE), fitted on train; (val, test, the chosen model and setting)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
 
     train, val, test = (split[p].numpy() for p in ("train", "val", "test"))
     y = data.targets.numpy()
+    classify = data.task == "classification"
     best: tuple[float, Any, float] | None = None
-    for c in C_GRID:
-        model = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit(features[train], y[train])
-        accuracy = float((model.predict(features[val]) == y[val]).mean())
-        if best is None or accuracy > best[0]:
-            best = (accuracy, model, c)
+    for c in C_GRID if classify else ALPHA_GRID:
+        if classify:
+            model = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit(features[train], y[train])
+            quality = float((model.predict(features[val]) == y[val]).mean())
+        else:
+            model = Ridge(alpha=c).fit(features[train], y[train])
+            quality = -float(np.sqrt(np.mean((model.predict(features[val]) - y[val]) ** 2)))
+        if best is None or quality > best[0]:
+            best = (quality, model, c)
     assert best is not None
     _, model, c = best
 
     def score(idx: np.ndarray[Any, Any]) -> dict[str, float]:
         if idx.size == 0:
             return {}
-        log_p = np.asarray(model.predict_log_proba(features[idx]), dtype=np.float64)
-        return classification_metrics(torch.from_numpy(log_p), data.targets[idx])
+        if classify:
+            log_p = np.asarray(model.predict_log_proba(features[idx]), dtype=np.float64)
+            return classification_metrics(torch.from_numpy(log_p), data.targets[idx])
+        prediction = torch.from_numpy(np.asarray(model.predict(features[idx])))
+        return regression_metrics(prediction, data.targets[idx])
 
-    return score(val), score(test), c
+    chosen = {"model": "logistic", "C": c} if classify else {"model": "ridge", "alpha": c}
+    return score(val), score(test), chosen
 
 
 def _text_data(config: TrainConfig) -> Any:
@@ -156,7 +238,7 @@ def _text_data(config: TrainConfig) -> Any:
 
 
 def tfidf_logistic(config: TrainConfig, run_dir: str | Path, *, seed: int | None = None) -> dict[str, Any]:
-    """TF-IDF of words and bigrams (fitted on the training split) and a logistic regression.
+    """TF-IDF of words and bigrams (fitted on the training split) and a logistic or ridge regression.
 
     Raises:
         ValueError: the recipe's dataset is not text.
@@ -169,15 +251,15 @@ def tfidf_logistic(config: TrainConfig, run_dir: str | Path, *, seed: int | None
     vectorizer.fit([data.texts[i] for i in split["train"].tolist()])
     features = vectorizer.transform(data.texts)
     state = config.trainer.seed if seed is None else seed
-    val, test, c = _logistic(features, data, split, state)
-    settings = {"kind": "tfidf_logistic", "ngram_range": [1, 2], "min_df": 2, "C": c, "seed": state,
+    val, test, chosen = _linear(features, data, split, state)
+    settings = {"kind": "tfidf_logistic", "ngram_range": [1, 2], "min_df": 2, **chosen, "seed": state,
                 "vocabulary": len(vectorizer.vocabulary_)}  # fmt: skip
     return _write_run(config, data.task, split, settings, val, test, run_dir)
 
 
 def frozen_logistic(config: TrainConfig, run_dir: str | Path, *, seed: int | None = None) -> dict[str, Any]:
-    """The recipe's pretrained text encoder, frozen: pooled embeddings (standardised) and a logistic
-    regression.
+    """The recipe's pretrained text encoder, frozen: pooled embeddings (standardised) and a logistic or
+    ridge regression.
 
     Raises:
         ValueError: the recipe's dataset is not text, or its model is not a text encoder.
@@ -194,7 +276,62 @@ def frozen_logistic(config: TrainConfig, run_dir: str | Path, *, seed: int | Non
     train = split["train"].numpy()
     mean, sd = embedding[train].mean(0), embedding[train].std(0) + 1e-8
     state = config.trainer.seed if seed is None else seed
-    val, test, c = _logistic((embedding - mean) / sd, data, split, state)
-    settings = {"kind": "frozen_logistic", "model": config.model.name, "options": config.model.options,
-                "C": c, "seed": state}  # fmt: skip
+    val, test, chosen = _linear((embedding - mean) / sd, data, split, state)
+    settings = {"kind": "frozen_logistic", "encoder": config.model.name, "options": config.model.options,
+                **chosen, "seed": state}  # fmt: skip
     return _write_run(config, data.task, split, settings, val, test, run_dir)
+
+
+def features_linear(config: TrainConfig, run_dir: str | Path, *, seed: int | None = None) -> dict[str, Any]:
+    """The dataset's numeric features, standardised on the training split, and a logistic or ridge
+    regression.
+
+    Raises:
+        ValueError: the dataset has no feature matrix.
+    """
+    data = get_dataset(config.data.name, **config.data.options)
+    if not isinstance(getattr(data, "features", None), torch.Tensor):
+        raise ValueError(f"data.name={config.data.name!r} has no numeric feature matrix")
+    split = make_split(config, data)
+    x = data.features.reshape(len(data), -1).double().numpy()
+    train = split["train"].numpy()
+    mean, sd = x[train].mean(0), x[train].std(0) + 1e-8
+    state = config.trainer.seed if seed is None else seed
+    val, test, chosen = _linear((x - mean) / sd, data, split, state)
+    settings = {"kind": "features_linear", "features": int(x.shape[1]), **chosen, "seed": state}
+    return _write_run(config, data.task, split, settings, val, test, run_dir)
+
+
+#: The baselines by their command-line name.
+BASELINES = {"fingerprint_rf": fingerprint_forest, "composition_rf": composition_forest,
+             "tfidf_lr": tfidf_logistic, "frozen_lr": frozen_logistic,
+             "features_lr": features_linear}  # fmt: skip
+
+
+def default_baselines(config: TrainConfig, data: Any) -> list[str]:
+    """The baselines that fit a recipe's data: fingerprints for molecules, compositions (and their formula
+    text) for materials, TF-IDF and the frozen encoder for text, a linear model on numeric features.
+
+    Raises:
+        ValueError: no baseline fits the data.
+    """
+    if hasattr(data, "molecules"):
+        return ["fingerprint_rf"]
+    if getattr(data, "compositions", None):
+        return ["composition_rf", "tfidf_lr"]
+    if hasattr(data, "texts"):
+        return ["tfidf_lr", "frozen_lr"] if config.model.name == "transformer" else ["tfidf_lr"]
+    if isinstance(getattr(data, "features", None), torch.Tensor):
+        return ["features_lr"]
+    raise ValueError(f"no baseline fits data.name={config.data.name!r} (choose one with --kind)")
+
+
+def run_baseline(kind: str, config: TrainConfig, run_dir: str | Path, *, seed: int, radius: int = 2,
+                 n_bits: int = 2048, n_estimators: int = 500) -> dict[str, Any]:  # fmt: skip
+    """One baseline by its command-line name (``BASELINES``) into ``run_dir``."""
+    if kind == "fingerprint_rf":
+        return fingerprint_forest(config, run_dir, radius=radius, n_bits=n_bits, n_estimators=n_estimators,
+                                  seed=seed)  # fmt: skip
+    if kind == "composition_rf":
+        return composition_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
+    return BASELINES[kind](config, run_dir, seed=seed)
