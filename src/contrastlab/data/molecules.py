@@ -198,6 +198,13 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     #: What ``strings`` hold: "smiles" or "sequence" (peptides).
     kind: Literal["smiles", "sequence"] = "smiles"
 
+    def scaffolds(self) -> list[str]:
+        """Each molecule's Bemis-Murcko scaffold as SMILES (without chirality; "" for an acyclic one)."""
+        from rdkit.Chem.Scaffolds import MurckoScaffold
+
+        scaffold = MurckoScaffold.MurckoScaffoldSmiles
+        return [scaffold(mol=m, includeChirality=False) for m in self.molecules()]  # type: ignore[no-untyped-call]
+
     def molecules(self) -> list[Chem.Mol]:
         """The RDKit molecules of the kept records (for fingerprints and other classic features)."""
         mols = [_parse(text, self.kind) for text in self.strings]

@@ -51,6 +51,43 @@ def stratified_split(
     return {k: torch.cat(v).sort().values for k, v in parts.items()}
 
 
+def scaffold_split(
+    scaffolds: Sequence[str], *, val_fraction: float, test_fraction: float
+) -> dict[str, Tensor]:
+    """MoleculeNet's scaffold split (deepchem's ``ScaffoldSplitter``): molecules grouped by their
+    Bemis-Murcko scaffold, the groups taken largest first (ties: the later first row first) into train
+    until it would pass ``1 - val - test`` of the rows, then into val until train + val would pass
+    ``1 - test``, the rest into test. No scaffold is in two parts, so test holds chemotypes the model never
+    trained on. Deterministic (no seed).
+
+    Example:
+        >>> keys = ["a", "a", "b", "c", "a", "b", "d", "e"]
+        >>> s = scaffold_split(keys, val_fraction=0.25, test_fraction=0.25)
+        >>> {k: v.tolist() for k, v in s.items()}
+        {'train': [0, 1, 4, 7], 'val': [2, 5], 'test': [3, 6]}
+    """
+    if not (val_fraction > 0 and test_fraction >= 0 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 (val > 0) "
+            "and sum to < 1"
+        )
+    groups: dict[str, list[int]] = {}
+    for i, scaffold in enumerate(scaffolds):
+        groups.setdefault(scaffold, []).append(i)
+    ordered = sorted(groups.values(), key=lambda rows: (len(rows), rows[0]), reverse=True)
+    n = len(scaffolds)
+    train_cut, val_cut = (1 - val_fraction - test_fraction) * n, (1 - test_fraction) * n
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for rows in ordered:
+        if len(parts["train"]) + len(rows) <= train_cut:
+            parts["train"] += rows
+        elif len(parts["train"]) + len(parts["val"]) + len(rows) <= val_cut:
+            parts["val"] += rows
+        else:
+            parts["test"] += rows
+    return {k: torch.tensor(sorted(v), dtype=torch.long) for k, v in parts.items()}
+
+
 def predefined_split(labels: Sequence[str], *, source: str) -> dict[str, Tensor]:
     """A split column's labels (train / valid / test, any case; "val" and "validation" too) as index tensors.
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from contrastlab import distributed
 from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_dataset, stratified_split
+from contrastlab.data.splits import scaffold_split
 from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import load_checkpoint
@@ -276,8 +277,9 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
 
 
 def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
-    """Train/val/test indices: stratified random, or the dataset's own split (``data.split: dataset``), with
-    val carved from its train part when it has no val part of its own.
+    """Train/val/test indices: stratified random, the dataset's own split (``data.split: dataset``, with val
+    carved from its train part when it has no val part of its own), or by molecular scaffold
+    (``data.split: scaffold``).
 
     Raises:
         ValueError: no split of its own with ``data.split=dataset``; an empty train, val or test part (test
@@ -301,6 +303,13 @@ def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
             )  # fmt: skip
             split["train"], split["val"] = part[inner["train"]], part[inner["val"]]
         where = f"dataset {config.data.name!r}'s own split (data.split=dataset)"
+    elif dc.split == "scaffold":
+        if not hasattr(data, "scaffolds"):
+            raise ValueError(f"data.split=scaffold needs molecules; dataset {config.data.name!r} has none "
+                             "(use data.split=random)")  # fmt: skip
+        split = scaffold_split(data.scaffolds(), val_fraction=dc.val_fraction, test_fraction=dc.test_fraction)
+        where = (f"the scaffold split of dataset {config.data.name!r} ({len(data.targets)} rows, "
+                 f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
     else:
         split = stratified_split(
             data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
@@ -315,7 +324,7 @@ def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
                  for k, v in split.items()}  # fmt: skip
     for name in ("train", "val", "test"):
         rows = split[name]
-        if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split == "random"
+        if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split != "dataset"
                                                          and dc.test_fraction == 0):  # fmt: skip
             raise ValueError(f"{where} has no {name} rows; a run needs train, val and test rows")
     return {k: v for k, v in split.items() if v is not None}

@@ -334,7 +334,9 @@ class DataConfig(_Strict):
     split_seed: int = 0
     #: "random": stratified by class; "dataset": the dataset's own train/test split (e.g. MoleculeACE),
     #: with val_fraction of its train part held out for validation (test_fraction is then unused).
-    split: Literal["random", "dataset"] = "random"
+    #: random (stratified for classes), the dataset's own, or scaffold (molecules: Bemis-Murcko scaffolds
+    #: kept within one part, MoleculeNet's convention; val_fraction and test_fraction apply).
+    split: Literal["random", "dataset", "scaffold"] = "random"
     #: Regression: train on targets standardised with the training split's mean and sd (metrics are
     #: reported in the original units).
     standardize_targets: bool = True
