@@ -199,3 +199,34 @@ def test_the_auxiliary_term_is_the_mse_of_the_auxiliary_head_and_needs_its_targe
     assert value.total.item() == pytest.approx(value.task.item() + 0.5 * expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="auxiliary head and the dataset's auxiliary targets"):
         objective(BatchOutputs([out], y, labels=y), 0)
+
+
+def test_identity_baselines_pca_cosine_and_the_cross_entropy_run_on_the_same_open_set_split(fashion, tmp_path,
+                                                                                             capsys):
+    from sklearn.decomposition import PCA
+
+    from contrastlab.data import get_dataset
+    from contrastlab.diagnostics.verification import verification_metrics
+
+    small = ["data.options.train_per_class=60", "data.options.test_per_class=40"]
+    runs = ["--runs-dir", str(tmp_path)]
+    assert cli_main(["baseline", str(RECIPES / "identity_pretrain.yaml"), *small, *runs, "--name", "id"]) == 0
+    assert "id_pca_cosine: test cosine_similarity=" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "id_pca_cosine" / "metrics.json").read_text())
+    assert metrics["best"]["metric"] == "val/eer" and metrics["baseline"]["components"] == 128
+    # the oracle: sklearn's PCA on the training rows, cosine verification of the open-set test rows
+    data = get_dataset("fashion_mnist", holdout_classes=[7, 8, 9], train_per_class=60, test_per_class=40)
+    split = json.loads((tmp_path / "id_pca_cosine" / "split.json").read_text())
+    x = data.features.numpy()
+    pca = PCA(n_components=128, random_state=0).fit(x[split["train"]])
+    expected = verification_metrics(pca.transform(x[split["test"]]), data.targets[split["test"]].numpy(),
+                                    far_targets=(1e-3, 1e-2))  # fmt: skip
+    assert set(data.targets[split["test"]].tolist()) == {7, 8, 9}
+    assert metrics["test"]["eer"] == pytest.approx(expected["eer"], abs=1e-6)
+    assert metrics["test"]["tar@far=0.01"] == pytest.approx(expected["tar@far=0.01"], abs=1e-6)
+    # the supervised counterpart: cross-entropy, no margin, judged by the same verification
+    assert cli_main(["train", str(RECIPES / "identity_ce.yaml"), *small, "trainer.epochs=1", *runs]) == 0
+    ce = json.loads((tmp_path / "identity_ce" / "metrics.json").read_text())
+    assert {"tar@far=0.001", "tar@far=0.01", "eer", "rank1"} <= set(ce["test"])
+    assert "accuracy" not in ce["test"]  # the test identities were never trained on
+    assert json.loads((tmp_path / "identity_ce" / "split.json").read_text()) == split

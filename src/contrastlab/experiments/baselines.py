@@ -14,6 +14,9 @@ either kind):
 - ``frozen_logistic`` (``frozen_lr``): the recipe's text encoder as it was pretrained (no fine-tuning), its
   pooled embeddings and a linear model (text): what the encoder knows before any training.
 - ``features_linear`` (``features_lr``): the dataset's own numeric features, standardised, and a linear model.
+- ``pca_cosine``: identities (an open-set split): the features projected on their principal components
+  (fitted on train), compared by cosine, with the verification metrics of the trained runs (TAR@FAR, EER,
+  rank-1). Its supervised counterpart is a run: ``recipes/identity_ce.yaml`` (cross-entropy, no margin).
 
 The linear models pick their regularisation (C, or ridge's alpha) on the validation split.
 """
@@ -41,6 +44,7 @@ __all__ = [
     "fingerprint_forest",
     "frozen_logistic",
     "morgan_fingerprints",
+    "pca_cosine",
     "run_baseline",
     "tfidf_logistic",
 ]
@@ -171,11 +175,12 @@ def _write_run(
     val: dict[str, float],
     test: dict[str, float],
     run_dir: str | Path,
+    monitor: str | None = None,
 ) -> dict[str, Any]:
     out = Path(run_dir)
     write_yaml({"config": config.model_dump(mode="json"), "baseline": settings}, RunDir(out).config)
     write_json({k: v.tolist() for k, v in split.items()}, RunDir(out).split)
-    monitor = "val/rmse" if task == "regression" else "val/accuracy"
+    monitor = monitor or ("val/rmse" if task == "regression" else "val/accuracy")
     metrics = {
         "baseline": settings,
         "best": {"epoch": None, "metric": monitor, "value": val.get(monitor[4:])},
@@ -302,15 +307,50 @@ def features_linear(config: TrainConfig, run_dir: str | Path, *, seed: int | Non
     return _write_run(config, data.task, split, settings, val, test, run_dir)
 
 
+def pca_cosine(config: TrainConfig, run_dir: str | Path, *, n_components: int | None = None,
+               seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Identity verification by cosine between the rows' projections on the training split's principal
+    components (``n_components``: default the recipe's ``model.embedding_dim``); val and test get the
+    trained runs' verification metrics.
+
+    Raises:
+        ValueError: the dataset has no numeric feature matrix.
+    """
+    from sklearn.decomposition import PCA
+
+    from contrastlab.train.evaluate import verification
+
+    data = get_dataset(config.data.name, **config.data.options)
+    if not isinstance(getattr(data, "features", None), torch.Tensor):
+        raise ValueError(f"data.name={config.data.name!r} has no numeric feature matrix")
+    split = make_split(config, data)
+    x = data.features.reshape(len(data), -1).float().numpy()
+    state = config.trainer.seed if seed is None else seed
+    k = min(n_components or config.model.embedding_dim, len(split["train"]), x.shape[1])
+    pca = PCA(n_components=k, random_state=state).fit(x[split["train"].numpy()])
+
+    def score(part: str) -> dict[str, float]:
+        idx = split[part]
+        if idx.numel() == 0:
+            return {}
+        return verification(torch.from_numpy(pca.transform(x[idx.numpy()])), data.targets[idx])
+
+    settings = {"kind": "pca_cosine", "components": k,
+                "explained_variance": float(pca.explained_variance_ratio_.sum()), "seed": state}  # fmt: skip
+    return _write_run(config, data.task, split, settings, score("val"), score("test"), run_dir,
+                      monitor="val/eer")  # fmt: skip
+
+
 #: The baselines by their command-line name.
 BASELINES = {"fingerprint_rf": fingerprint_forest, "composition_rf": composition_forest,
              "tfidf_lr": tfidf_logistic, "frozen_lr": frozen_logistic,
-             "features_lr": features_linear}  # fmt: skip
+             "features_lr": features_linear, "pca_cosine": pca_cosine}  # fmt: skip
 
 
 def default_baselines(config: TrainConfig, data: Any) -> list[str]:
     """The baselines that fit a recipe's data: fingerprints for molecules, compositions (and their formula
-    text) for materials, TF-IDF and the frozen encoder for text, a linear model on numeric features.
+    text) for materials, TF-IDF and the frozen encoder for text, principal components by cosine for
+    identities (an open-set split), a linear model on other numeric features.
 
     Raises:
         ValueError: no baseline fits the data.
@@ -321,6 +361,8 @@ def default_baselines(config: TrainConfig, data: Any) -> list[str]:
         return ["composition_rf", "tfidf_lr"]
     if hasattr(data, "texts"):
         return ["tfidf_lr", "frozen_lr"] if config.model.name == "transformer" else ["tfidf_lr"]
+    if getattr(data, "open_set", None) and isinstance(getattr(data, "features", None), torch.Tensor):
+        return ["pca_cosine"]  # identities never trained on: verification, not classification
     if isinstance(getattr(data, "features", None), torch.Tensor):
         return ["features_lr"]
     raise ValueError(f"no baseline fits data.name={config.data.name!r} (choose one with --kind)")

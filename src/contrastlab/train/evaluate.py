@@ -67,7 +67,8 @@ def evaluate(
     """Task metrics of the clean (eval-mode) model on a subset (none when the task is "none").
     The loss is on the training scale; regression metrics are in the targets' own units.
 
-    Identity tasks (arcface, cosface) add verification metrics of the embeddings on val and test
+    Identity tasks (arcface, cosface) and identity data (an open-set split, whatever the task: a supervised
+    cross-entropy baseline is judged alike) add verification metrics of the embeddings on val and test
     (``cosine_similarity``: the mean over same-identity pairs; ``tar@far=0.001``, ``eer``, ``rank1``; at most
     :data:`VERIFICATION_MAX` samples, a fixed draw). An open-set split (identities never trained on, e.g.
     Fashion-MNIST's held-out classes) has verification metrics only. A model with an auxiliary head adds
@@ -81,9 +82,10 @@ def evaluate(
     metrics: dict[str, float] = {}
     if out.auxiliary is not None:  # an auxiliary target (a pose) is defined on every split
         metrics["auxiliary_mae"] = float((out.auxiliary - data.auxiliary[idx]).abs().mean())
-    if cfg.objective.task in ("arcface", "cosface") and part in ("val", "test"):
-        metrics.update(_verification(out.embedding, y))
-    if part in getattr(data, "open_set", ()):
+    open_set = getattr(data, "open_set", ())
+    if (cfg.objective.task in ("arcface", "cosface") or open_set) and part in ("val", "test"):
+        metrics.update(verification(out.embedding, y))
+    if part in open_set:
         return metrics
     logits = out.logits
     metrics["loss"] = float(task_loss(cfg.objective, logits, scale.encode(y)))
@@ -98,7 +100,8 @@ def evaluate(
 VERIFICATION_MAX = 4000
 
 
-def _verification(embedding: Tensor, identities: Tensor) -> dict[str, float]:
+def verification(embedding: Tensor, identities: Tensor) -> dict[str, float]:
+    """Verification metrics of embeddings by cosine (the first VERIFICATION_MAX of a fixed draw)."""
     from contrastlab.diagnostics.verification import verification_metrics
 
     if embedding.shape[0] > VERIFICATION_MAX:
