@@ -5,7 +5,7 @@ diagnostics and reports live behind extras and are imported on demand. Nothing i
 package itself: ``contrastlab.losses`` and the training API load on first use.
 """
 
-from typing import Any
+from contrastlab._lazy import lazy_attributes
 
 __all__ = [
     "__version__",
@@ -36,11 +36,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        loaded = importlib.import_module(module)
-        return getattr(loaded, attr) if attr else loaded
-    raise AttributeError(f"module 'contrastlab' has no attribute {name!r}")
+__getattr__ = lazy_attributes("contrastlab", _LAZY)

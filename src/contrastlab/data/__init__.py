@@ -8,9 +8,9 @@ use, so that listing the catalogue needs neither torch nor the domain packages.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from contrastlab._lazy import lazy_attributes
 from contrastlab.data.catalog import DatasetInfo, get_dataset, list_datasets, register_dataset
 
 if TYPE_CHECKING:
@@ -30,18 +30,10 @@ __all__ = [
     "stratified_split",
 ]
 
-_LAZY = {
-    "ArrayDataset": "contrastlab.data.registry",
-    "ClassBalancedBatchSampler": "contrastlab.data.samplers",
-    "RandomBatchSampler": "contrastlab.data.samplers",
-    "batch_statistics": "contrastlab.data.samplers",
-    "stratified_split": "contrastlab.data.splits",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'contrastlab.data' has no attribute {name!r}")
+__getattr__ = lazy_attributes("contrastlab.data", {
+    "ArrayDataset": "contrastlab.data.registry:ArrayDataset",
+    "ClassBalancedBatchSampler": "contrastlab.data.samplers:ClassBalancedBatchSampler",
+    "RandomBatchSampler": "contrastlab.data.samplers:RandomBatchSampler",
+    "batch_statistics": "contrastlab.data.samplers:batch_statistics",
+    "stratified_split": "contrastlab.data.splits:stratified_split",
+})
