@@ -136,10 +136,7 @@ class MLflowLogger(RunLogger):
 
     def __init__(self, run: RunDir, config: Mapping[str, Any], meta: Mapping[str, Any], name: str,
                  tracking: TrackingConfig, ids: dict[str, Any], group: Group | None) -> None:  # fmt: skip
-        from mlflow.tracking import MlflowClient
-
-        uri = tracking.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = _mlflow_client(tracking)
         known = ids.get("mlflow", {})
         if known.get("run_id") and known.get("tracking_uri") == self.client.tracking_uri:
             self.run_id = known["run_id"]  # a resumed run goes on logging into its MLflow run
@@ -169,6 +166,13 @@ class MLflowLogger(RunLogger):
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def _mlflow_client(tracking: TrackingConfig) -> Any:
+    """A client of ``tracking.mlflow_uri``, else MLFLOW_TRACKING_URI, else MLflow's default store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _mlflow_experiment(client: Any, name: str) -> str:
@@ -322,9 +326,7 @@ def finish_group(trainer: TrainerConfig, out_dir: str | Path, summary: Mapping[s
     text = {k: str(v) for k, v in summary.items() if isinstance(v, str)}
     root = Path(out_dir)
     if "mlflow" in names:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        client = _mlflow_client(tracking)
         experiment = _mlflow_experiment(client, tracking.experiment)
         parent = _mlflow_parent(client, experiment, group)
         _log_batch(client, parent, metrics=numbers)
