@@ -225,3 +225,23 @@ def test_loggers__an_unknown_or_missing_tracker_is_a_named_error(tmp_path, monke
     missing = r"'mlflow' but mlflow is not installed \(pip install 'contrastlab\[mlflow\]'\)"
     with pytest.raises(ConfigError, match=missing):
         train(_config(tmp_path, ["mlflow"]), tmp_path / "r", progress=False, quiet=True)
+
+
+def test_mlflow__a_sweep_is_one_parent_run_with_its_best_trial_and_every_trial_as_a_child(
+    tmp_path, monkeypatch
+):
+    from contrastlab.experiments.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "loggers": ["mlflow"],
+                                  "tracking": {"experiment": "sweeps", "mlflow_uri": uri}}}  # fmt: skip
+    result = run_sweep(recipe, {"objective.supcon.weight": [0.1, 0.3]}, out_dir=tmp_path / "s", prune=False)
+    client = mlflow.tracking.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    (parent,) = [r for r in runs if "contrastlab.group_of" in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["s/trials/trial000", "s/trials/trial001"]
+    assert parent.data.metrics["best_value"] == pytest.approx(result["best"]["value"])
+    assert json.loads(parent.data.tags["contrastlab.best_params"]) == result["best"]["params"]
+    assert {"sweep.json", "heatmap.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
