@@ -245,3 +245,25 @@ def test_mlflow__a_sweep_is_one_parent_run_with_its_best_trial_and_every_trial_a
     assert parent.data.metrics["best_value"] == pytest.approx(result["best"]["value"])
     assert json.loads(parent.data.tags["contrastlab.best_params"]) == result["best"]["params"]
     assert {"sweep.json", "heatmap.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_wandb_offline__a_verdicts_runs_share_one_group_with_a_summary_run(tmp_path):
+    from contrastlab.experiments.verdict import run_verdict
+
+    tracking = {"experiment": "verdicts", "wandb_mode": "offline"}
+    recipe = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1, "loggers": ["wandb"], "tracking": tracking}}
+    verdict = run_verdict(recipe, treatment=["objective.supcon.weight=0.4"], seeds=2, out_dir=tmp_path / "v",
+                          progress=False)  # fmt: skip
+    runs = {}
+    for path in glob.glob(str(tmp_path / "v" / "**" / "offline-run-*" / "run-*.wandb"), recursive=True):
+        run = next(r.run for r in _wandb_records(Path(path)) if r.WhichOneof("record_type") == "run")
+        runs[run.display_name] = run
+    assert sorted(runs) == ["v/baseline/seed0", "v/baseline/seed1", "v/treatment/seed0", "v/treatment/seed1",
+                            "verdict v"]  # fmt: skip
+    assert {r.run_group for r in runs.values()} == {"v"}
+    assert {runs[n].job_type for n in runs} == {"baseline", "treatment", "verdict"}
+    path = next(p for p in glob.glob(str(tmp_path / "v" / "wandb" / "offline-run-*" / "run-*.wandb")))
+    summary = {i.key: json.loads(i.value_json) for r in _wandb_records(Path(path))
+               if r.WhichOneof("record_type") == "summary" for i in r.summary.update if i.key}  # fmt: skip
+    primary = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
+    assert summary["mean_difference"] == pytest.approx(primary["mean_difference"])
