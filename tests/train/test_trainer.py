@@ -262,3 +262,18 @@ def test_tensorboard__every_step_every_epoch_and_the_hyperparameters_beside_the_
     hparams = events.PluginTagToContent("hparams")
     assert hparams, "no HPARAMS data"
     assert "hparam/test.accuracy" in scalars
+
+
+def test_supcon_without_a_task_head_is_supervised_on_labelled_data(tmp_path):
+    # Khosla et al.'s first stage: SupCon alone (objective.task none) on a classification dataset pairs
+    # by class. The labels used to be dropped with the task, so SupCon silently became self-supervised
+    # (and with one view had no positives at all).
+    raw = {**TINY, "objective": {"task": "none", "supcon": {"weight": 1.0, "temperature": 0.2}},
+           "trainer": {**TINY["trainer"], "epochs": 1, "views": {"count": 1},
+                       "early_stopping": {"monitor": "train/loss"}}}  # fmt: skip
+    result = train(validate_config(raw), tmp_path / "r", progress=False, quiet=True)
+    assert result.history[0]["train/supcon"] > 0
+    from contrastlab.train.build import build_parts
+
+    parts = build_parts(validate_config(raw), torch.device("cpu"), 0, 1)
+    assert parts.objective.classification  # labels reach the terms

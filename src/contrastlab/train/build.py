@@ -137,7 +137,8 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
     # exactly the single-process gradient (distributed.average_gradients says why not DDP's reducer).
     distributed.broadcast_module(model)
 
-    objective = Objective(config.objective)
+    # Class labels reach the terms whenever the data has them, also without a task head (SupCon alone).
+    objective = Objective(config.objective, classification=data.task == "classification")
     # The companions the terms need, copied from the model as it starts (before it is asked for text views).
     needs = objective.needs
     moco = config.objective.moco or MoCoTermConfig()

@@ -64,7 +64,8 @@ def evaluate(
     device: torch.device | None = None,
     part: str | None = None,
 ) -> dict[str, float]:
-    """Task metrics of the clean (eval-mode) model on a subset (none when the task is "none").
+    """Task metrics of the clean (eval-mode) model on a subset (none when the task is "none", but for the
+    verification metrics of identity data).
     The loss is on the training scale; regression metrics are in the targets' own units.
 
     Identity tasks (arcface, cosface) and identity data (an open-set split, whatever the task: a supervised
@@ -74,7 +75,8 @@ def evaluate(
     Fashion-MNIST's held-out classes) has verification metrics only. A model with an auxiliary head adds
     ``auxiliary_mae`` against the dataset's auxiliary targets on every split.
     """
-    if cfg.objective.task == "none" or idx.numel() == 0:
+    open_set = getattr(data, "open_set", ())
+    if idx.numel() == 0 or (cfg.objective.task == "none" and not open_set):
         return {}
     scale = scale or TargetScale()
     out = predict(model, data, idx, device or torch.device("cpu"))
@@ -82,10 +84,9 @@ def evaluate(
     metrics: dict[str, float] = {}
     if out.auxiliary is not None:  # an auxiliary target (a pose) is defined on every split
         metrics["auxiliary_mae"] = float((out.auxiliary - data.auxiliary[idx]).abs().mean())
-    open_set = getattr(data, "open_set", ())
     if (cfg.objective.task in ("arcface", "cosface") or open_set) and part in ("val", "test"):
         metrics.update(verification(out.embedding, y))
-    if part in open_set:
+    if part in open_set or cfg.objective.task == "none":  # no trained head to score
         return metrics
     logits = out.logits
     metrics["loss"] = float(task_loss(cfg.objective, logits, scale.encode(y)))
