@@ -88,6 +88,39 @@ def scaffold_split(
     return {k: torch.tensor(sorted(v), dtype=torch.long) for k, v in parts.items()}
 
 
+def label_budget(train: Tensor, targets: Tensor, budget: int | float, *, seed: int,
+                 classification: bool) -> Tensor:  # fmt: skip
+    """The training rows a label budget keeps: ``budget`` rows of each class (an int; classification) or
+    that share of the rows (a float; of each class for a classification), drawn with ``seed``.
+
+    Example:
+        >>> train = torch.arange(10)
+        >>> label_budget(train, torch.tensor([0, 1] * 5), 2, seed=0, classification=True).numel()
+        4
+        >>> label_budget(train, torch.zeros(10), 0.3, seed=0, classification=False).numel()
+        3
+
+    Raises:
+        ValueError: an integer budget for a regression, or a class with fewer rows than the budget.
+    """
+    if isinstance(budget, int) and not classification:
+        raise ValueError(f"data.train_labels={budget}: a per-class count needs classes; give a share (0-1]")
+    g = torch.Generator().manual_seed(seed)
+    groups = ([train[targets[train] == c] for c in torch.unique(targets[train])] if classification
+              else [train])  # fmt: skip
+    kept = []
+    for rows in groups:
+        if isinstance(budget, int):
+            if rows.numel() < budget:
+                label, have = int(targets[rows[0]]), rows.numel()
+                raise ValueError(f"data.train_labels={budget}: class {label} has {have} training rows")
+            k = budget
+        else:
+            k = max(1, round(rows.numel() * budget))
+        kept.append(rows[torch.randperm(rows.numel(), generator=g)[:k]])
+    return torch.cat(kept).sort().values
+
+
 def predefined_split(labels: Sequence[str], *, source: str) -> dict[str, Tensor]:
     """A split column's labels (train / valid / test, any case; "val" and "validation" too) as index tensors.
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from contrastlab import distributed
 from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_dataset, stratified_split
-from contrastlab.data.splits import scaffold_split
+from contrastlab.data.splits import label_budget, scaffold_split
 from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import load_checkpoint
@@ -318,6 +318,9 @@ def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
         )  # fmt: skip
         where = (f"the random split of dataset {config.data.name!r} ({len(data.targets)} rows, "
                  f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
+    if dc.train_labels is not None:  # a label budget: fewer training rows, val and test as they were
+        split["train"] = label_budget(split["train"], data.targets, dc.train_labels, seed=dc.split_seed,
+                                      classification=stratify)  # fmt: skip
     if dc.max_rows_per_split is not None:  # a seeded draw of each part, so every class can appear
         g = torch.Generator().manual_seed(dc.split_seed)
         split = {k: v if v is None or v.numel() <= dc.max_rows_per_split else

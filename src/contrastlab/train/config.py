@@ -333,16 +333,26 @@ class DataConfig(_Strict):
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     split_seed: int = 0
     #: "random": stratified by class; "dataset": the dataset's own train/test split (e.g. MoleculeACE),
-    #: with val_fraction of its train part held out for validation (test_fraction is then unused).
-    #: random (stratified for classes), the dataset's own, or scaffold (molecules: Bemis-Murcko scaffolds
-    #: kept within one part, MoleculeNet's convention; val_fraction and test_fraction apply).
+    #: with val_fraction of its train part held out for validation (test_fraction is then unused);
+    #: "scaffold" (molecules): Bemis-Murcko scaffolds kept within one part, MoleculeNet's convention.
     split: Literal["random", "dataset", "scaffold"] = "random"
+    #: A label budget: train on this many rows per class (an integer; classification), or this share of
+    #: the training rows (0 < x <= 1; per class for a classification), a draw seeded by split_seed. Val
+    #: and test are unchanged, so runs at every budget are scored alike. None: every training row.
+    train_labels: int | float | None = Field(default=None, gt=0)
     #: Regression: train on targets standardised with the training split's mean and sd (metrics are
     #: reported in the original units).
     standardize_targets: bool = True
     #: Keep at most this many rows of each of train/val/test (a draw seeded by split_seed, after the
     #: split): a quick smoke run of a recipe on any dataset. None: every row.
     max_rows_per_split: int | None = Field(default=None, ge=2)
+
+    @field_validator("train_labels")
+    @classmethod
+    def _a_count_or_a_share(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, float) and value > 1.0:
+            raise ValueError(f"data.train_labels={value}: a share is at most 1.0 (or give a per-class count)")
+        return value
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> DataConfig:
