@@ -289,3 +289,13 @@ def test_sequential_seeds__stopping_at_the_first_decided_look_keeps_false_calls_
     assert plan.describe()["looks"] == 8 and plan.alpha_per_look == pytest.approx(0.05 / 8)
     with pytest.raises(ValueError, match="first"):
         SequentialPlan(first=1, most=4)
+
+
+def test_sentence__names_an_interval_level_that_is_not_a_whole_percent():
+    # a sequential verdict tests each look at alpha 0.005: its interval is 99.5%, which ":.0%" printed as
+    # "100%" (seen in a --seeds auto verdict's primary sentence)
+    c = paired_comparison([0.76, 0.78, 0.75, 0.78, 0.75, 0.76], [0.75, 0.77, 0.76, 0.77, 0.75, 0.76],
+                          metric="acc", alpha=0.005, confidence=0.995, smallest_effect=0.05)  # fmt: skip
+    assert "99.5% CI" in c.sentence() and "100%" not in c.sentence()
+    assert "the 99% interval" in c.sentence()  # TOST at alpha 0.005 is a 1 - 2 * alpha = 99% interval
+    assert "95% CI" in paired_comparison([1.0, 2.0, 3.0], [1.5, 2.1, 3.4], metric="m").sentence()

@@ -60,6 +60,7 @@ __all__ = [
     "holm_adjust",
     "improvement_share",
     "paired_comparison",
+    "percent",
     "probability_of_improvement",
     "seeds_needed",
 ]
@@ -73,6 +74,16 @@ ASO_THRESHOLD = 0.2
 Verdict = Literal[
     "helped", "hurt", "no detectable effect", "increased", "decreased", "equivalent", "inconclusive"
 ]
+
+
+def percent(level: float) -> str:
+    """A confidence level as people write it: 0.95 -> "95%", 0.995 -> "99.5%".
+
+    Example:
+        >>> percent(0.95), percent(0.995), percent(0.99)
+        ('95%', '99.5%', '99%')
+    """
+    return f"{level * 100:.3f}".rstrip("0").rstrip(".") + "%"
 
 
 @dataclass(frozen=True)
@@ -107,8 +118,9 @@ class PairedComparison:
     def sentence(self) -> str:
         """The verdict as one line a person reads first."""
         bounded = math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
-        interval = (f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g}" if bounded else
-                    f"{self.confidence:.0%} CI unbounded: every seed moved by the same amount")  # fmt: skip
+        level = percent(self.confidence)
+        interval = (f"{level} CI {self.ci_low:+.4g} to {self.ci_high:+.4g}" if bounded else
+                    f"{level} CI unbounded: every seed moved by the same amount")  # fmt: skip
         effect = (
             f"{self.mean_difference if abs(self.mean_difference) >= 1e-7 else 0.0:+.4g} {self.metric} "
             f"(treatment - baseline; {interval}, "
@@ -121,7 +133,7 @@ class PairedComparison:
             bounds = f"{self.equivalence_low:+.4g} to {self.equivalence_high:+.4g}"
             p_eq = self.p_equivalence if self.p_equivalence_adjusted is None else self.p_equivalence_adjusted
             delta = f"±{self.smallest_effect:.4g}"
-            level = f"{1 - 2 * self.alpha:.0%}"
+            level = percent(1 - 2 * self.alpha)
             text = (f"equivalent within {delta}: {effect}; the {level} interval {bounds} lies inside {delta} "
                     f"(TOST p={p_eq:.3g})")  # fmt: skip
             if self.p_value < self.alpha and self.mean_difference != 0:

@@ -27,6 +27,7 @@ from contrastlab.experiments.stats import (
     holm_adjust,
     improvement_share,
     paired_comparison,
+    percent,
     probability_of_improvement,
     seeds_needed,
 )
@@ -473,8 +474,8 @@ class _VerdictBar:
 
 def format_verdict(verdict: dict[str, Any]) -> str:
     """The verdict as a plain-text table, task metrics first, the primary metric's sentence last."""
-    level = f"{(1 - verdict.get('alpha', 0.05)) * 100:.3f}".rstrip("0").rstrip(".")
-    header = ("metric", "baseline", "treatment", f"diff [{level}% CI]", "p", "p (Holm)", "P(better)",
+    level = percent(1 - verdict.get("alpha", 0.05))
+    header = ("metric", "baseline", "treatment", f"diff [{level} CI]", "p", "p (Holm)", "P(better)",
               "verdict")
     rows = [header]
     for c in verdict["comparisons"]:
