@@ -189,12 +189,24 @@ def _wandb_records(path: Path) -> Iterator[object]:
             yield record
 
 
+def _finished_records(path: Path) -> list[object]:
+    """The run file's records once W&B's writer (a separate process) has written the run's exit record."""
+    deadline = time.monotonic() + 30
+    while True:
+        records = list(_wandb_records(path))
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if ("exit" in kinds and "run" in kinds) or time.monotonic() > deadline:
+            assert "run" in kinds, f"no run record in {path.name}: {kinds}"
+            return records
+        time.sleep(0.5)
+
+
 def test_wandb_offline__config_every_step_every_epoch_summary_and_artifact_in_the_run_file(tmp_path):
     result = train(_config(tmp_path, ["wandb"], wandb_mode="offline"), tmp_path / "r", progress=False,
                    quiet=True)  # fmt: skip
     files = glob.glob(str(tmp_path / "r" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(files) == 1
-    records = list(_wandb_records(Path(files[0])))
+    records = _finished_records(Path(files[0]))
     kinds = [r.WhichOneof("record_type") for r in records]
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run.project == "tests" and run.display_name == "r"
@@ -256,14 +268,14 @@ def test_wandb_offline__a_verdicts_runs_share_one_group_with_a_summary_run(tmp_p
                           progress=False)  # fmt: skip
     runs = {}
     for path in glob.glob(str(tmp_path / "v" / "**" / "offline-run-*" / "run-*.wandb"), recursive=True):
-        run = next(r.run for r in _wandb_records(Path(path)) if r.WhichOneof("record_type") == "run")
+        run = next(r.run for r in _finished_records(Path(path)) if r.WhichOneof("record_type") == "run")
         runs[run.display_name] = run
     assert sorted(runs) == ["v/baseline/seed0", "v/baseline/seed1", "v/treatment/seed0", "v/treatment/seed1",
                             "verdict v"]  # fmt: skip
     assert {r.run_group for r in runs.values()} == {"v"}
     assert {runs[n].job_type for n in runs} == {"baseline", "treatment", "verdict"}
     path = next(p for p in glob.glob(str(tmp_path / "v" / "wandb" / "offline-run-*" / "run-*.wandb")))
-    summary = {i.key: json.loads(i.value_json) for r in _wandb_records(Path(path))
+    summary = {i.key: json.loads(i.value_json) for r in _finished_records(Path(path))
                if r.WhichOneof("record_type") == "summary" for i in r.summary.update if i.key}  # fmt: skip
     primary = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
     assert summary["mean_difference"] == pytest.approx(primary["mean_difference"])
