@@ -60,7 +60,14 @@ def postgres_server() -> Iterator[str]:
                         "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
         subprocess.run([*pg_ctl, "-l", str(root / "server.log"), "-w", "-o", options, "start"],
                        check=True, capture_output=True)  # fmt: skip
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        except BaseException as error:
+            # A failure while the server ran: its log says whether it was asked to stop (and how) or crashed.
+            log = root / "server.log"
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no server.log)"
+            error.add_note(f"PostgreSQL server log ({log}), last lines:\n{tail}")
+            raise
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
