@@ -259,6 +259,36 @@ def test_mlflow__a_sweep_is_one_parent_run_with_its_best_trial_and_every_trial_a
     assert {"sweep.json", "heatmap.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_mlflow__workers_that_create_a_groups_parent_at_once_end_with_one_parent(tmp_path):
+    from contrastlab.train.loggers import Group, _mlflow_parent
+
+    class Blind:
+        """A client whose first search sees no parent: its worker looked before the other one created its."""
+
+        def __init__(self, client):
+            self.client, self.searched = client, False
+
+        def search_runs(self, *args, **kwargs):
+            if not self.searched:
+                self.searched = True
+                return []
+            return self.client.search_runs(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("race")
+    group = Group("verdict", "v", str(tmp_path / "v"))
+    workers = [Blind(mlflow.tracking.MlflowClient(uri)) for _ in range(3)]
+    parents = [_mlflow_parent(w, experiment, group) for w in workers]
+    later = _mlflow_parent(client, experiment, group)  # a worker that starts after all that
+    assert len(set(parents)) == 1 and later == parents[0]
+    (active,) = [r for r in client.search_runs([experiment]) if "contrastlab.group_of" in r.data.tags]
+    assert active.info.run_id == parents[0]
+
+
 def test_wandb_offline__a_verdicts_runs_share_one_group_with_a_summary_run(tmp_path):
     from contrastlab.experiments.verdict import run_verdict
 

@@ -181,13 +181,26 @@ def _mlflow_experiment(client: Any, name: str) -> str:
 
 
 def _mlflow_parent(client: Any, experiment: str, group: Group) -> str:
-    """The group's parent run: found by its tag (another worker or an earlier process may have made it)."""
+    """The group's parent run: found by its tag (another worker or an earlier process may have made it).
+
+    Workers that start together may each find none and create one. Every worker then looks again and
+    keeps the oldest (by start time, then id), the same one in each; a worker whose own run lost deletes
+    it, so the group ends with one parent whichever way the creations interleave."""
     key = group.key.replace("'", "\\'")
-    found = client.search_runs([experiment], f"tags.`contrastlab.group_of` = '{key}'", max_results=1)
-    if found:
-        return str(found[0].info.run_id)
+
+    def oldest() -> Any:
+        found = client.search_runs([experiment], f"tags.`contrastlab.group_of` = '{key}'", max_results=1000)
+        return min(found, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+
+    existing = oldest()
+    if existing is not None:
+        return str(existing.info.run_id)
     tags = {"contrastlab.group_of": group.key, "contrastlab.kind": group.kind}
-    return str(client.create_run(experiment, run_name=f"{group.kind} {group.name}", tags=tags).info.run_id)
+    ours = str(client.create_run(experiment, run_name=f"{group.kind} {group.name}", tags=tags).info.run_id)
+    winner = str(oldest().info.run_id)
+    if winner != ours:
+        client.delete_run(ours)
+    return winner
 
 
 def _log_batch(client: Any, run_id: str, *, params: Mapping[str, Any] | None = None,
