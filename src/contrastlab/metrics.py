@@ -11,6 +11,7 @@ Names are looked up after removing a split or family prefix (``val/``, ``train_e
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 __all__ = ["direction", "known_directions", "mode_for", "register_metric"]
@@ -73,10 +74,14 @@ def direction(name: str) -> bool | None:
     Example:
         >>> [direction(m) for m in ("val/accuracy", "test.eer", "diagnostics.geometry.uniformity", "zzz")]
         [True, False, None, None]
+        >>> direction("test.rmse_cliff")  # RMSE on a named subset of the records
+        False
     """
     bare = _bare(name)
     if bare.startswith("gap/") or bare.startswith("gap_ratio/"):
         return None  # a train-minus-val gap: smaller is not always better (underfitting)
+    if bare not in _DIRECTIONS and (subset := re.fullmatch(r"(rmse|mae)_\w+", bare)):
+        return _DIRECTIONS[subset.group(1)]  # a regression error on a named subset (rmse_cliff)
     return _DIRECTIONS.get(bare)
 
 

@@ -154,6 +154,18 @@ def test_read_molecule_csv__targets_splits_and_row_numbered_errors(tmp_path):
     assert words.targets.tolist() == [0, 1]  # sorted label words: "1.5" < "high"
 
 
+def test_read_molecule_csv__subset_columns_follow_the_kept_rows_and_name_a_bad_flag(tmp_path):
+    path = tmp_path / "mols.csv"
+    path.write_text("smiles,y,cliff\nCCO,1.5,1\nnot-a-smiles,2.0,1\nCCN,3.0,0\nc1ccccc1,2.5,true\n")
+    with pytest.warns(UserWarning, match="skipped 1 of 4"):
+        data = read_molecule_csv(path, smiles_column="smiles", target_column="y",
+                                 subset_columns={"cliff": "cliff"}, on_error="skip")  # fmt: skip
+    assert data.strings == ["CCO", "CCN", "c1ccccc1"] and data.subsets["cliff"].tolist() == [True, False, True]
+    path.write_text("smiles,y,cliff\nCCO,1.5,1\nCCN,3.0,yes\n")
+    with pytest.raises(ValueError, match=r"row 2 of .*mols.csv: column 'cliff' holds 'yes', not a flag"):
+        read_molecule_csv(path, smiles_column="smiles", target_column="y", subset_columns={"cliff": "cliff"})
+
+
 def test_take__batches_graphs_and_applies_a_transform():
     data = graph_dataset("t", ["CCO", "c1ccccc1", "CN"], [0.0, 1.0, 2.0], "regression")
     batch = data.take(torch.tensor([2, 0]))

@@ -32,6 +32,10 @@ def test_moleculeace__30_targets_each_with_its_split():
     assert len(targets) == 30
     data = get_dataset("moleculeace", target="CHEMBL2835_Ki")
     assert len(data) == 615 and set(data.predefined_split) == {"train", "test"}
+    # The activity cliffs are the rows MoleculeACE flags, in its order.
+    rows = package_file("MoleculeACE", "Data/benchmark_data/CHEMBL2835_Ki.csv").read_text().splitlines()[1:]
+    assert data.subsets["cliff"].tolist() == [row.split(",")[3] == "1" for row in rows]
+    assert 0 < int(data.subsets["cliff"].sum()) < len(data)
     expected = r"target='CHEMBL0_Ki' is not a MoleculeACE target; choose one of \['CHEMBL1862_Ki'"
     with pytest.raises(ValueError, match=expected):
         get_dataset("moleculeace", target="CHEMBL0_Ki")

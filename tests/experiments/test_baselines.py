@@ -31,9 +31,10 @@ def _csv(tmp_path, rows, header):
 
 def test_regression_forest_matches_a_direct_sklearn_fit_on_the_same_split(tmp_path):
     sol = get_dataset("solubility")
-    path = _csv(tmp_path, [[sol.strings[i], float(sol.targets[i])] for i in range(0, 1280, 8)], ["smiles", "y"])
-    config = validate_config({"data": {"name": "molecule_csv", "options": {"path": path, "smiles_column": "smiles",
-                                                                            "target_column": "y"}}})  # fmt: skip
+    rows = [[sol.strings[i], float(sol.targets[i]), int(i % 3 == 0)] for i in range(0, 1280, 8)]
+    path = _csv(tmp_path, rows, ["smiles", "y", "cliff"])
+    config = validate_config({"data": {"name": "molecule_csv", "options": {
+        "path": path, "smiles_column": "smiles", "target_column": "y", "subset_columns": {"cliff": "cliff"}}}})  # fmt: skip
     metrics = fingerprint_forest(config, tmp_path / "rf", n_estimators=50, seed=3)
     split = json.loads((tmp_path / "rf" / "split.json").read_text())
     with open(path) as f:
@@ -44,6 +45,10 @@ def test_regression_forest_matches_a_direct_sklearn_fit_on_the_same_split(tmp_pa
     ref = RandomForestRegressor(n_estimators=50, n_jobs=-1, random_state=3).fit(X[split["train"]], y[split["train"]])
     pred = ref.predict(X[split["test"]])
     assert metrics["test"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y[split["test"]]) ** 2))), rel=1e-9)
+    cliff = np.array([r[2] == "1" for r in records])[split["test"]]  # a named subset is scored on its own
+    assert 0 < cliff.sum() < len(cliff)
+    expected = float(np.sqrt(np.mean((pred[cliff] - y[split["test"]][cliff]) ** 2)))
+    assert metrics["test"]["rmse_cliff"] == pytest.approx(expected, rel=1e-9)
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 160
 
     table = compare_runs([tmp_path / "rf"])

@@ -85,6 +85,23 @@ def test_regression_metrics_are_in_the_targets_units(tmp_path, slice_csv):
     assert constant > 1.5 and 0.3 * constant < result.test["rmse"] < 3 * constant
 
 
+def test_named_subsets_are_scored_on_the_rows_of_each_part_in_them(tmp_path, slice_csv):
+    with open(slice_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    path = tmp_path / "flags.csv"
+    with open(path, "w", newline="") as f:  # "all": every row; "held": the test rows only
+        csv.writer(f).writerows([[*rows[0], "all", "held"], *([*r, 1, int(r[2] == "test")] for r in rows[1:])])
+    config = _config(str(path), **{"trainer.epochs": 1,
+                                   "data.options.subset_columns": {"all": "all", "held": "held"}})  # fmt: skip
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.test["rmse_all"] == pytest.approx(result.test["rmse"], rel=1e-6)
+    assert result.test["mae_all"] == pytest.approx(result.test["mae"], rel=1e-6)
+    assert result.test["rmse_held"] == pytest.approx(result.test["rmse"], rel=1e-6)
+    (row,) = result.history
+    assert row["val/rmse_all"] == pytest.approx(row["val/rmse"], rel=1e-6)
+    assert "val/rmse_held" not in row  # no validation row is in it
+
+
 def test_auxiliary_term_on_augmented_views_with_the_task_on_clean_inputs(tmp_path, slice_csv):
     config = _config(slice_csv, **{"objective.nt_xent": {"weight": 0.1, "temperature": 0.2},
                                    "trainer.views": {"count": 2, "augment": AUGMENT}})  # fmt: skip

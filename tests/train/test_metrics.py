@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score, r2_score, roc_auc_score
 
-from contrastlab.train.metrics import auprc, auroc, classification_metrics, regression_metrics
+from contrastlab.train.metrics import auprc, auroc, classification_metrics, regression_metrics, subset_metrics
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -36,6 +36,19 @@ def test_multiclass_metrics_are_macro_one_vs_rest():
     assert m["auroc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-10)
     assert m["macro_f1"] == pytest.approx(f1_score(y, logits.argmax(1), average="macro"), abs=1e-10)
     assert m["accuracy"] == pytest.approx(float((logits.argmax(1) == y).mean()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subset_metrics_are_the_regression_metrics_of_the_rows_in_each_subset(seed):
+    rng = np.random.default_rng(seed)
+    y, p = rng.normal(size=60), rng.normal(size=60)
+    masks = {"cliff": rng.random(60) < 0.3, "rest": rng.random(60) < 0.7, "none": np.zeros(60, dtype=bool)}
+    got = subset_metrics(torch.tensor(p), torch.tensor(y), {k: torch.tensor(m) for k, m in masks.items()})
+    for name in ("cliff", "rest"):
+        m = masks[name]
+        assert got[f"rmse_{name}"] == pytest.approx(np.sqrt(np.mean((p[m] - y[m]) ** 2)))
+        assert got[f"mae_{name}"] == pytest.approx(np.mean(np.abs(p[m] - y[m])))
+    assert set(got) == {"rmse_cliff", "mae_cliff", "rmse_rest", "mae_rest"}  # an empty subset is left out
 
 
 def test_regression_metrics_match_numpy_and_sklearn():

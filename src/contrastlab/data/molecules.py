@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -197,6 +197,9 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     predefined_split: dict[str, Tensor] | None = None
     #: What ``strings`` hold: "smiles" or "sequence" (peptides).
     kind: Literal["smiles", "sequence"] = "smiles"
+    #: Named subsets of the records, each a (N,) bool mask (e.g. MoleculeACE's activity cliffs: "cliff").
+    #: A regression is also scored on each: ``rmse_<name>`` and ``mae_<name>`` over the part's rows in it.
+    subsets: dict[str, Tensor] = field(default_factory=dict)
 
     def scaffolds(self) -> list[str]:
         """Each molecule's Bemis-Murcko scaffold as SMILES (without chirality; "" for an acyclic one)."""
@@ -341,14 +344,21 @@ def graph_dataset(
     on_error: Literal["raise", "skip"] = "raise",
     source: str = "",
     split_labels: Sequence[str] | None = None,
+    subsets: Mapping[str, Sequence[bool]] | None = None,
 ) -> GraphDataset:
     """Featurizes ``strings`` into a :class:`GraphDataset` with their targets (rows aligned).
 
-    ``split_labels`` ("train"/"test" per record) becomes the dataset's ``predefined_split``. Skipped rows
-    (``on_error="skip"``) are reported in a warning and kept in ``dataset.skipped``.
+    ``split_labels`` ("train"/"test" per record) becomes the dataset's ``predefined_split``; ``subsets``
+    (a name and one flag per record) its ``subsets``. Skipped rows (``on_error="skip"``) are reported in a
+    warning and kept in ``dataset.skipped``.
     """
     if len(strings) != len(targets):
         raise ValueError(f"dataset {name!r}: {len(strings)} records but {len(targets)} targets")
+    for subset, flags in (subsets or {}).items():
+        if len(flags) != len(strings):
+            raise ValueError(
+                f"dataset {name!r}: subset {subset!r} has {len(flags)} flags for {len(strings)} records"
+            )
     graphs, kept, skipped = featurize(strings, kind=kind, on_error=on_error, source=source or name)
     if skipped:
         shown = ", ".join(f"row {s.row} ({s.text!r}: {s.reason})" for s in skipped[:5])
@@ -362,7 +372,9 @@ def graph_dataset(
     predefined = None
     if split_labels is not None:
         predefined = predefined_split([split_labels[i] for i in kept], source=source or name)
+    named = (subsets or {}).items()
+    masks = {s: torch.tensor([bool(f[i]) for i in kept], dtype=torch.bool) for s, f in named}
     return GraphDataset(
         name, graphs, y, task, strings=[strings[i] for i in kept], skipped=skipped,
-        predefined_split=predefined, kind=kind,
+        predefined_split=predefined, kind=kind, subsets=masks,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -64,6 +65,7 @@ def read_molecule_csv(
     sequence_column: str | None = None,
     task: Task = "regression",
     split_column: str | None = None,
+    subset_columns: Mapping[str, str] | None = None,
     on_error: Literal["raise", "skip"] = "raise",
     name: str | None = None,
     encoding: str = "utf-8",
@@ -71,6 +73,8 @@ def read_molecule_csv(
     """A CSV of molecules (a SMILES column) or peptides (a sequence column) and a label column.
 
     Classification labels may be words or integers; they are mapped to 0..C-1 in sorted order.
+    ``subset_columns`` names subsets of the records by a 0/1 column each (``{"cliff": "cliff_mol"}``:
+    MoleculeACE's activity cliffs); a regression is also scored on each (``rmse_cliff``).
     Row numbers in errors count data rows from 1 (the header is not a row).
 
     Raises:
@@ -85,7 +89,9 @@ def read_molecule_csv(
     column = smiles_column or sequence_column
     assert column is not None
     source = str(path)
-    rows = read_csv(path, columns=[c for c in (column, target_column, split_column) if c], encoding=encoding)
+    flags = dict(subset_columns or {})
+    wanted = [c for c in (column, target_column, split_column, *flags.values()) if c]
+    rows = read_csv(path, columns=wanted, encoding=encoding)
     strings = [r[column] for r in rows]
     if task == "classification":
         codes, _ = class_codes([r[target_column].strip() for r in rows], column=target_column, source=source)
@@ -93,11 +99,21 @@ def read_molecule_csv(
     else:
         targets = [_number(r[target_column], i + 1, target_column, source) for i, r in enumerate(rows)]
     splits = [r[split_column].strip() for r in rows] if split_column else None
+    subsets = {s: [_flag(r[c], i + 1, c, source) for i, r in enumerate(rows)] for s, c in flags.items()}
     return graph_dataset(
         name or Path(path).stem, strings, targets, task,
         kind="smiles" if smiles_column else "sequence", on_error=on_error, source=source,
-        split_labels=splits,
+        split_labels=splits, subsets=subsets,
     )  # fmt: skip
+
+
+def _flag(text: str, row: int, column: str, source: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    raise ValueError(f"row {row} of {source}: column {column!r} holds {text!r}, not a flag (0/1, true/false)")
 
 
 # --- the built-in datasets -------------------------------------------------------------------------------
@@ -137,14 +153,15 @@ def moleculeace_targets() -> list[str]:
 
 
 def _moleculeace(target: str = "CHEMBL2147_Ki", on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
-    """One MoleculeACE target: ``y`` = -log10(Ki or EC50 in nM), with MoleculeACE's train/test split."""
+    """One MoleculeACE target: ``y`` = -log10(Ki or EC50 in nM), with MoleculeACE's train/test split and
+    its activity-cliff molecules as the subset "cliff" (``rmse_cliff``: MoleculeACE's RMSE_cliff)."""
     targets = moleculeace_targets()
     if target not in targets:
         raise ValueError(f"target={target!r} is not a MoleculeACE target; choose one of {targets}")
     path = package_file("MoleculeACE", f"Data/benchmark_data/{target}.csv")
     return read_molecule_csv(
-        path, smiles_column="smiles", target_column="y", split_column="split", on_error=on_error,
-        name=f"moleculeace/{target}",
+        path, smiles_column="smiles", target_column="y", split_column="split",
+        subset_columns={"cliff": "cliff_mol"}, on_error=on_error, name=f"moleculeace/{target}",
     )  # fmt: skip
 
 

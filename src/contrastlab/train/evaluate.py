@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from contrastlab.models import ContrastiveModel, ModelOutput
 from contrastlab.train.build import TargetScale, augment_view, batch_inputs, view_generator
 from contrastlab.train.config import TrainConfig
-from contrastlab.train.metrics import classification_metrics, regression_metrics
+from contrastlab.train.metrics import classification_metrics, regression_metrics, subset_metrics
 from contrastlab.train.objective import task_loss
 
 __all__ = ["VERIFICATION_MAX", "evaluate", "predict", "predict_views"]
@@ -73,7 +73,9 @@ def evaluate(
     (``cosine_similarity``: the mean over same-identity pairs; ``tar@far=0.001``, ``eer``, ``rank1``; at most
     :data:`VERIFICATION_MAX` samples, a fixed draw). An open-set split (identities never trained on, e.g.
     Fashion-MNIST's held-out classes) has verification metrics only. A model with an auxiliary head adds
-    ``auxiliary_mae`` against the dataset's auxiliary targets on every split.
+    ``auxiliary_mae`` against the dataset's auxiliary targets on every split. A regression dataset with
+    named subsets of its records (``data.subsets``, e.g. MoleculeACE's activity cliffs) adds
+    ``rmse_<name>`` and ``mae_<name>`` over the rows in each.
     """
     open_set = getattr(data, "open_set", ())
     if idx.numel() == 0 or (cfg.objective.task == "none" and not open_set):
@@ -93,7 +95,10 @@ def evaluate(
     if data.task == "classification":
         metrics.update(classification_metrics(logits, y))
     else:
-        metrics.update(regression_metrics(logits.squeeze(-1) * scale.sd + scale.mean, y))
+        prediction = logits.squeeze(-1) * scale.sd + scale.mean
+        metrics.update(regression_metrics(prediction, y))
+        subsets = {name: mask[idx] for name, mask in getattr(data, "subsets", {}).items()}
+        metrics.update(subset_metrics(prediction, y, subsets))
     return metrics
 
 

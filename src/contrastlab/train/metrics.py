@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["auprc", "auroc", "classification_metrics", "regression_metrics"]
+__all__ = ["auprc", "auroc", "classification_metrics", "regression_metrics", "subset_metrics"]
 
 
 def _tie_groups(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,3 +86,20 @@ def regression_metrics(prediction: Tensor, targets: Tensor) -> dict[str, float]:
         "rmse": float(err.pow(2).mean().sqrt()),
         "r2": float(1 - err.pow(2).sum() / (y - y.mean()).pow(2).sum()),
     }
+
+
+def subset_metrics(prediction: Tensor, targets: Tensor, subsets: dict[str, Tensor]) -> dict[str, float]:
+    """``rmse_<name>`` and ``mae_<name>`` of (N,) regression predictions over the rows in each subset (a
+    (N,) bool mask of these rows); a subset with none of them is left out.
+
+    Example:
+        >>> subset_metrics(torch.tensor([1.0, 2.0, 5.0]), torch.tensor([1.0, 0.0, 1.0]),
+        ...                {"cliff": torch.tensor([False, True, True])})
+        {'rmse_cliff': 3.1622776601683795, 'mae_cliff': 3.0}
+    """
+    out: dict[str, float] = {}
+    for name, mask in subsets.items():
+        if bool(mask.any()):
+            m = regression_metrics(prediction[mask], targets[mask])
+            out[f"rmse_{name}"], out[f"mae_{name}"] = m["rmse"], m["mae"]
+    return out
