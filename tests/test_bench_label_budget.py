@@ -53,6 +53,19 @@ def test_a_point_runs_its_verdict_and_resumes_one_cut_short(tmp_path, monkeypatc
     assert "--resume" not in first and second == [*first, "--resume"]
 
 
+def test_a_verdicts_wall_time_runs_from_its_first_runs_start_to_its_verdict(tmp_path):
+    import os
+
+    starts = {"baseline": "2026-01-01T10:00:00+00:00", "treatment": "2026-01-01T10:05:00+00:00"}
+    for arm, started in starts.items():
+        (tmp_path / arm / "seed0").mkdir(parents=True)
+        (tmp_path / arm / "seed0" / "config.yaml").write_text(f"meta: {{started: '{started}'}}\n")
+    (tmp_path / "verdict.json").write_text("{}")
+    end = 1767261600 + 30 * 60  # 2026-01-01T10:30:00Z
+    os.utime(tmp_path / "verdict.json", (end, end))
+    assert lb.wall_minutes(tmp_path) == pytest.approx(30.0)
+
+
 def test_a_missing_metric_names_what_the_verdict_compared():
     with pytest.raises(KeyError, match=r"no comparison of 'test.rmse'.*test.loss, test.accuracy"):
         lb.summarize(_verdict([0.5], [0.5]), "test.rmse")
@@ -60,14 +73,15 @@ def test_a_missing_metric_names_what_the_verdict_compared():
 
 def test_the_section_and_plot(tmp_path):
     curve = lb.CURVES["text"]
-    points = [(p, lb.summarize(_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]),
-                               "test.accuracy")) for i, p in enumerate(curve.points)]  # fmt: skip
+    summaries = [lb.summarize(_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]),
+                              "test.accuracy") for i in range(len(curve.points))]  # fmt: skip
+    points = [(p, {**s, "wall": 12.3}) for p, s in zip(curve.points, summaries, strict=True)]
     text = lb.render("text", curve, points, 120.0)
     assert text.startswith("<!-- label_budget:text -->") and text.endswith("<!-- /label_budget:text -->")
     assert "python -m bench.label_budget --curves text" in text
     rows = [line for line in text.splitlines() if line.startswith("| 20 ")]
     assert rows == ["| 20 (n=2 pairs) | 0.6100 ± 0.0141 | 0.6250 ± 0.0212 | +0.0150 "
-                    "(99.5% CI +0.0050 to +0.0250) | equivalent |"]  # fmt: skip
+                    "(99.5% CI +0.0050 to +0.0250) | equivalent | 12 min |"]  # fmt: skip
     assert re.search(r"!\[text label-budget curve\]\(figures/label_budget_text\.png\)", text)
     lb.plot(curve, points, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
