@@ -168,7 +168,11 @@ def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -
     left.xaxis.set_minor_locator(NullLocator())
     left.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
     left.set_xlabel(curve.x_label)
-    left.set_ylabel(curve.metric)
+    from contrastlab.metrics import direction
+
+    higher = direction(curve.metric)
+    better = "" if higher is None else " (higher is better)" if higher else " (lower is better)"
+    left.set_ylabel(curve.metric + better)
     left.legend(frameon=False)
     left.set_title("each seed (dots) and the mean (line)", fontsize=10, loc="left")
     delta = points[0][1]["smallest_effect"]
@@ -188,7 +192,8 @@ def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -
     right.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
     right.set_xlim(min(xs) / 1.6, max(xs) * 3.6)
     right.set_xlabel(curve.x_label)
-    right.set_ylabel(f"{curve.arms[1]} - {curve.arms[0]}")
+    side = "" if higher is None else f"; {'above' if higher else 'below'} 0: {curve.arms[1]} better"
+    right.set_ylabel(f"{curve.arms[1]} - {curve.arms[0]}{side}")
     shaded = f"\nshaded: the equivalence margin ±{delta:g}" if delta else ""
     right.set_title(f"paired difference and the verdict's interval{shaded}", fontsize=10, loc="left")
     fig.suptitle(curve.title, fontsize=10)
