@@ -118,3 +118,14 @@ def write_section(module: str, device: str, text: str, path: Path | None = None)
     pattern = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->", re.S)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
     path.write_text(new)
+
+
+def minutes_between(run: Path, end: Path) -> float:
+    """Wall minutes from a training run's start (its config.yaml records it) to a file's last write."""
+    import datetime
+
+    import yaml
+
+    started = datetime.datetime.fromisoformat(yaml.safe_load((run / "config.yaml").read_text())["meta"]["started"])
+    ended = datetime.datetime.fromtimestamp(end.stat().st_mtime, datetime.timezone.utc)
+    return (ended - started).total_seconds() / 60

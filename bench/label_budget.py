@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._harness import write_section
+from bench._harness import minutes_between, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "bench" / "figures"
@@ -107,15 +107,8 @@ def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> dict[str, An
 
 
 def wall_minutes(out: Path) -> float:
-    """A verdict's wall time: from its first run's start (each run's config.yaml) to its verdict.json."""
-    import datetime
-
-    import yaml
-
-    starts = [yaml.safe_load(f.read_text())["meta"]["started"] for f in out.glob("*/seed*/config.yaml")]
-    first = min(datetime.datetime.fromisoformat(s) for s in starts)
-    end = datetime.datetime.fromtimestamp((out / "verdict.json").stat().st_mtime, datetime.timezone.utc)
-    return (end - first).total_seconds() / 60
+    """A verdict's wall time: from its first run's start to its verdict.json."""
+    return max(minutes_between(config.parent, out / "verdict.json") for config in out.glob("*/seed*/config.yaml"))
 
 
 def summarize(verdict: dict[str, Any], metric: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._harness import write_section
+from bench._harness import minutes_between, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def run_row(key: str, row: Row, runs: Path, seeds: int) -> dict[str, object]:
             if not (run / "metrics.json").is_file():
                 _cli(["train", str(ROOT / recipe), *row.overrides, f"trainer.seed={seed}", "--name", run.name,
                       "--runs-dir", str(runs), "--overwrite"])  # fmt: skip
-            minutes += _run_minutes(run)
+            minutes += minutes_between(run, run / "metrics.json")
             for metric, value in _test_metrics(run, row.metrics).items():
                 cells.setdefault(name, {}).setdefault(metric, []).append(value)
     for kind in row.baselines:
@@ -88,17 +88,6 @@ def run_row(key: str, row: Row, runs: Path, seeds: int) -> dict[str, object]:
                   "--runs-dir", str(runs)])  # fmt: skip
         cells[kind] = {metric: [value] for metric, value in _test_metrics(run, row.metrics).items()}
     return {"cells": cells, "minutes": minutes}
-
-
-def _run_minutes(run: Path) -> float:
-    """A training run's wall time: from its start (config.yaml) to its metrics.json."""
-    import datetime
-
-    import yaml
-
-    started = datetime.datetime.fromisoformat(yaml.safe_load((run / "config.yaml").read_text())["meta"]["started"])
-    end = datetime.datetime.fromtimestamp((run / "metrics.json").stat().st_mtime, datetime.timezone.utc)
-    return (end - started).total_seconds() / 60
 
 
 def _cell(values: list[float]) -> str:
