@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import minutes_between, write_section
+from contrastlab.experiments.stats import percent
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "bench" / "figures"
@@ -177,7 +178,7 @@ def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -
         if low is not None and high is not None:
             right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
         right.plot([x], [s["difference"]], "o", color="#1f5fa8")
-        level = f"{s['confidence']:.1%}".replace(".0%", "%")
+        level = percent(s["confidence"])
         right.annotate(f"{s['call']}\n(n={s['n']}, {level} CI)", (x, s["difference"]), textcoords="offset points",
                        xytext=(8, 0), fontsize=7.5, va="center")  # fmt: skip
     right.set_xscale("log")
@@ -200,7 +201,7 @@ def _interval(s: dict[str, Any]) -> str:
     low, high = s["ci"]
     if low is None or high is None:
         return ""
-    return f"{s['confidence']:.1%} CI {low:+.4f} to {high:+.4f}".replace(".0%", "%")
+    return f"{percent(s['confidence'])} CI {low:+.4f} to {high:+.4f}"
 
 
 def render(key: str, curve: Curve, points: list[tuple[Point, dict[str, Any]]], seconds: float) -> str:

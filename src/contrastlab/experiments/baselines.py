@@ -33,7 +33,7 @@ from contrastlab.data import get_dataset
 from contrastlab.train.build import make_split
 from contrastlab.train.checkpoint import write_json, write_yaml
 from contrastlab.train.config import TrainConfig
-from contrastlab.train.metrics import classification_metrics, regression_metrics, subset_metrics
+from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.rundir import RunDir
 
 __all__ = [
@@ -114,17 +114,9 @@ def _forest(features: np.ndarray[Any, Any], data: Any, split: dict[str, torch.Te
             proba = np.zeros((idx.size, data.num_classes))
             proba[:, forest.classes_] = forest.predict_proba(features[idx])
             return classification_metrics(torch.from_numpy(np.log(np.clip(proba, 1e-12, 1.0))), y)
-        return _regression(torch.from_numpy(forest.predict(features[idx])), data, idx)
+        return dataset_regression_metrics(torch.from_numpy(forest.predict(features[idx])), data, idx)
 
     return score("val"), score("test")
-
-
-def _regression(prediction: torch.Tensor, data: Any, idx: np.ndarray[Any, Any]) -> dict[str, float]:
-    """A baseline's regression metrics on rows ``idx``, with those of the dataset's named subsets
-    (``rmse_cliff``), as a trained run reports them."""
-    y = data.targets[idx]
-    subsets = {name: mask[idx] for name, mask in getattr(data, "subsets", {}).items()}
-    return {**regression_metrics(prediction, y), **subset_metrics(prediction, y, subsets)}
 
 
 def composition_features(compositions: list[dict[str, float]]) -> tuple[np.ndarray[Any, Any], list[str]]:
@@ -237,7 +229,7 @@ def _linear(
             log_p = np.asarray(model.predict_log_proba(features[idx]), dtype=np.float64)
             return classification_metrics(torch.from_numpy(log_p), data.targets[idx])
         prediction = torch.from_numpy(np.asarray(model.predict(features[idx])))
-        return _regression(prediction, data, idx)
+        return dataset_regression_metrics(prediction, data, idx)
 
     chosen = {"model": "logistic", "C": c} if classify else {"model": "ridge", "alpha": c}
     return score(val), score(test), chosen

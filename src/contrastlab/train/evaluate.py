@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from contrastlab.models import ContrastiveModel, ModelOutput
 from contrastlab.train.build import TargetScale, augment_view, batch_inputs, view_generator
 from contrastlab.train.config import TrainConfig
-from contrastlab.train.metrics import classification_metrics, regression_metrics, subset_metrics
+from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.objective import task_loss
 
 __all__ = ["VERIFICATION_MAX", "evaluate", "predict", "predict_views"]
@@ -95,10 +95,7 @@ def evaluate(
     if data.task == "classification":
         metrics.update(classification_metrics(logits, y))
     else:
-        prediction = logits.squeeze(-1) * scale.sd + scale.mean
-        metrics.update(regression_metrics(prediction, y))
-        subsets = {name: mask[idx] for name, mask in getattr(data, "subsets", {}).items()}
-        metrics.update(subset_metrics(prediction, y, subsets))
+        metrics.update(dataset_regression_metrics(logits.squeeze(-1) * scale.sd + scale.mean, data, idx))
     return metrics
 
 

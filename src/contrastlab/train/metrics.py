@@ -5,10 +5,13 @@ tests check against ``roc_auc_score`` and ``average_precision_score``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-__all__ = ["auprc", "auroc", "classification_metrics", "regression_metrics", "subset_metrics"]
+__all__ = ["auprc", "auroc", "classification_metrics", "dataset_regression_metrics", "regression_metrics",
+           "subset_metrics"]
 
 
 def _tie_groups(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,3 +106,11 @@ def subset_metrics(prediction: Tensor, targets: Tensor, subsets: dict[str, Tenso
             m = regression_metrics(prediction[mask], targets[mask])
             out[f"rmse_{name}"], out[f"mae_{name}"] = m["rmse"], m["mae"]
     return out
+
+
+def dataset_regression_metrics(prediction: Tensor, data: Any, idx: Tensor | Any) -> dict[str, float]:
+    """The regression metrics of (N,) predictions for rows ``idx`` of a dataset, with those of its named
+    subsets (``data.subsets``: ``rmse_cliff``), as trained runs and baselines both report them."""
+    y = data.targets[idx]
+    subsets = {name: mask[idx] for name, mask in getattr(data, "subsets", {}).items()}
+    return {**regression_metrics(prediction, y), **subset_metrics(prediction, y, subsets)}
