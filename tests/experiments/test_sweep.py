@@ -121,8 +121,9 @@ def test_sweep__two_workers_share_one_postgresql_study(tmp_path):
         workers = [subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
         for worker, log in zip(workers, logs, strict=True):
             assert worker.wait(timeout=300) == 0, log.read_text()[-3000:]
-        study = optuna.load_study(study_name="r", storage=url)
-        states = [t.state for t in study.get_trials()]
+        # Read everything while the server runs: the block's end stops it.
+        trials = optuna.load_study(study_name="r", storage=url).get_trials()
+    states = [t.state for t in trials]
     outputs = [log.read_text() for log in logs]
     ran = [set(re.findall(r"\[sweep\] trial (\d+)", text)) for text in outputs]
     assert all(ran), "both workers ran trials"
@@ -133,7 +134,7 @@ def test_sweep__two_workers_share_one_postgresql_study(tmp_path):
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
     for t in result["trials"]:
         if t["state"] == "FAIL":  # only a point enqueued twice at the same moment may end like this
-            assert "duplicate_of" in study.trials[t["number"]].user_attrs
+            assert "duplicate_of" in trials[t["number"]].user_attrs
 
 
 def test_sweep__shared_storage_reruns_a_silent_workers_trial(tmp_path, monkeypatch):
