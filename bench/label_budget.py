@@ -7,7 +7,8 @@ from the CLI's own commands:
 Each point is ``contrastlab verdict`` on the curve's recipe with a label budget (``data.train_labels``) for
 both arms, into ``--runs`` (default ``runs/label_budget``); a finished verdict is read back and an
 interrupted one resumed, so the curve fills in across invocations. A curve's preparation (a pretraining
-run) is trained first. Each curve gets a plot (``bench/figures/label_budget_<curve>.png``: both arms'
+run) is trained first. The curve's directory gets a ``curve.json`` (``contrastlab report`` draws it with
+every point's verdict linked), and each curve gets a plot (``bench/figures/label_budget_<curve>.png``: both arms'
 test metric per budget, and the paired difference with the verdict's interval and the equivalence
 margin) and a section of bench/RESULTS.md.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import minutes_between, write_section
+from contrastlab.experiments.curve import CurvePoint, plot_curve, read_curve, write_curve
 from contrastlab.experiments.stats import percent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,91 +114,6 @@ def wall_minutes(out: Path) -> float:
     return max(minutes_between(config.parent, out / "verdict.json") for config in out.glob("*/seed*/config.yaml"))
 
 
-def summarize(verdict: dict[str, Any], metric: str) -> dict[str, Any]:
-    """The primary metric's arms, paired difference, interval and call from one verdict.json.
-
-    Example:
-        >>> v = {"comparisons": [{"metric": "test.accuracy", "baseline": [0.7, 0.8], "treatment": [0.8, 0.8],
-        ...      "mean_difference": 0.05, "ci_low": -0.1, "ci_high": 0.2, "confidence": 0.95,
-        ...      "call": "no detectable effect", "smallest_effect": 0.01}]}
-        >>> s = summarize(v, "test.accuracy")
-        >>> s["n"], round(s["baseline_mean"], 3), s["treatment_mean"], s["ci"], s["call"]
-        (2, 0.75, 0.8, (-0.1, 0.2), 'no detectable effect')
-    """
-    found = [c for c in verdict["comparisons"] if c["metric"] == metric]
-    if not found:
-        have = ", ".join(c["metric"] for c in verdict["comparisons"])
-        raise KeyError(f"the verdict has no comparison of {metric!r}; it compared {have}")
-    c = found[0]
-    base, treated = [float(v) for v in c["baseline"]], [float(v) for v in c["treatment"]]
-    return {
-        "n": len(base), "baseline": base, "treatment": treated,
-        "baseline_mean": statistics.fmean(base), "treatment_mean": statistics.fmean(treated),
-        "difference": float(c["mean_difference"]), "ci": (c["ci_low"], c["ci_high"]),
-        "confidence": float(c["confidence"]), "call": c.get("call") or c["verdict"],
-        "smallest_effect": c.get("smallest_effect"),
-    }  # fmt: skip
-
-
-def plot(curve: Curve, points: list[tuple[Point, dict[str, Any]]], path: Path) -> None:
-    """Left: each arm's seeds (dots) and mean (line) per budget. Right: the paired difference with the
-    verdict's interval, the equivalence margin shaded, each point labelled with its call."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
-
-    xs = [p.x for p, _ in points]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = ("#5d6678", "#1f5fa8")
-    for k, (arm, color) in enumerate(zip(curve.arms, colors, strict=True)):
-        key = ("baseline", "treatment")[k]
-        offset = 1.0 + (k - 0.5) * 0.06  # side by side on the log axis
-        for x, (_, s) in zip(xs, points, strict=True):
-            left.scatter([x * offset] * s["n"], s[key], color=color, s=12, alpha=0.45)
-        left.plot(
-            [x * offset for x in xs], [s[f"{key}_mean"] for _, s in points], "o-", color=color, label=arm
-        )
-    left.set_xscale("log")
-    left.xaxis.set_minor_locator(NullLocator())
-    left.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
-    left.set_xlabel(curve.x_label)
-    from contrastlab.metrics import direction
-
-    higher = direction(curve.metric)
-    better = "" if higher is None else " (higher is better)" if higher else " (lower is better)"
-    left.set_ylabel(curve.metric + better)
-    left.legend(frameon=False)
-    left.set_title("each seed (dots) and the mean (line)", fontsize=10, loc="left")
-    delta = points[0][1]["smallest_effect"]
-    if delta:
-        right.axhspan(-delta, delta, color="#dbe7f6")
-    right.axhline(0.0, color="black", linewidth=0.8)
-    for x, (_, s) in zip(xs, points, strict=True):
-        low, high = s["ci"]
-        if low is not None and high is not None:
-            right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
-        right.plot([x], [s["difference"]], "o", color="#1f5fa8")
-        level = percent(s["confidence"])
-        right.annotate(f"{s['call']}\n(n={s['n']}, {level} CI)", (x, s["difference"]), textcoords="offset points",
-                       xytext=(8, 0), fontsize=7.5, va="center")  # fmt: skip
-    right.set_xscale("log")
-    right.xaxis.set_minor_locator(NullLocator())
-    right.set_xticks(xs, [p.label for p, _ in points], fontsize=8.5)
-    right.set_xlim(min(xs) / 1.6, max(xs) * 3.6)
-    right.set_xlabel(curve.x_label)
-    side = "" if higher is None else f"; {'above' if higher else 'below'} 0: {curve.arms[1]} better"
-    right.set_ylabel(f"{curve.arms[1]} - {curve.arms[0]}{side}")
-    shaded = f"\nshaded: the equivalence margin ±{delta:g}" if delta else ""
-    right.set_title(f"paired difference and the verdict's interval{shaded}", fontsize=10, loc="left")
-    fig.suptitle(curve.title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _interval(s: dict[str, Any]) -> str:
     low, high = s["ci"]
     if low is None or high is None:
@@ -245,16 +162,19 @@ def main(argv: list[str] | None = None) -> None:
             filled = _fill(command, runs)
             if not (runs / filled[filled.index("--name") + 1] / "metrics.json").is_file():
                 _cli(filled)
-        points = []
         for i, point in enumerate(curve.points):
-            out = runs / key / f"point{i}"
-            verdict = run_point(curve, point, out, runs)
-            points.append((point, {**summarize(verdict, curve.metric), "wall": wall_minutes(out)}))
-            print(f"{key} {point.label}: {points[-1][1]}", flush=True)
+            run_point(curve, point, runs / key / f"point{i}", runs)
+        record = read_curve(write_curve(runs / key, title=curve.title, metric=curve.metric, x_label=curve.x_label,
+                                        arms=curve.arms, notes=curve.notes,
+                                        points=[CurvePoint(p.label, p.x, f"point{i}")
+                                                for i, p in enumerate(curve.points)]).parent)  # fmt: skip
+        points = [(point, {**p["summary"], "wall": wall_minutes(Path(p["path"]))})
+                  for point, p in zip(curve.points, record["points"], strict=True)]  # fmt: skip
         text = render(key, curve, points, time.perf_counter() - started)
         print(text)
+        print(f"report: contrastlab report {runs / key}")
         if not args.no_write:
-            plot(curve, points, FIGURES / f"label_budget_{key}.png")
+            plot_curve(record, FIGURES / f"label_budget_{key}.png")
             write_section("label_budget", key, text)
 
 

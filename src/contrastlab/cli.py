@@ -378,10 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo", help="output directory, rewritten each time")
     p.set_defaults(fn=_demo)
 
-    p = sub.add_parser(
-        "report", parents=[plugin], help="one self-contained HTML file of a run, comparison, sweep or verdict"
-    )
-    p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory")
+    p = sub.add_parser("report", parents=[plugin], help="one self-contained HTML file of a run, comparison, "
+                       "sweep, verdict or curve of verdicts")  # fmt: skip
+    p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory, or a "
+                   "curve's (curve.json: contrastlab.experiments.curve.write_curve)")
     p.add_argument("--out", help="the HTML file (default: DIRECTORY/report.html)")
     p.set_defaults(fn=_report)
 

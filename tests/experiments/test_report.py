@@ -18,6 +18,7 @@ pytest.importorskip("optuna")
 
 from contrastlab.cli import main as cli_main
 from contrastlab.experiments.compare import compare_runs
+from contrastlab.experiments.curve import CurvePoint, write_curve
 from contrastlab.experiments.report import build_report, render_html, write_report
 from contrastlab.experiments.sweep import run_sweep
 from contrastlab.experiments.verdict import run_verdict
@@ -40,7 +41,12 @@ def results(tmp_path_factory) -> dict[str, Path]:
     sweep = root / "sweep"
     run_sweep(recipe, {"objective.supcon.weight": [0.1, 0.3], "objective.supcon.temperature": [0.1, 0.2]},
               out_dir=sweep)  # fmt: skip
-    return {"verdict": verdict, "comparison": compare, "sweep": sweep, "run": verdict / "treatment" / "seed1"}
+    curve = root / "curve"  # the same verdict twice: a relative and an absolute path to it
+    write_curve(curve, title="tiny budget curve", metric="test.accuracy", x_label="rows per class",
+                points=[CurvePoint("10", 10, "../verdict"), CurvePoint("all (100)", 100, str(verdict))],
+                arms=("CE", "CE + SupCon"), notes="Both points are one verdict.")  # fmt: skip
+    return {"verdict": verdict, "comparison": compare, "sweep": sweep, "run": verdict / "treatment" / "seed1",
+            "curve": curve}
 
 
 def _images(html: str) -> list[bytes]:
@@ -53,6 +59,7 @@ def _images(html: str) -> list[bytes]:
         ("verdict", ["Verdict", "What was compared", "Every metric", "Per seed", "Curves",
                      "Embeddings of both arms", "CKA between the arms", "Run metadata"], 5),
         ("sweep", ["Summary", "Grid", "Trials"], 1),
+        ("curve", ["Curve"], 1),
         ("comparison", ["Runs side by side", "What was compared", "Curves", "Run metadata"], 1),
         ("run", ["Summary", "Training curves", "Train/val gap", "Representation diagnostics (test split)",
                  "Embedding projection", "Run metadata"], 2),
@@ -139,7 +146,32 @@ def importlib_missing(name: str) -> bool:
     return importlib.util.find_spec(name) is None
 
 
-@pytest.mark.parametrize("kind", ["verdict", "sweep", "comparison", "run"])
+def test_report__curve_gives_each_points_verdict_call_and_link(results, tmp_path):
+    import json
+
+    primary = next(c for c in json.loads((results["verdict"] / "verdict.json").read_text())["comparisons"]
+                   if c["metric"] == "test.accuracy")  # fmt: skip
+    path = write_report(results["curve"], tmp_path / "elsewhere" / "curve.html")
+    report = build_report(results["curve"])
+    table = report.sections[0].tables[0]
+    assert [row[0].text for row in table.rows] == ["10", "all (100)"]
+    assert all(row[-1].text == primary["call"] for row in table.rows)
+    difference = primary["mean_difference"]
+    assert table.rows[0][4].text == f"{0.0 if abs(difference) < 1e-7 else difference:.3g}"
+    html = path.read_text(encoding="utf-8")
+    assert "10: " + primary["call"] in html and "Both points are one verdict." in html
+    hrefs = re.findall(r'href="([^"#]+)"', html)
+    assert hrefs and all((path.parent / h).resolve() == results["verdict"].resolve() for h in hrefs)
+
+
+def test_report__curve_with_an_unfinished_point_names_it(results, tmp_path):
+    points = [CurvePoint("a", 1, str(results["verdict"])), CurvePoint("b", 2, "missing")]
+    write_curve(tmp_path, title="t", metric="test.accuracy", x_label="x", points=points)
+    with pytest.raises(FileNotFoundError, match=r"point 'b' .*missing/verdict\.json does not exist"):
+        build_report(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["verdict", "sweep", "comparison", "run", "curve"])
 def test_report__renders_in_headless_chromium(results, tmp_path, kind):
     import numpy as np
     from matplotlib.image import imread

@@ -1,6 +1,7 @@
 """``contrastlab report DIR``: one self-contained HTML file from the JSON results a command saved.
 
-The kind of report follows from what the directory holds: ``verdict.json`` (a paired verdict),
+The kind of report follows from what the directory holds: ``curve.json`` (verdicts along a setting, e.g. a
+label budget), ``verdicts.json`` (verdicts over several recipes), ``verdict.json`` (a paired verdict),
 ``sweep.json`` (a sweep), ``compare.json`` (a comparison) or ``metrics.json`` (a single run). Everything
 is read from those saved results and the run directories they point to (``history.csv``,
 ``embeddings/*.npz``, ``diagnostics.json``); nothing is trained or recomputed except the figures, which are
@@ -27,6 +28,7 @@ from contrastlab.train.rundir import RunDir
 __all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
 
 _KINDS = (
+    ("curve.json", "curve"),
     ("verdicts.json", "verdicts"),
     ("verdict.json", "verdict"),
     ("sweep.json", "sweep"),
@@ -732,9 +734,57 @@ def _verdicts_sections(directory: Path) -> list[Section]:
     return [summary]
 
 
+# --- a curve of verdicts ------------------------------------------------------------------------------
+
+
+def _curve_sections(directory: Path) -> list[Section]:
+    from contrastlab.experiments.curve import plot_curve, read_curve
+    from contrastlab.experiments.stats import percent
+
+    curve = read_curve(directory)
+    base, treated = curve["arms"]
+    summary = Section("Curve")
+    summary.headlines.append(Headline(
+        f"{curve['metric']}, {treated} - {base}: "
+        + "; ".join(f"{p['label']}: {p['summary']['call']}" for p in curve["points"])))  # fmt: skip
+    if curve.get("notes"):
+        summary.paragraphs.append(curve["notes"])
+    summary.figures.append(_figure(lambda f: plot_curve(curve, f),
+                                   f"{curve['title']}: both arms per point, and the paired difference with "
+                                   "each verdict's interval (shaded: the equivalence margin)"))  # fmt: skip
+    def spread(values: list[float]) -> str:
+        mean = float(np.mean(values))
+        return f"{mean:.4g} ± {float(np.std(values, ddof=1)) if len(values) > 1 else 0.0:.2g}"
+
+    rows = []
+    for p in curve["points"]:
+        s = p["summary"]
+        low, high = s["ci"]
+        bounded = low is not None and high is not None
+        level = percent(s["confidence"])
+        interval = f"{_tidy(low):+.3g} to {_tidy(high):+.3g} ({level})" if bounded else "unbounded"
+        rows.append([
+            Cell(text=p["label"], sort=repr(float(p["x"])), css="name"), _cell(s["n"]),
+            Cell(text=spread(s["baseline"]), sort=repr(s["baseline_mean"])),
+            Cell(text=spread(s["treatment"]), sort=repr(s["treatment_mean"])),
+            _cell(_tidy(s["difference"]), digits=3),
+            Cell(text=interval, sort=repr(low if bounded else float("-inf"))),
+            _cell(s["call"], css=_verdict_css(s["verdict"])),
+        ])  # fmt: skip
+    summary.tables.append(Table(
+        [curve["x_label"], "seed pairs", f"{base} (mean ± sd)", f"{treated} (mean ± sd)", "difference",
+         "interval", "call"], rows,
+        caption=f"{curve['metric']} over seeds; difference = {treated} - {base}, paired by seed",
+    ))  # fmt: skip
+    for p in curve["points"]:
+        summary.links.append(Link(f"{p['label']}: its verdict and runs", f"{p['verdict']}/"))
+    return [summary]
+
+
 # --- entry points ---------------------------------------------------------------------------------------
 
 _BUILDERS: dict[str, Callable[[Path], list[Section]]] = {
+    "curve": _curve_sections,
     "verdicts": _verdicts_sections,
     "verdict": _verdict_sections,
     "sweep": _sweep_sections,
@@ -747,7 +797,8 @@ def build_report(directory: str | Path) -> Report:
     """Reads the saved results in ``directory`` into a :class:`Report` (sections of tables and figures).
 
     Raises:
-        FileNotFoundError: the directory holds none of verdict.json, sweep.json, compare.json, metrics.json.
+        FileNotFoundError: the directory holds none of curve.json, verdicts.json, verdict.json, sweep.json,
+            compare.json, metrics.json; or a curve's point whose verdict has not finished.
     """
     path = Path(directory)
     for filename, kind in _KINDS:
