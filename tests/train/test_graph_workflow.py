@@ -149,7 +149,7 @@ def test_dataset_split_needs_a_dataset_with_its_own_split(tmp_path):
 
 def test_augment_on_tensor_data_is_refused(tmp_path):
     config = validate_config({"trainer": {"views": {"count": 2, "augment": [{"name": "node_mask"}]}}})
-    with pytest.raises(ValueError, match=r"trainer.views.augment needs graph inputs; dataset 'blobs'"):
+    with pytest.raises(ValueError, match=r"trainer.views.augment needs graph or image inputs; dataset 'blobs'"):
         train(config, tmp_path / "run", progress=False)
 
 

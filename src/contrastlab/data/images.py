@@ -44,6 +44,9 @@ class IdentityDataset(ArrayDataset):
     identity_names: list[str] = field(default_factory=list)
     #: (N, A) auxiliary regression targets (a pose), or None.
     auxiliary: Tensor | None = None
+    #: (C, H, W) when each feature row is an image (flattened): image augmentations then make the views
+    #: (trainer.views.augment, contrastlab.views.image).
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -147,7 +150,7 @@ def fashion_mnist(
     return IdentityDataset(
         "fashion_mnist", features, torch.from_numpy(y), "classification", known=len(known),
         predefined_split=split, open_set=frozenset({"test"}),
-        identity_names=[CLASSES[c] for c in known + held], auxiliary=auxiliary,
+        identity_names=[CLASSES[c] for c in known + held], auxiliary=auxiliary, image_shape=(1, 28, 28),
     )  # fmt: skip
 
 

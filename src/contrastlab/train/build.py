@@ -367,7 +367,12 @@ def batch_inputs(
 
 
 def augment_view(augment: Any, batch: Any, generator: torch.Generator) -> Any:
-    """One augmented view of a collated graph batch (all graphs at once; the batch is not modified)."""
+    """One augmented view of a batch (image rows, or a collated graph batch: all at once; the batch is not
+    modified)."""
+    from contrastlab.views.image import ImageViews
+
+    if isinstance(augment, ImageViews):
+        return augment(batch, generator)
     from contrastlab.views.graph import augment_batch
 
     return augment_batch(augment, batch, generator)
@@ -380,13 +385,19 @@ def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generat
 
 
 def make_augmentation(config: TrainConfig, data: Any) -> Any:
-    """The configured view augmentation, or None; refused up front for data that is not graphs."""
+    """The configured view augmentation, or None: image augmentations (contrastlab.views.image) for a
+    dataset with an ``image_shape``, graph augmentations for graphs; refused up front for other data."""
     spec = config.trainer.views.augment
     if spec is None:
         return None
+    shape = getattr(data, "image_shape", None)
+    if shape is not None:
+        from contrastlab.views.image import ImageViews, build_image_augmentation
+
+        return ImageViews(build_image_augmentation(spec, "trainer.views.augment"), shape)
     if not hasattr(data, "num_edge_features") or hasattr(data, "tokenize"):
         raise ValueError(
-            f"trainer.views.augment needs graph inputs; dataset {data.name!r} is not graphs alone (text "
+            f"trainer.views.augment needs graph or image inputs; dataset {data.name!r} is neither (text "
             "views come from dropout (trainer.views.count), layers and tokens: see objective.token_supcon; a "
             "paired graph+text sample's second view is its other modality: see objective.clip)"
         )
