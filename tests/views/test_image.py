@@ -146,3 +146,41 @@ def test_simclr_on_fashion_mnist_identities_trains_on_augmented_views(fashion, t
     assert not torch.equal(drawn[0], drawn[1])  # the two views of a batch differ
     test = json.loads((tmp_path / "identity_ce" / "metrics.json").read_text())["test"]
     assert {"tar@far=0.001", "eer"} <= set(test)
+
+
+def test_a_users_own_image_rows_get_image_views(tmp_path, monkeypatch):
+    from contrastlab.data import catalog
+    from contrastlab.data.registry import ArrayDataset
+    from contrastlab.train import train, validate_config
+    from contrastlab.train.checkpoint import read_history
+
+    def shapes(n: int = 96) -> ArrayDataset:  # two classes of 8x8 images: a bright left or right half
+        g = torch.Generator().manual_seed(0)
+        y = torch.arange(n) % 2
+        images = torch.rand(n, 1, 8, 8, generator=g) * 0.2
+        images[y == 0, :, :, :4] += 0.8
+        images[y == 1, :, :, 4:] += 0.8
+        return ArrayDataset("shapes", images.reshape(n, 64), y, "classification", image_shape=(1, 8, 8))
+
+    monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))  # the registration stays in this test
+    catalog.register_dataset("shapes", shapes)
+    calls = []
+    original = ImageViews.__call__
+
+    def spy(self, rows, g):
+        calls.append(self.shape)
+        return original(self, rows, g)
+
+    monkeypatch.setattr(ImageViews, "__call__", spy)
+    config = validate_config({
+        "data": {"name": "shapes"}, "model": {"hidden_dims": [32]},
+        "objective": {"task": "cross_entropy", "supcon": {"weight": 0.5}},
+        "trainer": {"epochs": 2, "batch_size": 32,
+                    "views": {"count": 2, "augment": [{"name": "noise", "std": 0.1}]}},
+    })  # fmt: skip
+    train(config, tmp_path / "run", progress=False)
+    assert calls and set(calls) == {(1, 8, 8)}
+    assert all(row["train/supcon"] > 0 for row in read_history(tmp_path / "run" / "history.csv"))
+    with pytest.raises(ValueError, match=r"dataset 'bad': image_shape=\[1, 8, 7\] does not fit feature rows "
+                                         r"of shape \(4, 64\)"):  # fmt: skip
+        ArrayDataset("bad", torch.zeros(4, 64), torch.zeros(4), "regression", image_shape=(1, 8, 7))

@@ -44,9 +44,6 @@ class IdentityDataset(ArrayDataset):
     identity_names: list[str] = field(default_factory=list)
     #: (N, A) auxiliary regression targets (a pose), or None.
     auxiliary: Tensor | None = None
-    #: (C, H, W) when each feature row is an image (flattened): image augmentations then make the views
-    #: (trainer.views.augment, contrastlab.views.image).
-    image_shape: tuple[int, int, int] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -35,6 +35,9 @@ class ArrayDataset(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
     task: Task
     #: The dataset's own train / val / test rows (``data.split=dataset``), when it comes with them.
     predefined_split: dict[str, Tensor] | None = None
+    #: (C, H, W) when each feature row is a flattened image: image augmentations can then make the views
+    #: (``trainer.views.augment``, contrastlab.views.image).
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.features.shape[0] != self.targets.shape[0]:
@@ -42,6 +45,14 @@ class ArrayDataset(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
                 f"dataset {self.name!r}: {self.features.shape[0]} feature rows but "
                 f"{self.targets.shape[0]} targets"
             )
+        if self.image_shape is not None:
+            shape = tuple(int(s) for s in self.image_shape)
+            width = self.features.shape[1] if self.features.dim() == 2 else None
+            if len(shape) != 3 or min(shape) < 1 or width != shape[0] * shape[1] * shape[2]:
+                raise ValueError(
+                    f"dataset {self.name!r}: image_shape={list(self.image_shape)} does not fit feature rows "
+                    f"of shape {tuple(self.features.shape)}; expected (C, H, W) with C·H·W = the row width"
+                )
 
     def __len__(self) -> int:
         return int(self.features.shape[0])

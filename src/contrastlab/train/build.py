@@ -386,7 +386,8 @@ def view_generator(seed: int, epoch: int, step: int, view: int) -> torch.Generat
 
 def make_augmentation(config: TrainConfig, data: Any) -> Any:
     """The configured view augmentation, or None: image augmentations (contrastlab.views.image) for a
-    dataset with an ``image_shape``, graph augmentations for graphs; refused up front for other data."""
+    dataset whose rows are images (its ``image_shape``), graph augmentations for graphs; refused up front
+    for other data."""
     spec = config.trainer.views.augment
     if spec is None:
         return None

@@ -752,6 +752,7 @@ def _curve_sections(directory: Path) -> list[Section]:
     summary.figures.append(_figure(lambda f: plot_curve(curve, f),
                                    f"{curve['title']}: both arms per point, and the paired difference with "
                                    "each verdict's interval (shaded: the equivalence margin)"))  # fmt: skip
+
     def spread(values: list[float]) -> str:
         mean = float(np.mean(values))
         return f"{mean:.4g} ± {float(np.std(values, ddof=1)) if len(values) > 1 else 0.0:.2g}"
