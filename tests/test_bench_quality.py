@@ -1,0 +1,41 @@
+"""bench/quality.py: each row trains its recipes' seeds (an expensive row at most its max_seeds) and fits
+its baselines once, reads back what finished, and renders mean ± sd with n where it matters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import quality as q
+
+
+def _fake_cli(calls: list[list[str]]):
+    def run(args: list[str]) -> None:  # what `contrastlab train` / `baseline` leave behind
+        calls.append(args)
+        runs = Path(args[args.index("--runs-dir") + 1])
+        name = args[args.index("--name") + 1]
+        out = runs / (name if args[0] == "train" else f"{name}_{args[args.index('--kind') + 1]}")
+        out.mkdir(parents=True)
+        (out / "config.yaml").write_text("meta: {started: '2026-01-01T10:00:00+00:00'}\n")
+        seed = next((int(a.split("=")[1]) for a in args if a.startswith("trainer.seed=")), 9)
+        (out / "metrics.json").write_text(json.dumps({"test": {"mae": 0.5 + seed / 10}}))
+
+    return run
+
+
+def test_an_expensive_row_trains_its_max_seeds_and_says_n(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(q, "_cli", _fake_cli(calls))
+    small = q.run_row("mp_gap", q.ROWS["mp_gap"], tmp_path, seeds=3)
+    big = q.run_row("mp_gap_10k", q.ROWS["mp_gap_10k"], tmp_path, seeds=3)
+    trained = [c for c in calls if c[0] == "train"]
+    assert len(trained) == 3 + 1  # three seeds of the small row, one of the 10,000-composition row
+    assert all("data.options.subsample=10000" in c for c in trained[3:] + calls[-1:])  # its baseline too
+    assert small["cells"]["mp_gap_fusion"]["mae"] == [0.5, 0.6, 0.7]
+    assert big["cells"]["mp_gap_fusion"]["mae"] == [0.5]
+    text = q.render({"mp_gap": small, "mp_gap_10k": big}, seeds=3)
+    assert "| mp_gap band gap (eV), 4,000 compositions | mae ↓ | mp_gap_fusion 0.600 ± 0.100 (n=3) |" in text
+    assert ("| mp_gap band gap (eV), 10,000 compositions | mae ↓ | mp_gap_fusion 0.500 (n=1) | "
+            "composition_rf 1.400 |") in text
+    calls.clear()
+    assert q.run_row("mp_gap", q.ROWS["mp_gap"], tmp_path, seeds=3) == small and calls == []  # read back
