@@ -156,6 +156,7 @@ class CosineHead(nn.Module):
 #: Built-in encoders by name, as import paths (domain encoders import their extras only when built).
 _MODELS: dict[str, str | Callable[..., nn.Module]] = {
     "mlp": "contrastlab.models.mlp:MLPEncoder",
+    "convnet": "contrastlab.models.conv:ConvEncoder",
     "gine": "contrastlab.models.graph:GINEEncoder",
     "graphormer": "contrastlab.models.graph:GraphormerEncoder",
     "transformer": "contrastlab.models.text:TextEncoder",

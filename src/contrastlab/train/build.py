@@ -187,6 +187,13 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
+    if config.model.name == "convnet":
+        if getattr(data, "image_shape", None) is None:
+            raise ValueError(
+                f"model.name='convnet' needs rows that are images; dataset {config.data.name!r} has no "
+                "image_shape (an ArrayDataset's image_shape=(C, H, W) declares one)"
+            )
+        extra["image_shape"] = data.image_shape
     num_auxiliary = 0
     if config.objective.auxiliary is not None:
         auxiliary = getattr(data, "auxiliary", None)
