@@ -10,7 +10,8 @@ from contrastlab.data.registry import ArrayDataset
 from contrastlab.models.conv import ConvEncoder
 
 
-def _shapes(n: int = 128) -> ArrayDataset:  # two classes of 8x8 images: a bright left or right half
+def half_bright_images(n: int = 128) -> ArrayDataset:
+    """Two classes of 8x8 images (rows of 64, image_shape (1, 8, 8)): a bright left or right half."""
     g = torch.Generator().manual_seed(0)
     y = torch.arange(n) % 2
     images = torch.rand(n, 1, 8, 8, generator=g) * 0.3
@@ -61,7 +62,7 @@ def test_the_trainer_gives_convnet_the_datasets_image_shape_and_it_learns(tmp_pa
     from contrastlab.train.build import make_model
 
     monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))
-    catalog.register_dataset("shapes", _shapes)
+    catalog.register_dataset("shapes", half_bright_images)
     config = validate_config({
         "data": {"name": "shapes"}, "model": {"name": "convnet", "hidden_dims": [8, 16], "embedding_dim": 16},
         "objective": {"task": "cross_entropy", "supcon": {"weight": 0.2}},

@@ -153,17 +153,10 @@ def test_a_users_own_image_rows_get_image_views(tmp_path, monkeypatch):
     from contrastlab.data.registry import ArrayDataset
     from contrastlab.train import train, validate_config
     from contrastlab.train.checkpoint import read_history
-
-    def shapes(n: int = 96) -> ArrayDataset:  # two classes of 8x8 images: a bright left or right half
-        g = torch.Generator().manual_seed(0)
-        y = torch.arange(n) % 2
-        images = torch.rand(n, 1, 8, 8, generator=g) * 0.2
-        images[y == 0, :, :, :4] += 0.8
-        images[y == 1, :, :, 4:] += 0.8
-        return ArrayDataset("shapes", images.reshape(n, 64), y, "classification", image_shape=(1, 8, 8))
+    from tests.models.test_conv import half_bright_images
 
     monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))  # the registration stays in this test
-    catalog.register_dataset("shapes", shapes)
+    catalog.register_dataset("shapes", half_bright_images)
     calls = []
     original = ImageViews.__call__
 
