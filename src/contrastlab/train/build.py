@@ -256,6 +256,16 @@ def check_task(config: TrainConfig, data: Any) -> None:
             f"objective.task={config.objective.task!r} does not fit dataset {data.name!r}, whose targets are "
             f"{data.task}; set objective.task to {fit_task}"
         )
+    targets = getattr(data, "targets", None)
+    if config.objective.task != "none" and isinstance(targets, Tensor) and targets.is_floating_point():
+        missing = ~torch.isfinite(targets)
+        if bool(missing.any()):
+            first, count = int(missing.nonzero()[0]) + 1, int(missing.sum())
+            raise ValueError(
+                f"objective.task={config.objective.task!r} needs a label on every row, but {count} of the "
+                f"{targets.numel()} targets of dataset {data.name!r} are NaN or infinite (the first in row "
+                f"{first}); fill or drop those rows, or pretrain without labels: objective.task: none"
+            )
 
 
 def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
@@ -350,7 +360,8 @@ class TargetScale:
 
     @classmethod
     def fit(cls, config: TrainConfig, data: Any, train_idx: Tensor) -> TargetScale:
-        if data.task != "regression" or not config.data.standardize_targets:
+        unlabelled = config.objective.task == "none"  # a pretraining corpus may have no targets at all
+        if data.task != "regression" or not config.data.standardize_targets or unlabelled:
             return cls()
         y = data.targets[train_idx].double()
         sd = float(y.std()) if y.numel() > 1 else 1.0
