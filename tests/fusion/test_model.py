@@ -135,3 +135,28 @@ def test_the_clip_term_compares_the_two_towers(model_and_batch):
 def test_bad_settings_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         _model(**options)
+
+
+def test_the_graph_tower_alone_is_the_fusion_models_graph_tower_without_the_text(model_and_batch):
+    _, batch = model_and_batch
+    alone = _model(text_tower=False)
+    names = [name for name, _ in alone.encoder.named_parameters()]
+    assert names and all(n.startswith(("graph_embed.", "graph_blocks.", "graph_readout.")) for n in names)
+    # Same seed, same graph tower: without middle fusion, the full model's graph vector is this embedding.
+    full = _model(middle_fusion_layers=[])
+    alone.eval()
+    full.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(alone.encoder(batch).embedding, full.encoder(batch).extras["graph"])
+    out = alone(batch)
+    assert out.embedding.shape == (8, 12) and set(out.extras) == {"graph"}
+    assert [_stage_label(n) for n in _stage_names(alone)] == ["graph", "fused", "head", "projection"]
+    alone.train()
+    alone.zero_grad()
+    alone(batch).logits.sum().backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in alone.encoder.parameters())
+    in_layers = [id(p) for layer in alone.encoder_layers() for p in layer.parameters()]
+    assert len(in_layers) == len(set(in_layers)) == len(names)
+    objective = Objective(ObjectiveConfig(task="l1", clip={"weight": 0.0}))
+    with pytest.raises(ValueError, match=r"no text view.*text_tower=false.*objective\.clip=null"):
+        objective(BatchOutputs([out], torch.zeros(8)), 0)

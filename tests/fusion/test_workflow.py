@@ -52,6 +52,23 @@ def test_both_arms_run_from_the_cli_and_diagnose_prints_the_stage_cka(tmp_path, 
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in stage_cka.values())
 
 
+def test_the_graph_tower_alone_runs_beside_the_fusion_model_and_shares_its_stages(tmp_path, capsys):
+    """The verdict "does the text add anything": the fusion recipe with text_tower=false, same split."""
+    recipe = str(RECIPES / "mp_gap_fusion.yaml")
+    assert cli_main(["train", recipe, *SMALL, "--runs-dir", str(tmp_path), "--name", "fusion"]) == 0
+    alone = ["model.options.text_tower=false", "objective.clip=null"]
+    assert cli_main(["train", recipe, *SMALL, *alone, "--runs-dir", str(tmp_path), "--name", "alone"]) == 0
+    split = [json.loads((tmp_path / arm / "split.json").read_text()) for arm in ("fusion", "alone")]
+    assert split[0] == split[1]
+    history = read_history(tmp_path / "alone" / "history.csv")
+    assert "train/clip" not in history[0] and history[0]["train/loss"] == history[0]["train/task"]
+    capsys.readouterr()
+    for run, other in (("alone", "fusion"), ("fusion", "alone")):  # either way round
+        assert cli_main(["diagnose", str(tmp_path / run), "--against", str(tmp_path / other)]) == 0
+        diag = json.loads((tmp_path / run / "diagnostics.json").read_text())
+        assert list(diag["comparison"]["stage_cka"]) == ["graph", "fused", "head", "projection"]
+
+
 def test_a_resumed_fusion_run_equals_an_uninterrupted_one(tmp_path):
     recipe = RECIPES / "mp_gap_clip.yaml"
     config, raw = load_config(recipe, SMALL)

@@ -16,6 +16,12 @@ Named stages, for ``contrastlab diagnose A --against B`` (stage-by-stage CKA bet
 ``graph`` (pooled graph tower, (N, E)), ``text_fine`` ((N, H_text)), ``text_final`` ((N, E)) and
 ``fused`` ((N, E)). The two towers' vectors also go to the objective as the views ``graph`` and ``text``
 (through the projection head), which is what ``objective.clip`` (the cross-modal CLIP term) compares.
+
+``text_tower: false`` is the ablation "the graph tower alone" on the same data, split and settings: no text
+tower and no cross-modal attention are built (their settings are unused), the pooled graph vector is both
+the ``graph`` and the ``fused`` stage, and a verdict of it against the full model (``contrastlab verdict
+recipes/fusion/mp_gap_fusion.yaml --treatment model.options.text_tower=false --treatment
+objective.clip=null``) answers whether the text adds anything, with stage CKA on the stages both share.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from torch_geometric.utils import to_dense_batch
 
 from contrastlab.models.base import EncoderOutput
 from contrastlab.models.graph import GraphPooling, _GINEBlock
-from contrastlab.models.text import TextEncoder
+from contrastlab.models.text import TextEncoder, load_tokenizer, model_folder
 from contrastlab.views.text import pool
 
 __all__ = ["STAGES", "CrossAttention", "FusionEncoder"]
 
 STAGES = ("graph", "text_fine", "text_final", "fused")
+#: The stages of the graph tower alone (``text_tower: false``).
+GRAPH = ("graph", "fused")
 
 
 class CrossAttention(nn.Module):
@@ -80,6 +88,8 @@ class FusionEncoder(nn.Module):
         graph_dropout: After each graph block (None: ``dropout``).
         cross_modal_dropout: Inside and after every cross-modal attention.
         fine_grained_dropout: On the text token features the graph attends to.
+        text_tower: False: the graph tower alone (see the module docstring); the text is still tokenized
+            (``text.path`` and ``text.max_length`` name the tokenizer) but never read.
 
     Raises:
         ValueError: a middle fusion layer outside the graph tower, heads that do not divide a width, or an
@@ -103,6 +113,7 @@ class FusionEncoder(nn.Module):
         graph_dropout: float | None = None,
         cross_modal_dropout: float = 0.1,
         fine_grained_dropout: float = 0.1,
+        text_tower: bool = True,
     ) -> None:
         super().__init__()
         if not hidden_dims:
@@ -140,6 +151,15 @@ class FusionEncoder(nn.Module):
         )
         self.graph_readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim)
 
+        self.text_tower = text_tower
+        self.stages = nn.ModuleDict({name: nn.Identity() for name in STAGES if text_tower or name in GRAPH})
+        if not text_tower:
+            self.text_frozen = False
+            self.tokenizer, self.max_length = load_tokenizer(
+                model_folder(text_options.get("path")), int(text_options.get("max_length", 128))
+            )
+            return
+
         # text tower
         self.text = TextEncoder(**text_options)
         self.text_frozen = freeze
@@ -171,13 +191,14 @@ class FusionEncoder(nn.Module):
         self.cross_norm = nn.LayerNorm(embedding_dim)
         self.cross_dropout = nn.Dropout(cross_modal_dropout)
         self.fuse = nn.Linear(2 * embedding_dim, embedding_dim)
-        #: Identity markers whose outputs are the named stages (forward hooks read them).
-        self.stages = nn.ModuleDict({name: nn.Identity() for name in STAGES})
 
     @property
     def layers(self) -> nn.ModuleList:
         """Bottom to top: the graph input map, each graph block, the graph readout, the text tower (one
-        layer), the middle-fusion attentions, and the final fusion. Every parameter is in exactly one."""
+        layer), the middle-fusion attentions, and the final fusion (the graph tower alone: its first three).
+        Every parameter is in exactly one."""
+        if not self.text_tower:
+            return nn.ModuleList([self.graph_embed, *self.graph_blocks, self.graph_readout])
         top = nn.ModuleList([self.fine_grained, self.text_out, self.cross_modal, self.cross_norm, self.fuse])
         return nn.ModuleList(
             [self.graph_embed, *self.graph_blocks, self.graph_readout, self.text, self.middle, top]
@@ -215,6 +236,12 @@ class FusionEncoder(nn.Module):
 
     def forward(self, batch: Any) -> EncoderOutput:
         graph, tokens = batch.graph, batch.tokens
+        if not self.text_tower:
+            x = self.graph_embed(graph.x)
+            for block in self.graph_blocks:
+                x = block(x, graph.edge_index, graph.edge_attr)
+            g = self.stages["graph"](self.graph_readout(x, graph.batch, graph.num_graphs))  # (B, E)
+            return EncoderOutput(self.stages["fused"](g), {"graph": g})
         text_mask = tokens.attention_mask.bool()
         token_states = self.token_dropout(self._token_states(tokens))  # (B, L, H_text)
 

@@ -69,6 +69,38 @@ class ViewRequest:
         return bool(self.layers or self.token_layers or self.clusters)
 
 
+def model_folder(path: str | Path | None) -> Path:
+    """A local model folder (``path``, or the built-in MiniLM's when None), checked to hold a config.
+
+    Raises:
+        ValueError: ``path`` is not a folder holding ``config.json``.
+    """
+    folder = Path(path) if path is not None else builtin_model_path()
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise ValueError(
+            f"model.options.path={str(folder)!r} is not a folder holding config.json; give a local "
+            "folder saved with save_pretrained (nothing is downloaded)"
+        )
+    return folder
+
+
+def load_tokenizer(folder: Path, max_length: int) -> tuple[Any, int]:
+    """The tokenizer of a local model folder and ``max_length`` capped at the model's positions.
+
+    Raises:
+        ValueError: ``max_length`` below 2.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoConfig, AutoTokenizer
+
+    if max_length < 2:
+        raise ValueError(f"model.options.max_length={max_length}; expected >= 2")
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    positions = int(getattr(config, "max_position_embeddings", max_length))
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True), min(max_length, positions)
+
+
 class TextEncoder(nn.Module):
     """A transformer from a local folder, pooled to one vector per text.
 
@@ -101,19 +133,13 @@ class TextEncoder(nn.Module):
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel
         from transformers.utils import logging as hf_logging
 
-        folder = Path(path) if path is not None else builtin_model_path()
-        if not folder.is_dir() or not (folder / "config.json").is_file():
-            raise ValueError(
-                f"model.options.path={str(folder)!r} is not a folder holding config.json; give a local "
-                "folder saved with save_pretrained (nothing is downloaded)"
-            )
+        folder = model_folder(path)
         if pooling not in ("mean", "cls", "last"):
             raise ValueError(f"model.options.pooling={pooling!r}; expected 'mean', 'cls' or 'last'")
-        if max_length < 2:
-            raise ValueError(f"model.options.max_length={max_length}; expected >= 2")
+        self.tokenizer, self.max_length = load_tokenizer(folder, max_length)
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         if dropout is not None:
             for name in (
@@ -137,8 +163,6 @@ class TextEncoder(nn.Module):
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.max_length = min(max_length, int(getattr(config, "max_position_embeddings", max_length)))
         self.pooling = pooling
         self.output_dim = int(config.hidden_size)
         self.num_blocks = int(config.num_hidden_layers)

@@ -194,7 +194,9 @@ def diagnose_run(
         idx = torch.tensor(rows[split])
         cpu = torch.device("cpu")
         batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
-        stages = _stage_names(model_a)
+        # The stages both models have (the graph tower alone lacks the fusion model's text stages).
+        shared = set(_stage_names(model_b))
+        stages = [name for name in _stage_names(model_a) if name in shared]
         pool = getattr(model_a.encoder, "pool_stage", None)  # text: masked mean over each text's tokens
         matrix = layer_cka(model_a, model_b, batches, layers_a=stages, pool=pool)
         labels = [_stage_label(name) for name in stages]

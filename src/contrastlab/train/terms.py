@@ -234,8 +234,10 @@ def _moco(batch: BatchOutputs, cfg: MoCoTermConfig) -> Tensor:
 def _clip(batch: BatchOutputs, cfg: ClipTermConfig) -> Tensor:
     extras = batch.views[0].extras
     if "graph" not in extras or "text" not in extras:
-        raise ValueError("objective.clip compares a two-tower model's graph and text views; "
-                         "use model.name=fusion on a paired graph+text dataset")  # fmt: skip
+        raise ValueError("objective.clip compares a two-tower model's graph and text views, and this model "
+                         f"gave {sorted(extras) or 'no'} views (no text view with model.options."
+                         "text_tower=false); use model.name=fusion on a paired graph+text dataset, or drop "
+                         "the term: objective.clip=null")  # fmt: skip
     return clip_loss(extras["graph"], extras["text"], temperature=cfg.temperature, normalize=False,
                      chunk_size=cfg.chunk_size, gather_distributed=batch.gather_distributed)  # fmt: skip
 
