@@ -44,6 +44,8 @@ ROWS = {
                              ["rmse"], "lower", ["fingerprint_rf"], [*FREESOLV, "data.split=scaffold"]),
     "moleculeace": Row("MoleculeACE CHEMBL234_Ki (-log Ki), its own split; rmse_cliff: the activity cliffs",
                        ["recipes/moleculeace_chembl234.yaml"], ["rmse", "rmse_cliff"], "lower", ["fingerprint_rf"]),
+    "peptides": Row("Antimicrobial peptides vs UniProt (modlamp), random 15% test; GINE + SupCon 0.1 from scratch",
+                    ["recipes/amp_finetune.yaml"], ["auroc", "accuracy"], "higher", ["fingerprint_rf"]),
     "mp_gap": Row("mp_gap band gap (eV), 4,000 compositions", ["recipes/fusion/mp_gap_fusion.yaml"], ["mae"],
                   "lower", ["composition_rf", "tfidf_lr"]),
     "mp_gap_10k": Row("mp_gap band gap (eV), 10,000 compositions", ["recipes/fusion/mp_gap_fusion.yaml"], ["mae"],
