@@ -291,7 +291,8 @@ def _molecule_corpus(
             held_out.update(canonical_smiles(data.strings))
     seen: set[str] = set()
     graphs, strings = [], []
-    for name in sources if sources is not None else CORPUS_SOURCES:
+    sources = list(sources if sources is not None else CORPUS_SOURCES)
+    for name in sources:
         for data in _corpus_source(name):
             for graph, smiles in zip(data.graphs, canonical_smiles(data.strings), strict=True):
                 if smiles in held_out or smiles in seen:
