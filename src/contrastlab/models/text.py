@@ -84,8 +84,9 @@ def model_folder(path: str | Path | None) -> Path:
     return folder
 
 
-def load_tokenizer(folder: Path, max_length: int) -> tuple[Any, int]:
-    """The tokenizer of a local model folder and ``max_length`` capped at the model's positions.
+def load_tokenizer(folder: Path, max_length: int, config: Any = None) -> tuple[Any, int]:
+    """The tokenizer of a local model folder and ``max_length`` capped at the model's positions (from
+    ``config``, the folder's configuration when the caller has read it already).
 
     Raises:
         ValueError: ``max_length`` below 2.
@@ -96,7 +97,8 @@ def load_tokenizer(folder: Path, max_length: int) -> tuple[Any, int]:
 
     if max_length < 2:
         raise ValueError(f"model.options.max_length={max_length}; expected >= 2")
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config is None:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
     positions = int(getattr(config, "max_position_embeddings", max_length))
     return AutoTokenizer.from_pretrained(folder, local_files_only=True), min(max_length, positions)
 
@@ -139,8 +141,8 @@ class TextEncoder(nn.Module):
         folder = model_folder(path)
         if pooling not in ("mean", "cls", "last"):
             raise ValueError(f"model.options.pooling={pooling!r}; expected 'mean', 'cls' or 'last'")
-        self.tokenizer, self.max_length = load_tokenizer(folder, max_length)
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        self.tokenizer, self.max_length = load_tokenizer(folder, max_length, config)
         if dropout is not None:
             for name in (
                 "hidden_dropout_prob",
