@@ -275,9 +275,16 @@ def _molecule_corpus(
 
     from contrastlab.data.molecules import GraphDataset
 
+    loaded: dict[str, list[GraphDataset]] = {}  # a source named in two options is read once
+
+    def datasets(name: str) -> list[GraphDataset]:
+        if name not in loaded:
+            loaded[name] = _corpus_source(name)
+        return loaded[name]
+
     held_out: set[str] = set()
     for name in exclude_test_of or []:
-        for data in _corpus_source(name):
+        for data in datasets(name):
             if data.predefined_split is None or "test" not in data.predefined_split:
                 raise ValueError(
                     f"exclude_test_of: {name!r} has no test split of its own, so which of its molecules are "
@@ -287,13 +294,13 @@ def _molecule_corpus(
             test = data.predefined_split["test"].tolist()
             held_out.update(canonical_smiles([data.strings[i] for i in test]))
     for name in exclude or []:
-        for data in _corpus_source(name):
+        for data in datasets(name):
             held_out.update(canonical_smiles(data.strings))
     seen: set[str] = set()
     graphs, strings = [], []
     sources = list(sources if sources is not None else CORPUS_SOURCES)
     for name in sources:
-        for data in _corpus_source(name):
+        for data in datasets(name):
             for graph, smiles in zip(data.graphs, canonical_smiles(data.strings), strict=True):
                 if smiles in held_out or smiles in seen:
                     continue
