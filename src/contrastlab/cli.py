@@ -116,13 +116,13 @@ def _verdict(args: argparse.Namespace) -> int:
         return 0
     if args.recipes:
         return _verdicts(args)
-    if args.recipe is None or not args.treatment:
-        print("error: verdict needs a RECIPE (or --recipes ...) and --treatment, or --plan DIR",
-              file=sys.stderr)  # fmt: skip
+    if args.recipe is None:
+        print("error: verdict needs a RECIPE (or --recipes ...) with --treatment, --baseline or a recipe "
+              "that extends its baseline; or --plan DIR", file=sys.stderr)  # fmt: skip
         return 2
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
-    verdict = run_verdict(args.recipe, treatment=args.treatment, seeds=args.seeds, out_dir=out,
-                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
+    verdict = run_verdict(args.recipe, treatment=args.treatment, baseline=args.baseline, seeds=args.seeds,
+                          out_dir=out, overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
                           max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
     print(format_verdict(verdict))
@@ -133,18 +133,23 @@ def _verdict(args: argparse.Namespace) -> int:
 def _verdicts(args: argparse.Namespace) -> int:
     from contrastlab.experiments.verdict import run_verdicts
 
-    if args.recipe is not None or not args.treatment:
-        print("error: --recipes takes every recipe (no RECIPE before it) and needs --treatment",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    overrides = list(args.overrides)
+    if args.recipe is not None:  # the first positional is an override here (KEY=VALUE), not a recipe
+        if "=" not in args.recipe:
+            print(f"error: --recipes takes every recipe, so {args.recipe!r} before it is not one; "
+                  "positional arguments with --recipes are overrides for every arm (KEY=VALUE)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        overrides.insert(0, args.recipe)
     out = Path(args.out or Path("verdicts") / "recipes")
-    result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, seeds=args.seeds,
-                          overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
+    result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, baseline=args.baseline,
+                          seeds=args.seeds, overrides=overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
                           max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
     for row in result["per_recipe"]:
-        print(f"{row['recipe']}: {row['call']} ({row['metric']} {row['mean_difference']:+.4g}, "
-              f"p={row['p_value']:.3g}, Holm across recipes p={row['p_holm_recipes']:.3g})")  # fmt: skip
+        print(f"{row['recipe']} ({' '.join(row['treatment'])} against {' '.join(row['baseline'])}): "
+              f"{row['call']} ({row['metric']} {row['mean_difference']:+.4g}, p={row['p_value']:.3g}, Holm "
+              f"across recipes p={row['p_holm_recipes']:.3g}, {row['seeds']} seed pairs)")  # fmt: skip
     agg = result["aggregate"]
     iqm, better = agg["iqm_normalised_difference"], agg["probability_of_improvement"]
     print(f"across {agg['recipes']} recipes: IQM of the differences {iqm['estimate']:+.2%} of baseline "
@@ -351,7 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", nargs="?")
     p.add_argument("overrides", nargs="*", help="overrides applied to both arms")
-    p.add_argument("--treatment", action="append", help="e.g. objective.supcon.weight=0.2")
+    p.add_argument("--treatment", action="append",
+                   help="e.g. objective.supcon.weight=0.2 (none: the recipe against --baseline, or against "
+                        "the recipe it extends)")  # fmt: skip
+    p.add_argument("--baseline", metavar="RECIPE",
+                   help="the baseline arm's recipe (same data), when it is not the recipe itself")
     p.add_argument("--seeds", default="5", type=_seeds,
                    help="seed pairs, or 'auto': add pairs until the call is decided (at most --max-seeds)")
     p.add_argument("--max-seeds", type=int, default=10, help="the budget of --seeds auto")

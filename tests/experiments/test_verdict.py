@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,6 +230,89 @@ def test_verdict__recipes_hand_every_option_to_each_verdict(tmp_path, monkeypatc
     assert cli_main(args) == 0
     assert seen["storage"] == "postgresql://x/y" and seen["seeds"] == 4 and seen["resume"] is True
     assert seen["smallest_effect"] == ["0.01"] and seen["vary"] == ["init"] and seen["max_seeds"] == 7
+
+
+def _grid(tmp_path):
+    """A base recipe (cross-entropy, one view) and two recipes that each add one term to it."""
+    base = {**TINY, "name": "base", "objective": {"task": "cross_entropy"},
+            "trainer": {**TINY["trainer"], "views": {"count": 1}}}  # fmt: skip
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    two_views = {"views": {"count": 2, "mode": "two_stage"}}
+    terms = {"with_supcon": {"supcon": {"weight": 0.5, "temperature": 0.2}},
+             "with_rdrop": {"rdrop": {"weight": 0.5}}}
+    for name, term in terms.items():
+        recipe = {"extends": "base.yaml", "name": name, "objective": term, "trainer": two_views}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+    return [str(tmp_path / f"{name}.yaml") for name in terms]
+
+
+def test_verdict__recipes_of_a_grid_each_against_the_recipe_they_extend_and_the_base_trained_once(
+        tmp_path, capsys, monkeypatch):  # fmt: skip
+    import contrastlab.experiments.verdict as vm
+
+    recipes, out = _grid(tmp_path), tmp_path / "grid"
+    trained = []
+    real = vm.train
+
+    def counting(config, run_dir, **kwargs):
+        trained.append(str(Path(run_dir).relative_to(out)))
+        return real(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(vm, "train", counting)
+    # no --treatment: each recipe against the one it extends; the leading override applies to every arm
+    args = ["verdict", "trainer.epochs=2", "--recipes", *recipes, "--seeds", "2", "--out", str(out)]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    # the base is trained once per seed and linked into the second verdict (seen failing: trained twice)
+    assert sorted(trained) == sorted(f"{name}/{arm}/seed{k}" for k in (0, 1) for name, arm in
+                                     [("with_supcon", "baseline"), ("with_supcon", "treatment"),
+                                      ("with_rdrop", "treatment")])  # fmt: skip
+    for k in (0, 1):
+        linked = out / "with_rdrop" / "baseline" / f"seed{k}"
+        assert linked.is_symlink()
+        assert linked.resolve() == (out / "with_supcon" / "baseline" / f"seed{k}").resolve()
+        assert not Path(os.readlink(linked)).is_absolute()  # the verdicts move together
+    for name, term in (("with_supcon", "supcon"), ("with_rdrop", "rdrop")):
+        verdict = json.loads((out / name / "verdict.json").read_text())
+        assert verdict["baseline"] == [f"recipe {tmp_path / 'base.yaml'}"]
+        assert {f"objective.{term}.weight=0.5", "trainer.views.count=2"} <= set(verdict["treatment"])
+        assert not any(item.startswith("name=") for item in verdict["treatment"])
+        base = yaml.safe_load((out / name / "baseline" / "seed0" / "config.yaml").read_text())["config"]
+        treated = yaml.safe_load((out / name / "treatment" / "seed0" / "config.yaml").read_text())["config"]
+        assert base["name"] == "base" and treated["name"] == name
+        assert base["trainer"]["epochs"] == treated["trainer"]["epochs"] == 2
+    result = json.loads((out / "verdicts.json").read_text())
+    assert [r["seeds"] for r in result["per_recipe"]] == [2, 2]
+    assert "with_rdrop (objective.rdrop.weight=0.5" in printed and "2 seed pairs" in printed
+    # both verdicts read the same baseline numbers
+    first, second = (json.loads((out / n / "verdict.json").read_text())
+                     for n in ("with_supcon", "with_rdrop"))  # fmt: skip
+    assert first["comparisons"][0]["baseline"] == second["comparisons"][0]["baseline"]
+    from contrastlab.experiments.report import build_report
+
+    table = build_report(out).sections[0].tables[0]
+    assert "seed pairs" in table.columns and "treatment" in table.columns
+    cells = [c.text for c in table.rows[0]]
+    assert "objective.supcon.weight=0.5" in cells[table.columns.index("treatment")]
+
+
+def test_verdict__a_baseline_recipe_on_other_data_or_no_baseline_at_all_is_refused(tmp_path, capsys):
+    import contrastlab.experiments.verdict as vm
+
+    recipes = _grid(tmp_path)
+    other = {"extends": "base.yaml", "name": "noisier", "data": {"options": {"noise": 3.0}}}
+    (tmp_path / "noisier.yaml").write_text(yaml.safe_dump(other))
+    with pytest.raises(ValueError, match=r"same data.*data\.options\.noise"):
+        vm.run_verdict(tmp_path / "noisier.yaml", seeds=2, out_dir=tmp_path / "v", progress=False)
+    assert not (tmp_path / "v").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="base extends none"):
+        vm.run_verdict(tmp_path / "base.yaml", seeds=2, out_dir=tmp_path / "v", progress=False)
+    # --baseline names the baseline recipe outright
+    verdict = vm.run_verdict(recipes[0], baseline=recipes[1], seeds=2, out_dir=tmp_path / "v",
+                             overrides=["trainer.epochs=1"], progress=False)  # fmt: skip
+    assert {"objective.supcon.weight=0.5", "objective.rdrop=null"} <= set(verdict["treatment"])
+    assert cli_main(["verdict", "not_an_override", "--recipes", *recipes]) == 2
+    assert "overrides for every arm" in capsys.readouterr().err
 
 
 def test_verdict__two_workers_share_its_seed_pairs_through_postgresql(tmp_path):

@@ -1,16 +1,20 @@
 """The paired experiment behind ``contrastlab verdict``: baseline and treatment, seed by seed.
 
-For each seed both arms train from the same recipe, the same split and the same initial weights (the
-trainer seeds everything before building the model); they differ only by the treatment override. The
+For each seed both arms train on the same split from the same initial weights (the trainer seeds
+everything before building the model). The treatment is the recipe with the treatment overrides; the
 baseline switches the treated term off (its weight set to 0) when the treatment sets a weight, and is the
-recipe as written otherwise. Then every task metric on the test split and every embedding diagnostic gets
-a :func:`paired_comparison`, and the two arms' best checkpoints are compared stage by stage with CKA.
+recipe as written otherwise. A verdict can also compare two recipes on the same data: the recipe against
+a ``baseline`` recipe, or against the recipe it extends (``extends: base.yaml``) when no override is given,
+so that each recipe of a grid that adds one term to a common base is compared with that base. Then every
+task metric on the test split and every embedding diagnostic gets a :func:`paired_comparison`, and the two
+arms' best checkpoints are compared stage by stage with CKA.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -34,7 +38,7 @@ from contrastlab.experiments.stats import (
 from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
-from contrastlab.train.config import recipe_name
+from contrastlab.train.config import extended_recipe, recipe_name
 from contrastlab.train.loggers import finish_group, tracking_group
 
 __all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "flatten_numbers", "iqm", "plan_seeds",
@@ -149,9 +153,10 @@ def smallest_effects(spec: float | str | dict[str, float] | Sequence[str] | None
 def run_verdict(
     recipe: str | Path | dict[str, Any],
     *,
-    treatment: list[str],
+    treatment: list[str] | None = None,
     seeds: int | str,
     out_dir: str | Path,
+    baseline: str | Path | dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     first_seed: int = 0,
     progress: bool | None = None,
@@ -163,11 +168,16 @@ def run_verdict(
     vary: Sequence[str] = ("init", "order"),
     max_seeds: int = 10,
     storage: str | None = None,
+    shared_runs: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Trains both arms seed by seed into ``out_dir/{baseline,treatment}/seed<k>`` and writes
     ``out_dir/verdict.json``; returns its content.
 
     Args:
+        treatment: Overrides that make the treatment arm from the recipe (the baseline arm switches a
+            treated weight off, see :func:`baseline_override`). None or empty: the recipe as written is the
+            treatment and ``baseline`` (or else the recipe it extends) the baseline.
+        baseline: The baseline arm's recipe, when it is not the recipe itself; it must use the same data.
         seeds: How many seed pairs, or "auto": add pairs (3 first) until the primary metric's call is
             decided (helped / hurt, or equivalent with ``smallest_effect``) or ``max_seeds`` are spent,
             each look testing at α/K (:class:`~contrastlab.experiments.stats.SequentialPlan`).
@@ -183,17 +193,28 @@ def run_verdict(
             that was cut short, train the rest (the same request only).
         model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
             its own copy of the encoder, so both arms of a seed start from the same weights.
+        shared_runs: Complete runs by configuration, shared by several verdicts (:func:`run_verdicts`): an arm
+            whose configuration and seed were already trained in another verdict is linked to that run
+            (a relative symbolic link) instead of being trained again. Filled as runs complete.
 
     Raises:
-        ValueError: fewer than 2 seeds, no treatment, an unknown source of variance or metric.
+        ValueError: fewer than 2 seeds, no treatment (and no baseline recipe), arms on different data, an
+            unknown source of variance or metric.
         RunDirError: ``out_dir`` holds a verdict and neither flag is given, or ``resume`` with a different
             request; another process is writing it.
     """
     plan = SequentialPlan(first=3, most=max_seeds) if seeds == "auto" else None
     if plan is None and (not isinstance(seeds, int) or seeds < 2):
         raise ValueError(f"a paired verdict needs at least 2 seeds (or seeds='auto'), got {seeds!r}")
-    if not treatment:
-        raise ValueError("give at least one --treatment override, e.g. objective.supcon.weight=0.2")
+    treatment = list(treatment or [])
+    if baseline is None and not treatment:
+        baseline = extended_recipe(recipe)
+        if baseline is None:
+            raise ValueError(
+                "give at least one --treatment override (e.g. objective.supcon.weight=0.2), a --baseline "
+                f"recipe, or a recipe that extends its baseline (extends: base.yaml); {recipe_name(recipe)} "
+                "extends none"
+            )
     if overwrite and resume:
         raise ValueError("--overwrite starts the verdict over and --resume finishes it: give one of them")
     seed_overrides(first_seed, vary)  # checks vary before any training
@@ -210,16 +231,20 @@ def run_verdict(
     request = {"recipe": _recipe_record(recipe), "treatment": treatment, "seeds": seeds,
                "first_seed": first_seed, "overrides": overrides or [], "vary": sorted(vary),
                "max_seeds": max_seeds if plan is not None else None}  # fmt: skip
+    if baseline is not None:
+        request["baseline"] = _recipe_record(baseline)
+    base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
+    arms = {"baseline": (recipe if baseline is None else baseline, [*(overrides or []), *base_overrides]),
+            "treatment": (recipe, [*(overrides or []), *treatment])}  # fmt: skip
+    changes = treatment or _changes(arms, seed_overrides(first_seed, vary))
     with out.lock():  # workers sharing --storage join the verdict their request matches
         _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
     # One process at a time writes a verdict directory; workers sharing --storage write its runs together
     # (each run directory has its own lock) and each writes the same verdict.json at the end.
     with out.lock() if storage is None else contextlib.nullcontext(), tracking_group("verdict", out.path):
-        base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
-        arms = {"baseline": [*(overrides or []), *base_overrides],
-                "treatment": [*(overrides or []), *treatment]}  # fmt: skip
-        trainer = _Arms(recipe, out.path, arms, vary, progress, model, dataset,
-                        total=2 * (plan.most if plan is not None else int(seeds)))  # fmt: skip
+        trainer = _Arms(out.path, arms, vary, progress, model, dataset,
+                        total=2 * (plan.most if plan is not None else int(seeds)),
+                        shared=shared_runs)  # fmt: skip
         if storage is not None:
             _share_seeds(storage, out.path, list(range(first_seed, first_seed + int(seeds))), trainer)
         per_arm: dict[str, list[dict[str, float]]] = {"baseline": [], "treatment": []}
@@ -243,8 +268,9 @@ def run_verdict(
         seed_list = list(range(first_seed, first_seed + len(stage_cka)))
         verdict = {
             "recipe": _recipe_record(recipe),
-            "treatment": treatment,
-            "baseline": base_overrides or ["(recipe as written)"],
+            "treatment": changes,
+            "baseline": ([f"recipe {_recipe_label(baseline)}", *base_overrides] if baseline is not None
+                         else base_overrides or ["(recipe as written)"]),
             "seeds": seed_list,
             "vary": [v for v in SOURCES if v in vary],
             "smallest_effect": deltas,
@@ -259,6 +285,47 @@ def run_verdict(
         write_json(verdict, out.path / "verdict.json")
         finish_group(config.trainer, out.path, _tracked(verdict), [out.path / "verdict.json"])
     return verdict
+
+
+def _recipe_label(recipe: str | Path | dict[str, Any]) -> str:
+    return str(recipe) if not isinstance(recipe, dict) else recipe_name(recipe)
+
+
+def _flat(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A nested mapping as ``{dotted key: leaf}`` (an empty mapping is a leaf)."""
+    out = {} if out is None else out
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _changes(arms: dict[str, tuple[Any, list[str]]], seeded: list[str]) -> list[str]:
+    """What the treatment arm sets differently from the baseline arm, as ``key=value`` items (its name
+    aside), when the arms come from two recipes; refuses arms that would train or test on different data.
+
+    A term the baseline lacks is listed by the settings the treatment's recipe writes for it (not every
+    default of the term), and a term only the baseline has as ``key=null``.
+    """
+    loaded = {arm: load_config(recipe, [*arm_overrides, *seeded])
+              for arm, (recipe, arm_overrides) in arms.items()}  # fmt: skip
+    base, treated = (_flat(loaded[arm][0].model_dump(mode="json")) for arm in ("baseline", "treatment"))
+    written = _flat(loaded["treatment"][1])
+    keys = [k for k in sorted(set(base) | set(treated))
+            if k != "name" and base.get(k, ...) != treated.get(k, ...)]  # fmt: skip
+    data = [f"{k}: {base.get(k, '(not set)')!r} vs {treated.get(k, '(not set)')!r}" for k in keys
+            if k.startswith("data.")]  # fmt: skip
+    if data:
+        raise ValueError(
+            "a verdict compares its arms on the same data, but the baseline and treatment recipes set "
+            f"{'; '.join(data)}: give both the same data settings (or as overrides to both arms)"
+        )
+    shown = [k for k in keys if k in treated and (k in base or k in written or (
+        treated[k] is None and any(b.startswith(f"{k}.") for b in base)))]  # fmt: skip
+    items = [f"{k}={treated[k] if isinstance(treated[k], str) else json.dumps(treated[k])}" for k in shown]
+    return items or ["(the same settings as the baseline)"]
 
 
 def _tracked(verdict: dict[str, Any]) -> dict[str, Any]:
@@ -354,11 +421,13 @@ class _Arms:
     """Trains one seed's two runs (complete runs are read back, a cut-short one resumed), with their
     diagnostics and the stage CKA between them."""
 
-    def __init__(self, recipe: str | Path | dict[str, Any], out: Path, arms: dict[str, list[str]],
+    def __init__(self, out: Path, arms: dict[str, tuple[str | Path | dict[str, Any], list[str]]],
                  vary: Sequence[str], progress: bool | None, model: Any, dataset: Any,
-                 total: int) -> None:  # fmt: skip
-        self.recipe, self.out, self.arms, self.vary = recipe, out, arms, vary
+                 total: int, shared: dict[str, Path] | None = None) -> None:  # fmt: skip
+        self.out, self.arms, self.vary = out, arms, vary
         self.model, self.dataset = model, dataset
+        # Runs given a model or dataset object cannot be matched by configuration: nothing is shared then.
+        self.shared = shared if model is None and dataset is None else None
         self.show = sys.stderr.isatty() if progress is None else progress
         self.bar = _VerdictBar(total, enabled=self.show)
         # A seed this process already trained and diagnosed (a --storage worker reads every seed back at
@@ -374,11 +443,13 @@ class _Arms:
         from contrastlab.train.diagnose import diagnose_run
 
         values: dict[str, dict[str, float]] = {}
-        for arm, arm_overrides in self.arms.items():
-            config, raw = load_config(self.recipe, [*arm_overrides, *seed_overrides(k, self.vary)])
+        for arm, (recipe, arm_overrides) in self.arms.items():
+            config, raw = load_config(recipe, [*arm_overrides, *seed_overrides(k, self.vary)])
             run = arm_run(self.out, arm, k)
+            key = json.dumps(raw, sort_keys=True, default=str)
+            self._link(run, key, f"{arm} seed {k}")
             self.bar.start(f"{arm} seed {k}", config.trainer.epochs)
-            if run.is_complete():  # a resumed verdict keeps what finished
+            if run.is_complete():  # a resumed verdict keeps what finished (or another verdict did)
                 metrics = json.loads(run.metrics.read_text())
                 test, best = metrics["test"], metrics["best"]
             else:
@@ -389,6 +460,8 @@ class _Arms:
                                quiet=self.show, on_epoch=self.bar.epoch, resume=run.last.is_file(),
                                overwrite=run.holds_run(), model=self.model, dataset=self.dataset)  # fmt: skip
                 test, best = result.test, result.best
+            if self.shared is not None:
+                self.shared.setdefault(key, run.path.resolve())
             row = {f"test.{m}": v for m, v in test.items()}
             row.update({f"best_val.{best['metric']}": best["value"]})
             diag = diagnose_run(run.path, split="test", plots=False, dataset=self.dataset)
@@ -400,6 +473,23 @@ class _Arms:
         treated, baseline = arm_run(self.out, "treatment", k).path, arm_run(self.out, "baseline", k).path
         diag = diagnose_run(treated, split="test", against=baseline, model=self.model, dataset=self.dataset)
         return values, diag["comparison"]["stage_cka"]
+
+    def _link(self, run: RunDir, key: str, label: str) -> None:
+        """Links ``run`` to the same configuration's complete run in another verdict, if there is one."""
+        if self.shared is None:
+            return
+        if run.is_complete():
+            self.shared.setdefault(key, run.path.resolve())
+            return
+        source = self.shared.get(key)
+        if source is None or run.path.exists() or not RunDir(source).is_complete():
+            return
+        if run.path.is_symlink():  # a link left dangling by a deleted verdict
+            run.path.unlink()
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        run.path.symlink_to(os.path.relpath(source, run.path.parent), target_is_directory=True)
+        print(f"[verdict] {label}: the same configuration and seed as {source}, linked (not trained again)",
+              file=sys.stderr)  # fmt: skip
 
     def close(self) -> None:
         self.bar.close()
@@ -517,6 +607,10 @@ def run_verdicts(recipes: Sequence[str | Path], *, out_dir: str | Path, seed: in
     better, and the probability of improvement averaged over recipes, both with stratified bootstrap
     intervals (seeds resampled within each recipe). Writes ``out_dir/verdicts.json``.
 
+    Without a treatment each recipe is compared with its ``baseline`` recipe, or with the recipe it extends:
+    a grid of recipes that each add one term to a common base. Runs that two verdicts share (the base, at
+    the same seed) are trained once and linked into the others (see ``shared_runs`` in :func:`run_verdict`).
+
     Raises:
         ValueError: fewer than two recipes, or two with the same name.
     """
@@ -527,12 +621,14 @@ def run_verdicts(recipes: Sequence[str | Path], *, out_dir: str | Path, seed: in
         raise ValueError(f"--recipes: two recipes share a name ({names}); each gets out_dir/<name>")
     out = Path(out_dir)
     primaries: list[dict[str, Any]] = []
+    shared: dict[str, Path] = {}
     for recipe, name in zip(recipes, names, strict=True):
-        verdict = run_verdict(recipe, out_dir=out / name, **options)
+        verdict = run_verdict(recipe, out_dir=out / name, shared_runs=shared, **options)
         primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict["primary"]), None)
         if primary is None:
             raise ValueError(f"recipe {name}: no primary metric to aggregate (its early-stopping metric)")
-        primaries.append({"recipe": name, **primary})
+        primaries.append({"recipe": name, **primary, "arms": {"treatment": verdict["treatment"],
+                          "baseline": verdict["baseline"], "seeds": len(verdict["seeds"])}})  # fmt: skip
     adjusted = holm_adjust([c["p_value"] for c in primaries])
     alpha = 0.05
     rows = []
@@ -542,7 +638,7 @@ def run_verdicts(recipes: Sequence[str | Path], *, out_dir: str | Path, seed: in
             call = "no detectable effect after Holm across recipes"
         rows.append({"recipe": c["recipe"], "metric": c["metric"], "mean_difference": c["mean_difference"],
                      "p_value": c["p_value"], "p_holm_recipes": p_adj, "verdict": c["verdict"], "call": call,
-                     "sentence": c["sentence"]})  # fmt: skip
+                     "sentence": c["sentence"], **c["arms"]})  # fmt: skip
     aggregate = _aggregate(primaries, seed=seed, n_boot=n_boot)
     result = {"recipes": [str(r) if not isinstance(r, dict) else r for r in recipes], "per_recipe": rows,
               "aggregate": aggregate}  # fmt: skip

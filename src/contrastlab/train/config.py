@@ -575,6 +575,30 @@ def recipe_name(recipe: str | Path | dict[str, Any] | None) -> str:
     return Path(recipe).stem if recipe is not None else "run"
 
 
+def extended_recipe(recipe: str | Path | dict[str, Any]) -> Path | None:
+    """The recipe file that a recipe file extends (its ``extends:``, relative to it); None when it extends
+    none, and for a mapping given from Python (which cannot extend a file).
+
+    Raises:
+        ConfigError: the recipe cannot be read, or names no single file.
+    """
+    if isinstance(recipe, dict):
+        return None
+    path = Path(recipe)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    parent = loaded.get("extends") if isinstance(loaded, dict) else None
+    if parent is None:
+        return None
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
+    return path.parent / parent
+
+
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A recipe's mapping; ``extends: other.yaml`` (relative to the recipe) is read first and this recipe's
     settings are merged over it, mapping by mapping. A recipe that names another dataset (``data.name``) or

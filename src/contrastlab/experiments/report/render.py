@@ -724,10 +724,13 @@ def _verdicts_sections(directory: Path) -> list[Section]:
         "Holm-adjusted across recipes."
     )
     rows = [[_cell(r["call"], css=_verdict_css(r["verdict"])), _cell(r["recipe"], css="name"),
+             _cell(" ".join(r.get("treatment", [])) or "", css="name"),
+             _cell(" ".join(r.get("baseline", [])) or "", css="name"), _cell(r.get("seeds", "")),
              _cell(r["metric"], css="name"), _cell(r["mean_difference"], digits=3),
              _cell(r["p_value"], digits=3), _cell(r["p_holm_recipes"], digits=3)]
             for r in result["per_recipe"]]  # fmt: skip
-    columns = ["verdict", "recipe", "metric", "difference", "p", "p (Holm, recipes)"]
+    columns = ["verdict", "recipe", "treatment", "baseline", "seed pairs", "metric", "difference", "p",
+               "p (Holm, recipes)"]
     summary.tables.append(Table(columns, rows))
     for r in result["per_recipe"]:
         summary.links.append(Link(f"{r['recipe']}: its verdict and runs", f"{r['recipe']}/"))
