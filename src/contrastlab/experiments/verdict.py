@@ -454,7 +454,7 @@ class _Arms:
                 test, best = metrics["test"], metrics["best"]
             else:
                 if not self.show:
-                    print(f"[verdict] {arm} seed {k}: {' '.join(arm_overrides) or '(recipe as written)'}",
+                    print(f"[verdict] {arm} seed {k}: {' '.join([recipe_name(recipe), *arm_overrides])}",
                           file=sys.stderr)  # fmt: skip
                 result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
                                quiet=self.show, on_epoch=self.bar.epoch, resume=run.last.is_file(),
