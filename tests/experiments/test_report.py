@@ -58,7 +58,7 @@ def _images(html: str) -> list[bytes]:
     [
         ("verdict", ["Verdict", "What was compared", "Every metric", "Per seed", "Curves",
                      "Embeddings of both arms", "CKA between the arms", "Run metadata"], 5),
-        ("sweep", ["Summary", "Grid", "Trials"], 1),
+        ("sweep", ["Summary", "What was compared", "Grid", "Trials", "Run metadata"], 1),
         ("curve", ["Curve"], 1),
         ("comparison", ["Runs side by side", "What was compared", "Curves", "Run metadata"], 1),
         ("run", ["Summary", "Training curves", "Train/val gap", "Representation diagnostics (test split)",
@@ -101,6 +101,11 @@ def test_report__sweep_lists_every_trial(results):
     trials = next(s for s in report.sections if s.title == "Trials").tables[0]
     assert len(trials.rows) == len(sweep["trials"]) == 4
     assert trials.columns[2:4] == ["objective.supcon.weight", "objective.supcon.temperature"]
+    # what differs between the trials, a column per trial: exactly the swept settings
+    compared = next(s for s in report.sections if s.title == "What was compared").tables[0]
+    assert compared.columns == ["config key", *(f"trial {t['number']}" for t in sweep["trials"])]
+    assert sorted(row[0].text for row in compared.rows) == sorted(["objective.supcon.weight",
+                                                                   "objective.supcon.temperature"])
 
 
 def test_report__text_from_results_is_escaped(results, tmp_path):

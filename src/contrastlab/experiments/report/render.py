@@ -354,6 +354,12 @@ def _sweep_sections(directory: Path) -> list[Section]:
         chosen = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         summary.headlines.append(Headline(f"best {result['monitor']} = {best['value']:.4g} with {chosen}"))
     sections = [summary]
+    # every trial's run sits in the sweep's trials/ (sweep.json records the path as the sweep was given it)
+    runs = {f"trial {t['number']}": directory / "trials" / Path(t["run_dir"]).name for t in result["trials"]
+            if t.get("run_dir") and RunDir(directory / "trials" / Path(t["run_dir"]).name).config.is_file()}
+    diff = _config_diff(runs) if len(runs) > 1 else None
+    if diff is not None:
+        sections.append(diff)
     if any(s == "COMPLETE" for s in states):
         figure = Section("Grid" if len(params) > 1 else "Metric by value")
         caption = (
@@ -378,6 +384,9 @@ def _sweep_sections(directory: Path) -> list[Section]:
     ]
     trials.tables.append(Table(["trial", "state", *params, result["monitor"], "run directory"], rows))
     sections.append(trials)
+    meta = _metadata(runs)
+    if meta is not None:
+        sections.append(meta)
     return sections
 
 
