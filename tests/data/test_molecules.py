@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -131,6 +133,51 @@ def test_featurize__cache_is_read_back_and_keyed_by_content(monkeypatch):
         assert torch.equal(a.x, b.x) and torch.equal(a.edge_index, b.edge_index) and torch.equal(a.edge_attr, b.edge_attr)
     with pytest.raises(pytest.fail.Exception, match="featurized again"):
         featurize(["CCO", "CCC"])  # different content: a new key, featurized afresh
+
+
+def _squash(value):
+    return math.copysign(math.log1p(abs(value)), value)
+
+
+def test_rdkit_descriptors__each_column_is_rdkits_own_value_squashed_in_the_rows_order():
+    from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "C[N+](C)(C)CC(=O)[O-]"]
+    got = molecules.rdkit_descriptors(smiles)
+    names = [name for name, _ in Descriptors._descList]
+    assert got.shape == (4, len(names)) and got.dtype == torch.float32 and torch.isfinite(got).all()
+    oracle = {"MolLogP": Crippen.MolLogP, "MolWt": Descriptors.MolWt, "TPSA": rdMolDescriptors.CalcTPSA,
+              "NumHDonors": Lipinski.NumHDonors, "RingCount": rdMolDescriptors.CalcNumRings}
+    for i, text in enumerate(smiles):
+        mol = Chem.MolFromSmiles(text)
+        for name, fn in oracle.items():
+            assert got[i, names.index(name)].item() == pytest.approx(_squash(fn(mol)), rel=1e-5, abs=1e-6), name
+    assert got[0, names.index("MolLogP")] < 0  # ethanol's logP is negative: the sign is kept
+    assert torch.equal(molecules.rdkit_descriptors(smiles[::-1]), got.flip(0))
+
+
+def test_rdkit_descriptors__uncomputable_values_become_zero_and_a_bad_row_is_named(monkeypatch):
+    from rdkit.Chem import Descriptors
+
+    names = [name for name, _ in Descriptors._descList]
+    odd = {names[0]: float("nan"), names[1]: float("inf"), names[2]: -float("inf"), names[3]: 1e30}
+    monkeypatch.setattr(Descriptors, "CalcMolDescriptors",
+                        lambda mol, missingVal=None: {n: odd.get(n, -2.0) for n in names})  # fmt: skip
+    row = molecules.rdkit_descriptors(["CC"], cache=False)[0]
+    assert row[:3].tolist() == [0.0, 0.0, 0.0]
+    assert row[3].item() == pytest.approx(_squash(1e30)) and row[4].item() == pytest.approx(_squash(-2.0))
+    with pytest.raises(InvalidRecordError, match="row 2"):
+        molecules.rdkit_descriptors(["CC", "C1CC"], cache=False)
+
+
+def test_rdkit_descriptors__cache_is_read_back_and_keyed_by_content(monkeypatch):
+    from rdkit.Chem import Descriptors
+
+    first = molecules.rdkit_descriptors(["CCO", "CCN"])
+    monkeypatch.setattr(Descriptors, "CalcMolDescriptors", lambda *a, **k: pytest.fail("computed again"))
+    assert torch.equal(molecules.rdkit_descriptors(["CCO", "CCN"]), first)
+    with pytest.raises(pytest.fail.Exception, match="computed again"):
+        molecules.rdkit_descriptors(["CCO", "CCC"])
 
 
 def test_featurize__a_cached_bad_row_still_raises():

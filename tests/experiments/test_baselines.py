@@ -55,6 +55,35 @@ def test_regression_forest_matches_a_direct_sklearn_fit_on_the_same_split(tmp_pa
     assert table["runs"][0]["test"]["rmse"] == metrics["test"]["rmse"] and table["runs"][0]["epochs"] == 0
 
 
+def test_descriptor_forest_matches_a_direct_sklearn_fit_on_rdkits_descriptors(tmp_path, capsys):
+    from rdkit.Chem import Descriptors
+
+    from contrastlab.experiments.baselines import descriptor_forest
+
+    sol = get_dataset("solubility")
+    rows = [[sol.strings[i], float(sol.targets[i])] for i in range(0, 1280, 8)]
+    path = _csv(tmp_path, rows, ["smiles", "y"])
+    config = validate_config({"name": "sol", "data": {"name": "molecule_csv", "options": {
+        "path": path, "smiles_column": "smiles", "target_column": "y"}}})  # fmt: skip
+    metrics = descriptor_forest(config, tmp_path / "rf", n_estimators=50, seed=3)
+    split = json.loads((tmp_path / "rf" / "split.json").read_text())
+    names = [name for name, _ in Descriptors._descList]
+    computed = [Descriptors.CalcMolDescriptors(Chem.MolFromSmiles(r[0])) for r in rows]
+    raw = np.array([[values[n] for n in names] for values in computed])
+    X = np.nan_to_num(np.sign(raw) * np.log1p(np.abs(raw)), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    y = np.array([r[1] for r in rows])
+    ref = RandomForestRegressor(n_estimators=50, n_jobs=-1, random_state=3).fit(X[split["train"]], y[split["train"]])
+    pred = ref.predict(X[split["test"]])
+    assert metrics["test"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y[split["test"]]) ** 2))), rel=1e-9)
+    # molecules get both forests by default; peptides only fingerprints (test below)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: sol\ndata: {{name: molecule_csv, options: {{path: {path}, smiles_column: smiles, "
+                      "target_column: y}}\n")  # fmt: skip
+    assert cli_main(["baseline", str(recipe), "--trees", "20", "--runs-dir", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "sol_fingerprint_rf: test mae=" in out and "sol_descriptor_rf: test mae=" in out
+
+
 def test_peptide_classification_forest_and_the_cli(tmp_path, capsys):
     amp = get_dataset("amp_uniprot")
     rows = [[amp.strings[i], int(amp.targets[i])] for i in list(range(0, 60)) + list(range(5140, 5200))]
@@ -67,6 +96,9 @@ def test_peptide_classification_forest_and_the_cli(tmp_path, capsys):
     assert "pep_fingerprint_rf_seed1: test accuracy=" in out and "mean ± sd over seeds: accuracy=" in out
     metrics = json.loads((tmp_path / "pep_fingerprint_rf_seed0" / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy", "macro_f1", "auroc", "auprc"} and metrics["test"]["auroc"] > 0.6
+    assert not (tmp_path / "pep_descriptor_rf_seed0").exists()
+    assert cli_main(["baseline", str(recipe), "--kind", "descriptor_rf", "--runs-dir", str(tmp_path)]) == 2
+    assert "no small molecules (SMILES)" in capsys.readouterr().err
 
 
 def test_a_tensor_dataset_is_refused(tmp_path):

@@ -54,6 +54,29 @@ def test_gradients_reach_every_parameter(kind, options):
     assert missing == []
 
 
+def test_gine_reads_each_graphs_descriptors_beside_its_nodes():
+    graphs = [smiles_to_graph(s) for s in SMILES]
+    enc = _encoder("gine", num_descriptors=5).train()
+    batch = Batch.from_data_list(graphs)
+    batch.descriptors = torch.randn(len(SMILES), 5, generator=torch.Generator().manual_seed(1))
+    enc(batch).pow(2).sum().backward()
+    assert [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+    in_layers = {id(p) for layer in enc.layers for p in layer.parameters()}
+    assert all(id(p) in in_layers for p in enc.parameters())  # LR decay and freezing see every parameter
+    enc.eval()
+    with torch.no_grad():
+        before = enc(batch)
+        changed = batch.clone()
+        changed.descriptors = batch.descriptors.clone()
+        changed.descriptors[2] += 1.0
+        after = enc(changed)
+    moved = (after - before).abs().sum(dim=1) > 1e-6
+    assert moved.tolist() == [i == 2 for i in range(len(SMILES))]  # only that graph's embedding moves
+    del batch.descriptors
+    with pytest.raises(ValueError, match=r"reads 5 descriptors per graph.*shape None"):
+        enc(batch)
+
+
 def test_layers_are_embedding_blocks_readout():
     enc = _encoder("gine")
     assert len(enc.layers) == 4 and enc.layers[0] is enc.embed and enc.layers[-1] is enc.readout

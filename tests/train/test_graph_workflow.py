@@ -178,3 +178,28 @@ def test_unweighted_aux_term_with_task_on_clean_is_exactly_the_plain_task_run(tm
     keys = [k for k in plain.history[0] if k.startswith(("train/task", "val/"))]
     assert [[row[k] for k in keys] for row in baseline.history] == [[row[k] for k in keys] for row in plain.history]
     assert plain.test == baseline.test
+
+
+def test_descriptors_beside_the_graph_train_rebuild_and_are_refused_where_they_cannot_work(tmp_path, slice_csv):
+    config = _config(slice_csv, **{"model.options": {"pooling": ["mean", "attention"], "descriptors": "rdkit"}})
+    result = train(config, tmp_path / "run", progress=False, quiet=True)
+    assert all(v == v for v in result.test.values())
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    width = state["encoder.readout.descriptor_norm.running_mean"].shape[0]
+    assert width > 200  # RDKit's descriptors, normalised by their batch statistics while training
+    assert state["encoder.readout.out.weight"].shape[1] == 2 * 16 + width
+    # the run directory rebuilds the same model (diagnostics, verdict arms): embeddings from the checkpoint
+    data = get_dataset("molecule_csv", path=slice_csv, smiles_column="smiles", target_column="logS",
+                       split_column="part")  # fmt: skip
+    model = make_model(config, data)
+    model.load_state_dict(state)
+    assert data.descriptors is not None and data.take(torch.arange(3)).descriptors.shape == (3, width)
+    with pytest.raises(ValueError, match="the same descriptors"):  # a contrastive term would match them
+        train(_pretrain(slice_csv, "nt_xent").model_copy(update={"model": config.model}), tmp_path / "aug",
+              progress=False, quiet=True)  # fmt: skip
+    graphormer = config.model_copy(update={"model": config.model.model_copy(update={"name": "graphormer"})})
+    with pytest.raises(ValueError, match=r"model\.name=gine"):
+        train(graphormer, tmp_path / "gt", progress=False, quiet=True)
+    other = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": "x"}})})
+    with pytest.raises(ValueError, match="expected 'rdkit'"):
+        train(other, tmp_path / "md", progress=False, quiet=True)

@@ -41,6 +41,7 @@ __all__ = [
     "GraphDataset",
     "InvalidRecordError",
     "featurize",
+    "rdkit_descriptors",
     "sequence_to_graph",
     "smiles_to_graph",
 ]
@@ -49,6 +50,8 @@ ATOM_FEATURES = 38
 BOND_FEATURES = 14
 #: Bumped whenever the features change, so stale caches are never read.
 FEATURIZER_VERSION = 1
+#: Bumped whenever the descriptor set or its transform changes.
+DESCRIPTOR_VERSION = 1
 
 _ELEMENTS = {s: i for i, s in enumerate(["C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si"])}
 _HT = Chem.rdchem.HybridizationType
@@ -200,6 +203,18 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     #: Named subsets of the records, each a (N,) bool mask (e.g. MoleculeACE's activity cliffs: "cliff").
     #: A regression is also scored on each: ``rmse_<name>`` and ``mae_<name>`` over the part's rows in it.
     subsets: dict[str, Tensor] = field(default_factory=dict)
+    #: (N, D) whole-molecule descriptors (:func:`rdkit_descriptors`) that ``take`` puts beside the graphs as
+    #: ``batch.descriptors``; None until :meth:`add_descriptors` (``model.options.descriptors``).
+    descriptors: Tensor | None = None
+
+    def add_descriptors(self) -> int:
+        """Computes (or reads back from the cache) every molecule's RDKit descriptors; returns their width."""
+        if self.descriptors is None:
+            if self.kind != "smiles":
+                raise ValueError(f"dataset {self.name!r} holds peptide sequences; RDKit descriptors are "
+                                 "computed for small molecules given as SMILES")  # fmt: skip
+            self.descriptors = rdkit_descriptors(self.strings)
+        return int(self.descriptors.shape[1])
 
     def scaffolds(self) -> list[str]:
         """Each molecule's Bemis-Murcko scaffold as SMILES (without chirality; "" for an acyclic one)."""
@@ -249,7 +264,10 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
         if transform is not None:
             g = generator if generator is not None else torch.Generator().manual_seed(0)
             graphs = [transform(graph, g) for graph in graphs]
-        return Batch.from_data_list(graphs)
+        batch = Batch.from_data_list(graphs)
+        if self.descriptors is not None:
+            batch.descriptors = self.descriptors[idx]
+        return batch
 
 
 def cache_dir() -> Path:
@@ -301,6 +319,47 @@ def featurize(
     if cache:
         _write_cache(path, graphs, kept, skipped)
     return graphs, kept, skipped
+
+
+def rdkit_descriptors(smiles: Sequence[str], *, cache: bool = True) -> Tensor:
+    """RDKit's 2D descriptors of each molecule: every entry of ``rdkit.Chem.Descriptors._descList`` (217 in
+    RDKit 2026.09: weights, logP and refractivity, TPSA, counts of atoms, rings and fragments, topological
+    and charge indices), the whole-molecule features Chemprop adds to its graph network
+    (``rdkit_2d``). Each value is squashed by sign(x)·log1p(|x|), since they span orders of magnitude (Ipc
+    reaches 1e30); a value RDKit cannot compute (NaN, ±inf) becomes 0. Cached on disk like the graphs.
+
+    Shape:
+        - output: (N, D) float32, rows in the order of ``smiles``.
+
+    Raises:
+        InvalidRecordError: a string RDKit cannot read (its 1-based row).
+    """
+    from rdkit.Chem import Descriptors
+
+    names = [name for name, _ in Descriptors._descList]
+    digest = hashlib.sha256(f"descriptors v{DESCRIPTOR_VERSION}|{','.join(names)}|".encode())
+    for text in smiles:
+        digest.update(str(text).encode())
+        digest.update(b"\x00")
+    path = cache_root() / "descriptors" / f"{digest.hexdigest()[:32]}.pt"
+    cached = load_cache(path, lambda state: state["descriptors"]) if cache else None
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    rows = np.zeros((len(smiles), len(names)), dtype=np.float64)
+    with rdBase.BlockLogs():  # RDKit's per-molecule warnings
+        for i, text in enumerate(smiles):
+            mol = _parse(text, "smiles")
+            if isinstance(mol, str):
+                raise InvalidRecordError(i + 1, str(text), mol)
+            values = Descriptors.CalcMolDescriptors(mol, missingVal=float("nan"))  # type: ignore[no-untyped-call]
+            rows[i] = [values[name] for name in names]
+    with np.errstate(over="ignore", invalid="ignore"):
+        squashed = np.sign(rows) * np.log1p(np.abs(rows))
+    squashed[~np.isfinite(squashed)] = 0.0
+    out = torch.from_numpy(squashed.astype(np.float32))
+    if cache:
+        save_cache(path, {"descriptors": out})
+    return out
 
 
 def _write_cache(path: Path, graphs: list[Data], kept: list[int], skipped: list[SkippedRecord]) -> None:

@@ -7,6 +7,9 @@ either kind):
 
 - ``fingerprint_forest`` (``fingerprint_rf``): Morgan (ECFP-like) fingerprints from RDKit and a random forest
   (molecules and peptides).
+- ``descriptor_forest`` (``descriptor_rf``): RDKit's 2D descriptors of each molecule (217: logP, weights,
+  TPSA, counts, topological indices; :func:`~contrastlab.data.molecules.rdkit_descriptors`) and a random
+  forest (small molecules).
 - ``composition_forest`` (``composition_rf``): element fractions and Magpie statistics of each composition
   (fraction-weighted mean, minimum, maximum, range and spread of 22 elemental properties) and a random forest
   (materials: mp_gap).
@@ -40,6 +43,7 @@ __all__ = [
     "BASELINES",
     "composition_forest",
     "default_baselines",
+    "descriptor_forest",
     "features_linear",
     "fingerprint_forest",
     "frozen_logistic",
@@ -89,6 +93,28 @@ def fingerprint_forest(
     val, test = _forest(features, data, split, n_estimators, state)
     settings = {"kind": "fingerprint_forest", "radius": radius, "n_bits": n_bits,
                 "n_estimators": n_estimators, "seed": state}  # fmt: skip
+    return _write_run(config, data.task, split, settings, val, test, run_dir)
+
+
+def descriptor_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
+                      seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fits a random forest on RDKit's 2D descriptors of the recipe's training molecules; evaluates val
+    and test (what ``model.options.descriptors: rdkit`` adds to GINE, on its own).
+
+    Raises:
+        ValueError: the dataset has no small molecules given as SMILES.
+    """
+    from contrastlab.data.molecules import rdkit_descriptors
+
+    data = get_dataset(config.data.name, **config.data.options)
+    if not hasattr(data, "molecules") or getattr(data, "kind", "smiles") != "smiles":
+        raise ValueError(f"data.name={config.data.name!r} has no small molecules (SMILES) to describe")
+    split = make_split(config, data)
+    features = rdkit_descriptors(data.strings).numpy()
+    state = config.trainer.seed if seed is None else seed
+    val, test = _forest(features, data, split, n_estimators, state)
+    settings = {"kind": "descriptor_forest", "descriptors": "rdkit", "n_estimators": n_estimators,
+                "seed": state}  # fmt: skip
     return _write_run(config, data.task, split, settings, val, test, run_dir)
 
 
@@ -342,13 +368,15 @@ def pca_cosine(config: TrainConfig, run_dir: str | Path, *, n_components: int | 
 
 
 #: The baselines by their command-line name.
-BASELINES = {"fingerprint_rf": fingerprint_forest, "composition_rf": composition_forest,
+BASELINES = {"fingerprint_rf": fingerprint_forest, "descriptor_rf": descriptor_forest,
+             "composition_rf": composition_forest,
              "tfidf_lr": tfidf_logistic, "frozen_lr": frozen_logistic,
              "features_lr": features_linear, "pca_cosine": pca_cosine}  # fmt: skip
 
 
 def default_baselines(config: TrainConfig, data: Any) -> list[str]:
-    """The baselines that fit a recipe's data: fingerprints for molecules, compositions (and their formula
+    """The baselines that fit a recipe's data: fingerprints (and descriptors, for small molecules) for
+    molecules, compositions (and their formula
     text) for materials, TF-IDF and the frozen encoder for text, principal components by cosine for
     identities (an open-set split), a linear model on other numeric features.
 
@@ -356,7 +384,8 @@ def default_baselines(config: TrainConfig, data: Any) -> list[str]:
         ValueError: no baseline fits the data.
     """
     if hasattr(data, "molecules"):
-        return ["fingerprint_rf"]
+        small = getattr(data, "kind", "") == "smiles"
+        return ["fingerprint_rf", "descriptor_rf"] if small else ["fingerprint_rf"]
     if getattr(data, "compositions", None):
         return ["composition_rf", "tfidf_lr"]
     if hasattr(data, "texts"):
@@ -374,6 +403,8 @@ def run_baseline(kind: str, config: TrainConfig, run_dir: str | Path, *, seed: i
     if kind == "fingerprint_rf":
         return fingerprint_forest(config, run_dir, radius=radius, n_bits=n_bits, n_estimators=n_estimators,
                                   seed=seed)  # fmt: skip
+    if kind == "descriptor_rf":
+        return descriptor_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
     if kind == "composition_rf":
         return composition_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
     return BASELINES[kind](config, run_dir, seed=seed)

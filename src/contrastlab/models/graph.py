@@ -7,6 +7,10 @@ to top: the input embedding, each message-passing or attention block, and the re
 Pooling is named in the config: ``mean``, ``sum``, ``max``, ``attention`` (a learned gate, Li et al.
 2016), ``set`` (a set-transformer pooling by multihead attention, Lee et al. 2019), or a list of them whose
 outputs are concatenated (seed 002's hierarchical pooling) before a linear map to the embedding.
+
+GINE can also read whole-molecule descriptors beside the graph (``model.options.descriptors: rdkit``,
+Chemprop's ``rdkit_2d`` features): the batch's ``descriptors`` (G, D) are batch-normalised and concatenated
+with the pooled nodes before that linear map.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ _POOLINGS = ("mean", "sum", "max", "attention", "set")
 
 
 class GraphPooling(nn.Module):
-    """Node features (total_nodes, H) and their graph ids → one (G, E) vector per graph."""
+    """Node features (total_nodes, H) and their graph ids → one (G, E) vector per graph; with
+    ``num_descriptors`` D > 0, each graph's (D,) descriptors join the pooled nodes (batch-normalised
+    first)."""
 
-    def __init__(self, pooling: str | Sequence[str], hidden_dim: int, embedding_dim: int) -> None:
+    def __init__(self, pooling: str | Sequence[str], hidden_dim: int, embedding_dim: int,
+                 num_descriptors: int = 0) -> None:  # fmt: skip
         super().__init__()
         names = [pooling] if isinstance(pooling, str) else list(pooling)
         bad = [n for n in names if n not in _POOLINGS]
@@ -44,9 +51,11 @@ class GraphPooling(nn.Module):
             elif name == "set":
                 heads = 4 if hidden_dim % 4 == 0 else 1
                 self.aggregators[name] = SetTransformerAggregation(hidden_dim, heads=heads)
-        self.out = nn.Linear(hidden_dim * len(names), embedding_dim)
+        self.num_descriptors = num_descriptors
+        self.descriptor_norm = nn.BatchNorm1d(num_descriptors) if num_descriptors else None
+        self.out = nn.Linear(hidden_dim * len(names) + num_descriptors, embedding_dim)
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int, descriptors: Tensor | None = None) -> Tensor:
         pooled = []
         for name in self.names:
             if name == "mean":
@@ -57,6 +66,13 @@ class GraphPooling(nn.Module):
                 pooled.append(global_max_pool(x, batch, num_graphs))
             else:
                 pooled.append(self.aggregators[name](x, batch, dim_size=num_graphs))
+        if self.descriptor_norm is not None:
+            if descriptors is None or descriptors.shape != (num_graphs, self.num_descriptors):
+                got = None if descriptors is None else tuple(descriptors.shape)
+                raise ValueError(f"the model reads {self.num_descriptors} descriptors per graph "
+                                 f"(model.options.descriptors), but the batch of {num_graphs} graphs has "
+                                 f"descriptors of shape {got}")  # fmt: skip
+            pooled.append(self.descriptor_norm(descriptors))
         out: Tensor = self.out(torch.cat(pooled, dim=-1))
         return out
 
@@ -89,6 +105,8 @@ class GINEEncoder(nn.Module):
         hidden_dims: Width of each block, bottom to top (its length is the depth).
         dropout: After each block.
         pooling: See the module docstring.
+        num_descriptors: Width D of the whole-molecule descriptors each batch carries (0: none); the
+            trainer sets it from ``model.options.descriptors``.
     """
 
     def __init__(
@@ -100,6 +118,7 @@ class GINEEncoder(nn.Module):
         hidden_dims: list[int],
         dropout: float = 0.1,
         pooling: str | list[str] = "mean",
+        num_descriptors: int = 0,
     ) -> None:
         super().__init__()
         if not hidden_dims:
@@ -109,14 +128,15 @@ class GINEEncoder(nn.Module):
             _GINEBlock(a, b, num_edge_features, dropout)
             for a, b in zip([hidden_dims[0], *hidden_dims[:-1]], hidden_dims, strict=True)
         )
-        self.readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim)
+        self.readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim, num_descriptors)
         self.layers = nn.ModuleList([self.embed, *self.blocks, self.readout])
 
     def forward(self, data: Any) -> Tensor:
         x = self.embed(data.x)
         for block in self.blocks:
             x = block(x, data.edge_index, data.edge_attr)
-        out: Tensor = self.readout(x, data.batch, data.num_graphs)
+        descriptors = getattr(data, "descriptors", None) if self.readout.num_descriptors else None
+        out: Tensor = self.readout(x, data.batch, data.num_graphs, descriptors)
         return out
 
 

@@ -187,6 +187,8 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
+    if "descriptors" in extra:
+        extra["num_descriptors"] = _descriptors(config, data, extra.pop("descriptors"))
     if config.model.name == "convnet":
         if getattr(data, "image_shape", None) is None:
             raise ValueError(
@@ -219,6 +221,28 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
     if hasattr(data, "tokenize"):
         data.tokenize(model.encoder.tokenizer, model.encoder.max_length)  # cached per tokenizer and length
     return model
+
+
+def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
+    """Adds ``model.options.descriptors`` to a molecule dataset; the width the model reads (0: none)."""
+    if kind is None:
+        return 0
+    if kind != "rdkit":
+        raise ValueError(f"model.options.descriptors={kind!r}; expected 'rdkit' (RDKit's 2D descriptors) "
+                         "or null")  # fmt: skip
+    if config.model.name != "gine":
+        raise ValueError(f"model.options.descriptors is read by GINE's readout (model.name=gine), not by "
+                         f"model.name={config.model.name!r}")  # fmt: skip
+    if not hasattr(data, "add_descriptors"):
+        raise ValueError(f"model.options.descriptors needs molecules; dataset {config.data.name!r} has none")
+    if config.trainer.views.augment is not None:
+        raise ValueError(
+            "model.options.descriptors with trainer.views.augment: every view of a molecule would carry the "
+            "same descriptors, so a contrastive term could match views by them alone; use descriptors in "
+            "supervised recipes (fine-tuning a pretrained encoder without them)"
+        )
+    width: int = data.add_descriptors()
+    return width
 
 
 def own_model(encoder: nn.Module, config: TrainConfig, data: Any, train_idx: Tensor) -> ContrastiveModel:
