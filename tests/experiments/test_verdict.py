@@ -305,6 +305,9 @@ def test_verdict__a_baseline_recipe_on_other_data_or_no_baseline_at_all_is_refus
     with pytest.raises(ValueError, match=r"same data.*data\.options\.noise"):
         vm.run_verdict(tmp_path / "noisier.yaml", seeds=2, out_dir=tmp_path / "v", progress=False)
     assert not (tmp_path / "v").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="same data"):  # also with a treatment on top of a baseline recipe
+        vm.run_verdict(recipes[0], baseline=tmp_path / "noisier.yaml", seeds=2, out_dir=tmp_path / "v",
+                       treatment=["objective.supcon.weight=0.4"], progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="base extends none"):
         vm.run_verdict(tmp_path / "base.yaml", seeds=2, out_dir=tmp_path / "v", progress=False)
     # --baseline names the baseline recipe outright

@@ -236,7 +236,8 @@ def run_verdict(
     base_overrides = [o for t in treatment if (o := baseline_override(t)) is not None]
     arms = {"baseline": (recipe if baseline is None else baseline, [*(overrides or []), *base_overrides]),
             "treatment": (recipe, [*(overrides or []), *treatment])}  # fmt: skip
-    changes = treatment or _changes(arms, seed_overrides(first_seed, vary))
+    # two recipes: what the treatment arm sets differently (and a check that both use the same data)
+    changes = _changes(arms, seed_overrides(first_seed, vary)) if baseline is not None else treatment
     with out.lock():  # workers sharing --storage join the verdict their request matches
         _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
     # One process at a time writes a verdict directory; workers sharing --storage write its runs together
@@ -303,8 +304,9 @@ def _flat(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> di
 
 
 def _changes(arms: dict[str, tuple[Any, list[str]]], seeded: list[str]) -> list[str]:
-    """What the treatment arm sets differently from the baseline arm, as ``key=value`` items (its name
-    aside), when the arms come from two recipes; refuses arms that would train or test on different data.
+    """What the treatment arm sets differently from the baseline arm (recipe and overrides each), as
+    ``key=value`` items (its name aside), when the arms come from two recipes; refuses arms that would
+    train or test on different data.
 
     A term the baseline lacks is listed by the settings the treatment's recipe writes for it (not every
     default of the term), and a term only the baseline has as ``key=null``.
@@ -476,10 +478,7 @@ class _Arms:
 
     def _link(self, run: RunDir, key: str, label: str) -> None:
         """Links ``run`` to the same configuration's complete run in another verdict, if there is one."""
-        if self.shared is None:
-            return
-        if run.is_complete():
-            self.shared.setdefault(key, run.path.resolve())
+        if self.shared is None or run.is_complete():
             return
         source = self.shared.get(key)
         if source is None or run.path.exists() or not RunDir(source).is_complete():
