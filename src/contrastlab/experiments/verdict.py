@@ -38,7 +38,7 @@ from contrastlab.experiments.stats import (
 from contrastlab.metrics import direction
 from contrastlab.train import RunDir, RunDirError, load_config, train
 from contrastlab.train.checkpoint import write_json
-from contrastlab.train.config import extended_recipe, recipe_name
+from contrastlab.train.config import extended_recipe, flat_settings, recipe_name
 from contrastlab.train.loggers import finish_group, tracking_group
 
 __all__ = ["SOURCES", "arm_run", "baseline_override", "compare_arms", "flatten_numbers", "iqm", "plan_seeds",
@@ -292,17 +292,6 @@ def _recipe_label(recipe: str | Path | dict[str, Any]) -> str:
     return str(recipe) if not isinstance(recipe, dict) else recipe_name(recipe)
 
 
-def _flat(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A nested mapping as ``{dotted key: leaf}`` (an empty mapping is a leaf)."""
-    out = {} if out is None else out
-    if isinstance(value, dict) and value:
-        for k, v in value.items():
-            _flat(v, f"{prefix}.{k}" if prefix else str(k), out)
-    else:
-        out[prefix] = value
-    return out
-
-
 def _changes(arms: dict[str, tuple[Any, list[str]]], seeded: list[str]) -> list[str]:
     """What the treatment arm sets differently from the baseline arm (recipe and overrides each), as
     ``key=value`` items (its name aside), when the arms come from two recipes; refuses arms that would
@@ -313,8 +302,9 @@ def _changes(arms: dict[str, tuple[Any, list[str]]], seeded: list[str]) -> list[
     """
     loaded = {arm: load_config(recipe, [*arm_overrides, *seeded])
               for arm, (recipe, arm_overrides) in arms.items()}  # fmt: skip
-    base, treated = (_flat(loaded[arm][0].model_dump(mode="json")) for arm in ("baseline", "treatment"))
-    written = _flat(loaded["treatment"][1])
+    base, treated = (flat_settings(loaded[arm][0].model_dump(mode="json"))
+                     for arm in ("baseline", "treatment"))  # fmt: skip
+    written = flat_settings(loaded["treatment"][1])
     keys = [k for k in sorted(set(base) | set(treated))
             if k != "name" and base.get(k, ...) != treated.get(k, ...)]  # fmt: skip
     data = [f"{k}: {base.get(k, '(not set)')!r} vs {treated.get(k, '(not set)')!r}" for k in keys

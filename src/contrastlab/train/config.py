@@ -575,6 +575,22 @@ def recipe_name(recipe: str | Path | dict[str, Any] | None) -> str:
     return Path(recipe).stem if recipe is not None else "run"
 
 
+def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{dotted key: leaf}`` (an empty mapping is a leaf); a recipe's keys as the
+    command line writes them.
+
+    Example:
+        >>> flat_settings({"trainer": {"lr": 0.1, "views": {}}, "name": "x"})
+        {'trainer.lr': 0.1, 'trainer.views': {}, 'name': 'x'}
+    """
+    if not (isinstance(settings, dict) and settings):
+        return {prefix: settings}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        out.update(flat_settings(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def extended_recipe(recipe: str | Path | dict[str, Any]) -> Path | None:
     """The recipe file that a recipe file extends (its ``extends:``, relative to it); None when it extends
     none, and for a mapping given from Python (which cannot extend a file).

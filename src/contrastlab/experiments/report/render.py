@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from contrastlab.train.checkpoint import atomic_write, read_history
+from contrastlab.train.config import flat_settings
 from contrastlab.train.rundir import RunDir
 
 __all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
@@ -162,21 +163,9 @@ def _recorded(run: Path) -> dict[str, Any]:
     return (yaml.safe_load(files.config.read_text()) or {}) if files.config.is_file() else {}
 
 
-def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
-        for k, v in value.items():
-            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-
-
 def _config_diff(runs: dict[str, Path], ignore: tuple[str, ...] = ()) -> Section | None:
     """The config keys whose values differ between the runs, a column per run; None when they agree."""
-    flat: dict[str, dict[str, Any]] = {}
-    for name, run in runs.items():
-        values: dict[str, Any] = {}
-        _flat("", _recorded(run).get("config", {}), values)
-        flat[name] = values
+    flat = {name: flat_settings(_recorded(run).get("config", {})) for name, run in runs.items()}
     keys = sorted({k for values in flat.values() for k in values})
     differing = [k for k in keys if k not in ignore and len({repr(v.get(k)) for v in flat.values()}) > 1]
     if not differing:
