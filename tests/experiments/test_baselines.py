@@ -98,7 +98,7 @@ def test_peptide_classification_forest_and_the_cli(tmp_path, capsys):
     assert set(metrics["test"]) == {"accuracy", "macro_f1", "auroc", "auprc"} and metrics["test"]["auroc"] > 0.6
     assert not (tmp_path / "pep_descriptor_rf_seed0").exists()
     assert cli_main(["baseline", str(recipe), "--kind", "descriptor_rf", "--runs-dir", str(tmp_path)]) == 2
-    assert "no small molecules (SMILES)" in capsys.readouterr().err
+    assert "holds peptide sequences" in capsys.readouterr().err
 
 
 def test_a_tensor_dataset_is_refused(tmp_path):

@@ -197,6 +197,8 @@ def test_descriptors_beside_the_graph_train_rebuild_and_are_refused_where_they_c
     with pytest.raises(ValueError, match="the same descriptors"):  # a contrastive term would match them
         train(_pretrain(slice_csv, "nt_xent").model_copy(update={"model": config.model}), tmp_path / "aug",
               progress=False, quiet=True)  # fmt: skip
+    off = config.model.model_copy(update={"name": "graphormer", "options": {"descriptors": None}})
+    assert make_model(config.model_copy(update={"model": off}), data) is not None  # null: none, any model
     graphormer = config.model_copy(update={"model": config.model.model_copy(update={"name": "graphormer"})})
     with pytest.raises(ValueError, match=r"model\.name=gine"):
         train(graphormer, tmp_path / "gt", progress=False, quiet=True)

@@ -104,13 +104,12 @@ def descriptor_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators:
     Raises:
         ValueError: the dataset has no small molecules given as SMILES.
     """
-    from contrastlab.data.molecules import rdkit_descriptors
-
     data = get_dataset(config.data.name, **config.data.options)
-    if not hasattr(data, "molecules") or getattr(data, "kind", "smiles") != "smiles":
-        raise ValueError(f"data.name={config.data.name!r} has no small molecules (SMILES) to describe")
+    if not hasattr(data, "add_descriptors"):
+        raise ValueError(f"data.name={config.data.name!r} has no molecules to describe")
+    data.add_descriptors()  # refuses peptide sequences
     split = make_split(config, data)
-    features = rdkit_descriptors(data.strings).numpy()
+    features = data.descriptors.numpy()
     state = config.trainer.seed if seed is None else seed
     val, test = _forest(features, data, split, n_estimators, state)
     settings = {"kind": "descriptor_forest", "descriptors": "rdkit", "n_estimators": n_estimators,
@@ -376,9 +375,9 @@ BASELINES = {"fingerprint_rf": fingerprint_forest, "descriptor_rf": descriptor_f
 
 def default_baselines(config: TrainConfig, data: Any) -> list[str]:
     """The baselines that fit a recipe's data: fingerprints (and descriptors, for small molecules) for
-    molecules, compositions (and their formula
-    text) for materials, TF-IDF and the frozen encoder for text, principal components by cosine for
-    identities (an open-set split), a linear model on other numeric features.
+    molecules, compositions (and their formula text) for materials, TF-IDF and the frozen encoder for text,
+    principal components by cosine for identities (an open-set split), a linear model on other numeric
+    features.
 
     Raises:
         ValueError: no baseline fits the data.

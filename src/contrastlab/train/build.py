@@ -187,6 +187,8 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
         )
     if hasattr(data, "num_edge_features"):
         extra["num_edge_features"] = data.num_edge_features
+    if extra.get("descriptors", ...) is None:  # written out as null: no descriptors
+        del extra["descriptors"]
     if "descriptors" in extra:
         extra["num_descriptors"] = _descriptors(config, data, extra.pop("descriptors"))
     if config.model.name == "convnet":
@@ -224,9 +226,7 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
 
 
 def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
-    """Adds ``model.options.descriptors`` to a molecule dataset; the width the model reads (0: none)."""
-    if kind is None:
-        return 0
+    """Adds ``model.options.descriptors`` to a molecule dataset; the width the model reads."""
     if kind != "rdkit":
         raise ValueError(f"model.options.descriptors={kind!r}; expected 'rdkit' (RDKit's 2D descriptors) "
                          "or null")  # fmt: skip
@@ -241,8 +241,7 @@ def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
             "same descriptors, so a contrastive term could match views by them alone; use descriptors in "
             "supervised recipes (fine-tuning a pretrained encoder without them)"
         )
-    width: int = data.add_descriptors()
-    return width
+    return int(data.add_descriptors())
 
 
 def own_model(encoder: nn.Module, config: TrainConfig, data: Any, train_idx: Tensor) -> ContrastiveModel:
