@@ -205,3 +205,29 @@ def test_descriptors_beside_the_graph_train_rebuild_and_are_refused_where_they_c
     other = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": "x"}})})
     with pytest.raises(ValueError, match="expected 'rdkit'"):
         train(other, tmp_path / "md", progress=False, quiet=True)
+
+
+def test_a_graph_only_pretrained_encoder_fine_tunes_with_descriptors_starting_from_its_embeddings(tmp_path, slice_csv):
+    train(_pretrain(slice_csv, "nt_xent"), tmp_path / "pre", progress=False, quiet=True)
+    options = {"pooling": ["mean", "attention"], "descriptors": "rdkit"}
+    config = _config(slice_csv, **{"model.options": options, "model.init_from": str(tmp_path / "pre")})
+    data = get_dataset("molecule_csv", path=slice_csv, smiles_column="smiles", target_column="logS",
+                       split_column="part")  # fmt: skip
+    plain, model = make_model(_config(slice_csv), data), make_model(config, data)
+    load_pretrained_encoder(plain, tmp_path / "pre")
+    load_pretrained_encoder(model, tmp_path / "pre")
+    readout = model.encoder.readout.out.weight
+    pretrained = load_checkpoint(tmp_path / "pre" / "checkpoints" / "best.pt")["model"]
+    assert torch.equal(readout[:, :32], pretrained["encoder.readout.out.weight"])
+    assert not readout[:, 32:].any() and readout.shape[1] == 32 + data.descriptors.shape[1]
+    batch = data.take(torch.arange(40))
+    with torch.no_grad():  # the descriptors' columns start at zero: the pretrained embeddings, exactly
+        torch.testing.assert_close(model.eval().encoder(batch), plain.eval().encoder(batch))
+
+    train(config, tmp_path / "tuned", progress=False, quiet=True)
+    tuned = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "best.pt")["model"]["encoder.readout.out.weight"]
+    assert tuned[:, 32:].abs().sum() > 0  # and training moves them
+    # the other way round, descriptors the model does not read, is still a mismatch
+    back = _config(slice_csv, **{"model.init_from": str(tmp_path / "tuned")})
+    with pytest.raises(ValueError, match=r"does not match this model's: Unexpected key.*descriptor_norm.*\(\+\d+ more\)"):
+        train(back, tmp_path / "back", progress=False, quiet=True)

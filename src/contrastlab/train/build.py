@@ -292,7 +292,9 @@ def check_task(config: TrainConfig, data: Any) -> None:
 
 
 def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
-    """Copies the encoder weights of a pretrained run (its directory: best weights) or checkpoint file.
+    """Copies the encoder weights of a pretrained run (its directory: best weights) or checkpoint file. A
+    graph encoder fine-tuned with descriptors (``model.options.descriptors``) loads one pretrained without
+    them: the descriptors' weights start at zero (see ``contrastlab.models.graph``).
 
     Raises:
         CheckpointError: no checkpoint there.
@@ -303,18 +305,15 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
         path = RunDir(path).best
     state = load_checkpoint(path)["model"]
     encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    own = model.encoder.state_dict()
-    problems = sorted(set(own) ^ set(encoder)) or [
-        f"{k}: {tuple(encoder[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if encoder[k].shape != v.shape
-    ]
-    if problems:
+    try:
+        model.encoder.load_state_dict(encoder)
+    except RuntimeError as e:  # torch lists missing and unexpected keys, then each shape mismatch
+        problems = [line.strip() for line in str(e).splitlines()[1:] if line.strip()] or [str(e)]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ValueError(
-            f"model.init_from={str(source)!r}: its encoder does not match this model's "
-            f"({len(problems)} differences, first: {problems[0]}); use the same model settings"
-        )
-    model.encoder.load_state_dict(encoder)
+            f"model.init_from={str(source)!r}: its encoder does not match this model's: {problems[0]}{more}; "
+            "use the same model settings"
+        ) from e
 
 
 def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
