@@ -292,6 +292,9 @@ def test_verdict__recipes_of_a_grid_each_against_the_recipe_they_extend_and_the_
 
     table = build_report(out).sections[0].tables[0]
     assert "seed pairs" in table.columns and "treatment" in table.columns
+    # at a glance: the call and its numbers before the arms' long settings, which wrap
+    assert table.columns.index("difference") < table.columns.index("treatment")
+    assert table.rows[0][table.columns.index("treatment")].css == "settings"
     cells = [c.text for c in table.rows[0]]
     assert "objective.supcon.weight=0.5" in cells[table.columns.index("treatment")]
 

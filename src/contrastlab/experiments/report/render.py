@@ -721,14 +721,15 @@ def _verdicts_sections(directory: Path) -> list[Section]:
         "recipes, with stratified bootstrap 95% intervals (rliable's aggregate view). Calls are "
         "Holm-adjusted across recipes."
     )
+    # the call and its numbers first; the arms' settings (long key=value lists) last, wrapped
     rows = [[_cell(r["call"], css=_verdict_css(r["verdict"])), _cell(r["recipe"], css="name"),
-             _cell(" ".join(r.get("treatment", [])) or "", css="name"),
-             _cell(" ".join(r.get("baseline", [])) or "", css="name"), _cell(r.get("seeds", "")),
              _cell(r["metric"], css="name"), _cell(r["mean_difference"], digits=3),
-             _cell(r["p_value"], digits=3), _cell(r["p_holm_recipes"], digits=3)]
+             _cell(r["p_value"], digits=3), _cell(r["p_holm_recipes"], digits=3), _cell(r.get("seeds", "")),
+             _cell(" ".join(r.get("treatment", [])) or "", css="settings"),
+             _cell(" ".join(r.get("baseline", [])) or "", css="settings")]
             for r in result["per_recipe"]]  # fmt: skip
-    columns = ["verdict", "recipe", "treatment", "baseline", "seed pairs", "metric", "difference", "p",
-               "p (Holm, recipes)"]
+    columns = ["verdict", "recipe", "metric", "difference", "p", "p (Holm, recipes)", "seed pairs",
+               "treatment", "baseline"]
     summary.tables.append(Table(columns, rows))
     for r in result["per_recipe"]:
         summary.links.append(Link(f"{r['recipe']}: its verdict and runs", f"{r['recipe']}/"))
