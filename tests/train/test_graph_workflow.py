@@ -223,6 +223,9 @@ def test_a_graph_only_pretrained_encoder_fine_tunes_with_descriptors_starting_fr
     batch = data.take(torch.arange(40))
     with torch.no_grad():  # the descriptors' columns start at zero: the pretrained embeddings, exactly
         torch.testing.assert_close(model.eval().encoder(batch), plain.eval().encoder(batch))
+    # only model.init_from widens: loading a whole run (resume, rebuild) into another model stays strict
+    with pytest.raises(RuntimeError, match=r"size mismatch for encoder\.readout\.out\.weight"):
+        make_model(config, data).load_state_dict(plain.state_dict(), strict=False)
 
     train(config, tmp_path / "tuned", progress=False, quiet=True)
     tuned = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "best.pt")["model"]["encoder.readout.out.weight"]

@@ -54,8 +54,6 @@ class GraphPooling(nn.Module):
         self.num_descriptors = num_descriptors
         self.descriptor_norm = nn.BatchNorm1d(num_descriptors) if num_descriptors else None
         self.out = nn.Linear(hidden_dim * len(names) + num_descriptors, embedding_dim)
-        if num_descriptors:
-            self.register_load_state_dict_pre_hook(_add_descriptor_columns)  # type: ignore[no-untyped-call]
 
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int, descriptors: Tensor | None = None) -> Tensor:
         pooled = []
@@ -78,20 +76,20 @@ class GraphPooling(nn.Module):
         out: Tensor = self.out(torch.cat(pooled, dim=-1))
         return out
 
-
-def _add_descriptor_columns(module: GraphPooling, state: dict[str, Tensor], prefix: str, *_: Any) -> None:
-    """Lets a readout with descriptors load the weights of the same readout without them (a graph-only
-    pretrained encoder fine-tuned with descriptors): the descriptors' columns of the output map start at zero
-    and their normalisation fresh, so the loaded model's embeddings are the pretrained ones until training
-    moves those columns. Any other difference is left to ``load_state_dict`` to report."""
-    weight, norm = state.get(prefix + "out.weight"), prefix + "descriptor_norm."
-    width = module.num_descriptors
-    rows, columns = module.out.weight.shape
-    if weight is None or any(k.startswith(norm) for k in state) or weight.shape != (rows, columns - width):
-        return
-    state[prefix + "out.weight"] = torch.cat([weight, weight.new_zeros(rows, width)], dim=1)
-    assert module.descriptor_norm is not None
-    state.update({norm + k: v.clone() for k, v in module.descriptor_norm.state_dict().items()})
+    def adapt_pretrained(self, state: dict[str, Tensor], prefix: str) -> None:
+        """Widens a pretrained readout without descriptors (a graph-only pretrained encoder fine-tuned with
+        them, ``model.init_from``) in ``state``, in place: the descriptors' columns of the output map start
+        at zero and their normalisation fresh, so the loaded model's embeddings are the pretrained ones until
+        training moves those columns. Any other difference is left to ``load_state_dict`` to report; loading
+        a whole run (resume, rebuild) never comes here and stays strict."""
+        weight, norm = state.get(prefix + "out.weight"), prefix + "descriptor_norm."
+        rows, columns = self.out.weight.shape
+        width = self.num_descriptors
+        if (self.descriptor_norm is None or weight is None or any(k.startswith(norm) for k in state)
+                or weight.shape != (rows, columns - width)):  # fmt: skip
+            return
+        state[prefix + "out.weight"] = torch.cat([weight, weight.new_zeros(rows, width)], dim=1)
+        state.update({norm + k: v.clone() for k, v in self.descriptor_norm.state_dict().items()})
 
 
 class _GINEBlock(nn.Module):

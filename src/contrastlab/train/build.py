@@ -293,8 +293,9 @@ def check_task(config: TrainConfig, data: Any) -> None:
 
 def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None:
     """Copies the encoder weights of a pretrained run (its directory: best weights) or checkpoint file. A
-    graph encoder fine-tuned with descriptors (``model.options.descriptors``) loads one pretrained without
-    them: the descriptors' weights start at zero (see ``contrastlab.models.graph``).
+    module of the encoder with an ``adapt_pretrained(state, prefix)`` method first adapts the pretrained
+    state to itself: a graph encoder fine-tuned with descriptors (``model.options.descriptors``) loads one
+    pretrained without them, the descriptors' weights starting at zero (``GraphPooling.adapt_pretrained``).
 
     Raises:
         CheckpointError: no checkpoint there.
@@ -305,6 +306,11 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
         path = RunDir(path).best
     state = load_checkpoint(path)["model"]
     encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    # a module may take a pretrained state of another shape (under each of its names: the state has them all)
+    for name, module in model.encoder.named_modules(remove_duplicate=False):
+        adapt = getattr(module, "adapt_pretrained", None)
+        if callable(adapt):
+            adapt(encoder, f"{name}." if name else "")
     try:
         model.encoder.load_state_dict(encoder)
     except RuntimeError as e:  # torch lists missing and unexpected keys, then each shape mismatch
