@@ -338,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="overrides applied to every trial")
-    p.add_argument("--param", action="append", required=True, help="key.path=v1,v2,... (repeatable)")
+    p.add_argument("--param", action="append", required=True,
+                   help="key.path=v1,v2,... (repeatable); a value may be a list: "
+                        "'model.hidden_dims=[128,128],[256]'")
     p.add_argument("--sampler", default="grid", choices=["grid", "tpe"],
                    help="every combination, or Optuna's TPE for --trials")  # fmt: skip
     p.add_argument("--trials", type=int, help="number of trials (tpe)")

@@ -23,6 +23,26 @@ def test_parse_param():
     assert parse_param("x=1e-3") == ("x", [0.001])
     with pytest.raises(ValueError, match=r"must look like key\.path=v1,v2"):
         parse_param("objective.supcon.weight")
+    # a value may be a list or a mapping: commas inside brackets or quotes do not separate values
+    assert parse_param("model.hidden_dims=[8, 8],[16]") == ("model.hidden_dims", [[8, 8], [16]])
+    assert parse_param("a={x: 1, y: 2},'p,q'") == ("a", [{"x": 1, "y": 2}, "p,q"])
+
+
+def test_sweep__list_values_run_as_written_and_label_the_trials(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))
+    out = tmp_path / "sweep"
+    args = ["sweep", str(recipe), "--param", "model.hidden_dims=[16],[16, 8]", "--out", str(out),
+            "--no-prune"]
+    assert cli_main(args) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    ran = {}
+    for t in result["trials"]:
+        config = yaml.safe_load((out / "trials" / f"trial{t['number']:03d}" / "config.yaml").read_text())
+        ran[t["params"]["model.hidden_dims"]] = config["config"]["model"]["hidden_dims"]
+    assert ran == {"[16]": [16], "[16, 8]": [16, 8]}
+    assert result["params"] == {"model.hidden_dims": ["[16]", "[16, 8]"]}
+    assert (out / "heatmap.png").stat().st_size > 0
 
 
 def test_sweep__grid_from_the_cli_writes_trials_json_and_heatmap(tmp_path, capsys):

@@ -43,7 +43,9 @@ __all__ = ["parse_param", "run_sweep"]
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
-    """``"objective.supcon.weight=0.05,0.1"`` → ("objective.supcon.weight", [0.05, 0.1]).
+    """``"objective.supcon.weight=0.05,0.1"`` → ("objective.supcon.weight", [0.05, 0.1]). A value may be a
+    YAML list or mapping (``"model.hidden_dims=[128, 128],[256]"``): only the commas outside brackets,
+    braces and quotes separate values.
 
     Raises:
         ValueError: no ``=``, or no values.
@@ -51,10 +53,34 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     if "=" not in text:
         raise ValueError(f"--param {text!r} must look like key.path=v1,v2,...")
     key, values = text.split("=", 1)
-    parsed = [parse_scalar(v.strip()) for v in values.split(",") if v.strip()]
+    parsed = [parse_scalar(v.strip()) for v in _split_values(values) if v.strip()]
     if not key or not parsed:
         raise ValueError(f"--param {text!r} names no values")
     return key, parsed
+
+
+def _split_values(text: str) -> list[str]:
+    """``text`` split at its commas outside brackets, braces and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def _label(value: Any) -> Any:
+    """A swept value as Optuna stores it (its choices must be scalars): a list or mapping as its JSON text,
+    which reads back as the same value when it becomes a trial's override."""
+    return value if value is None or isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
 #: How often a worker on shared storage records that it is alive, and after how long without a heartbeat
@@ -212,6 +238,7 @@ def run_sweep(
         raise ValueError(f"sampler must be 'grid' or 'tpe', got {sampler!r}")
     if sampler == "tpe" and not trials:
         raise ValueError("--sampler tpe needs --trials N")
+    params = {key: [_label(v) for v in values] for key, values in params.items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base, _ = load_config(recipe, overrides)
