@@ -11,6 +11,7 @@ pytest.importorskip("optuna")
 import optuna
 
 from contrastlab.cli import main as cli_main
+from contrastlab.experiments import sweep as sweep_module
 from contrastlab.experiments.sweep import parse_param, run_sweep
 from tests.train.test_trainer import TINY
 
@@ -102,6 +103,29 @@ def test_sweep__no_prune_runs_every_trial_to_the_end(tmp_path, monkeypatch, caps
     for t in result["trials"]:
         history = (tmp_path / "all" / "trials" / f"trial{t['number']:03d}" / "history.csv").read_text()
         assert len(history.strip().splitlines()) == 1 + QUICK["trainer"]["epochs"]
+
+
+def test_sweep__pruning_waits_for_the_first_third_of_the_epochs(tmp_path, monkeypatch):
+    # Scripted val/accuracy curves: a slow starter that ends best must not be cut at epoch 1 or 2 (as a
+    # median pruner with no warm-up did), while a trial that stays worst is still pruned after the warm-up.
+    curves = {0.1: [0.5] * 6, 0.2: [0.5] * 6, 0.3: [0.1, 0.1, 0.9, 0.9, 0.9, 0.9], 0.4: [0.1] * 6}
+    seen = {}
+
+    def fake_train(config, run_dir, *, on_epoch, **_):
+        curve = curves[config.objective.supcon.weight]
+        for epoch, value in enumerate(curve, start=1):
+            seen.setdefault(config.objective.supcon.weight, []).append(epoch)
+            on_epoch(epoch, {"val/accuracy": value})
+        return type("Result", (), {"best": {"value": max(curve)}})()
+
+    monkeypatch.setattr(sweep_module, "train", fake_train)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 6}}))
+    result = run_sweep(recipe, {"objective.supcon.weight": list(curves)}, out_dir=tmp_path / "s")
+    states = {t["params"]["objective.supcon.weight"]: t["state"] for t in result["trials"]}
+    assert states == {0.1: "COMPLETE", 0.2: "COMPLETE", 0.3: "COMPLETE", 0.4: "PRUNED"}
+    assert result["best"]["params"] == {"objective.supcon.weight": 0.3}
+    assert seen[0.4] == [1, 2, 3]  # pruned at the first epoch after the first third (6 // 3 + 1)
 
 
 def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):

@@ -4,8 +4,9 @@
         --param objective.supcon.temperature=0.05,0.1 [--sampler grid|tpe] [--trials N]
 
 The objective is the recipe's early-stopping metric (``trainer.early_stopping.monitor`` and ``mode``) at
-its best epoch; trials report it every epoch and Optuna's median pruner stops hopeless ones (``--no-prune``
-runs every trial to the end: a grid whose points must all be compared, or noisy early epochs). The study
+its best epoch; trials report it every epoch and Optuna's median pruner stops hopeless ones once a third of
+the epochs have passed (:func:`prune_after`; ``--no-prune`` runs every trial to the end: a grid whose
+points must all be compared, or noisy epochs). The study
 lives in ``sweep.db`` (SQLite) inside the sweep directory unless ``--storage`` names another database.
 
 Resuming: run the same command again, with the same values (Optuna fixes each parameter's choices for
@@ -39,7 +40,7 @@ from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import parse_scalar, recipe_name
 from contrastlab.train.loggers import finish_group, tracking_group
 
-__all__ = ["parse_param", "run_sweep"]
+__all__ = ["parse_param", "prune_after", "run_sweep"]
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
@@ -57,6 +58,18 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     if not key or not parsed:
         raise ValueError(f"--param {text!r} names no values")
     return key, parsed
+
+
+def prune_after(epochs: int) -> int:
+    """The first epoch at which a trial may be pruned: the one after the first third of the (shortest
+    trial's) epochs. Early epochs rank settings by how fast they start, not where they end: a lower
+    learning rate or a larger batch starts slower.
+
+    Example:
+        >>> [prune_after(e) for e in (1, 3, 6, 15, 200)]
+        [1, 2, 3, 6, 67]
+    """
+    return epochs // 3 + 1
 
 
 def _split_values(text: str) -> list[str]:
@@ -243,6 +256,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     base, _ = load_config(recipe, overrides)
     monitor, mode = base.trainer.early_stopping.monitor, base.trainer.early_stopping.resolved_mode
+    epochs = min([base.trainer.epochs, *(int(e) for e in params.get("trainer.epochs", []))])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, rdb = _open_study(
         storage or f"sqlite:///{out / 'sweep.db'}",
@@ -250,7 +264,7 @@ def run_sweep(
         shared=storage is not None,
         direction="minimize" if mode == "min" else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=prune_after(epochs))
         if prune
         else optuna.pruners.NopPruner(),
     )
