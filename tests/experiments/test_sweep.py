@@ -128,6 +128,30 @@ def test_sweep__pruning_waits_for_the_first_third_of_the_epochs(tmp_path, monkey
     assert seen[0.4] == [1, 2, 3]  # pruned at the first epoch after the first third (6 // 3 + 1)
 
 
+def test_sweep__tpe_does_not_train_a_point_twice(tmp_path, monkeypatch):
+    # TPE draws categorical points again (a FreeSolv study re-ran the same 5 settings); the trial takes the
+    # earlier trial's value and run instead of training the same thing twice
+    trained = []
+
+    def fake_train(config, run_dir, *, on_epoch, **_):
+        trained.append(config.objective.supcon.weight)
+        on_epoch(1, {"val/accuracy": config.objective.supcon.weight})
+        return type("Result", (), {"best": {"value": config.objective.supcon.weight}})()
+
+    monkeypatch.setattr(sweep_module, "train", fake_train)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))
+    result = run_sweep(recipe, {"objective.supcon.weight": [0.1, 0.2]}, out_dir=tmp_path / "s", sampler="tpe",
+                       trials=6, prune=False)  # fmt: skip
+    assert len(result["trials"]) == 6 and sorted(trained) == [0.1, 0.2]
+    first = {}
+    for t in result["trials"]:
+        weight = t["params"]["objective.supcon.weight"]
+        first.setdefault(weight, t)
+        assert t["value"] == weight and t["run_dir"] == first[weight]["run_dir"]
+        assert t["same_as"] == (None if t is first[weight] else first[weight]["number"])
+
+
 def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))

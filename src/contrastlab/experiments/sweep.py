@@ -13,7 +13,8 @@ Resuming: run the same command again, with the same values (Optuna fixes each pa
 the life of a study; a different grid needs a new --out). Grid sweeps enumerate the grid themselves and
 run each point that has no complete or pruned trial yet, so a sweep killed at any moment finishes exactly
 the missing points; a trial left RUNNING by a dead single worker is marked failed first. TPE sweeps run
-until ``trials`` trials have finished.
+until ``trials`` trials have finished; a trial at the point of an earlier complete or pruned one takes its
+value (or is pruned) and its run instead of training the same settings again (``same_as`` in sweep.json).
 
 Several workers (``--storage postgresql://...``, Optuna's RDB storage): start the same command on each
 machine. Every grid point runs exactly once across them (see :func:`_run_grid`); workers record a
@@ -179,6 +180,16 @@ def _run_grid(study: Any, rdb: Any, grid: list[dict[str, Any]], objective: Any, 
                 study.tell(trial, value)
 
 
+def _same_point(trial: Any) -> Any:
+    """The first complete or pruned trial of the study at the same point as ``trial``, if any (Optuna's
+    advice for a sampler that repeats itself)."""
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    earlier = trial.study.get_trials(deepcopy=False, states=done)
+    return next((t for t in earlier if t.params == trial.params), None)
+
+
 def _first_claim(study: Any, number: int) -> int | None:
     """The number of another trial of the same grid point that was claimed before ``number``, if any."""
     import optuna
@@ -275,6 +286,15 @@ def run_sweep(
     def objective(trial: optuna.Trial) -> float:
         values = {key: trial.suggest_categorical(key, choices) for key, choices in params.items()}
         trial_overrides = [*(overrides or []), *(f"{k}={v}" for k, v in values.items())]
+        earlier = _same_point(trial)
+        if earlier is not None:  # TPE draws a categorical point again: its value, not a second training
+            trial.set_user_attr("same_as", earlier.number)
+            trial.set_user_attr("run_dir", earlier.user_attrs.get("run_dir"))
+            print(f"[sweep] trial {trial.number}: the point of trial {earlier.number}, not trained again",
+                  file=sys.stderr)  # fmt: skip
+            if earlier.state == optuna.trial.TrialState.PRUNED:
+                raise optuna.TrialPruned()
+            return float(earlier.value)
         config, raw = load_config(recipe, trial_overrides)
         run_dir = out / "trials" / f"trial{trial.number:03d}"
         trial.set_user_attr("run_dir", str(run_dir))
@@ -330,7 +350,8 @@ def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) 
     for t in study.get_trials(deepcopy=False):
         rows.append({"number": t.number, "state": t.state.name, "params": t.params, "value": t.value,
                      "last_reported": t.intermediate_values.get(max(t.intermediate_values, default=0)),
-                     "run_dir": t.user_attrs.get("run_dir")})  # fmt: skip
+                     "run_dir": t.user_attrs.get("run_dir"),
+                     "same_as": t.user_attrs.get("same_as")})  # fmt: skip
     complete = [r for r in rows if r["state"] == optuna.trial.TrialState.COMPLETE.name]
     best = None
     if complete:
