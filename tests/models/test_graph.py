@@ -77,6 +77,28 @@ def test_gine_reads_each_graphs_descriptors_beside_its_nodes():
         enc(batch)
 
 
+def test_clipped_descriptors_bound_what_an_out_of_range_value_can_do():
+    # A descriptor nearly constant in training has a running variance near zero: a new value then
+    # normalises to hundreds of standard deviations. Clipped, any value beyond the clip acts as the clip.
+    pool = GraphPooling("mean", 4, 3, num_descriptors=2, descriptor_clip=3.0).train()
+    for _ in range(50):  # the running statistics settle: the second descriptor's variance near zero
+        pool(torch.randn(6, 4), torch.arange(6), 6, torch.stack([torch.randn(6), torch.zeros(6)], dim=1))
+    pool.eval()
+    nodes, batch = torch.randn(3, 4), torch.arange(3)
+    with torch.no_grad():
+        far, farther = (pool(nodes, batch, 3, torch.tensor([[0.0, v]] * 3)) for v in (1.0, 1e6))
+        inside = pool(nodes, batch, 3, torch.tensor([[0.0, 0.0]] * 3))
+    torch.testing.assert_close(far, farther)  # both beyond the clip
+    assert not torch.allclose(far, inside)  # the descriptor still counts, up to the clip
+    unclipped = GraphPooling("mean", 4, 3, num_descriptors=2)
+    unclipped.load_state_dict(pool.state_dict())
+    with torch.no_grad():
+        outputs = [unclipped.eval()(nodes, batch, 3, torch.tensor([[0.0, v]] * 3)) for v in (1.0, 1e6)]
+    assert not torch.allclose(*outputs)
+    with pytest.raises(ValueError, match=r"descriptor_clip=3\.0: expected .* model.options.descriptors set"):
+        GraphPooling("mean", 4, 3, descriptor_clip=3.0)
+
+
 def test_layers_are_embedding_blocks_readout():
     enc = _encoder("gine")
     assert len(enc.layers) == 4 and enc.layers[0] is enc.embed and enc.layers[-1] is enc.readout

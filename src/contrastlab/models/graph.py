@@ -34,11 +34,16 @@ _POOLINGS = ("mean", "sum", "max", "attention", "set")
 class GraphPooling(nn.Module):
     """Node features (total_nodes, H) and their graph ids → one (G, E) vector per graph; with
     ``num_descriptors`` D > 0, each graph's (D,) descriptors join the pooled nodes (batch-normalised
-    first)."""
+    first, then clipped to ±``descriptor_clip`` standard deviations when it is set: RDKit's counts are
+    heavy-tailed, and a descriptor nearly constant in training has a running variance near zero)."""
 
     def __init__(self, pooling: str | Sequence[str], hidden_dim: int, embedding_dim: int,
-                 num_descriptors: int = 0) -> None:  # fmt: skip
+                 num_descriptors: int = 0, descriptor_clip: float | None = None) -> None:  # fmt: skip
         super().__init__()
+        if descriptor_clip is not None and (not num_descriptors or not descriptor_clip > 0):
+            raise ValueError(f"model.options.descriptor_clip={descriptor_clip!r}: expected a positive number "
+                             "of standard deviations, with model.options.descriptors set")  # fmt: skip
+        self.descriptor_clip = descriptor_clip
         names = [pooling] if isinstance(pooling, str) else list(pooling)
         bad = [n for n in names if n not in _POOLINGS]
         if not names or bad:
@@ -72,7 +77,10 @@ class GraphPooling(nn.Module):
                 raise ValueError(f"the model reads {self.num_descriptors} descriptors per graph "
                                  f"(model.options.descriptors), but the batch of {num_graphs} graphs has "
                                  f"descriptors of shape {got}")  # fmt: skip
-            pooled.append(self.descriptor_norm(descriptors))
+            normed = self.descriptor_norm(descriptors)
+            if self.descriptor_clip is not None:  # a value far outside training's range moves little
+                normed = normed.clamp(-self.descriptor_clip, self.descriptor_clip)
+            pooled.append(normed)
         out: Tensor = self.out(torch.cat(pooled, dim=-1))
         return out
 
@@ -122,6 +130,7 @@ class GINEEncoder(nn.Module):
         pooling: See the module docstring.
         num_descriptors: Width D of the whole-molecule descriptors each batch carries (0: none); the
             trainer sets it from ``model.options.descriptors``.
+        descriptor_clip: Clip the normalised descriptors to ± this many standard deviations (None: no clip).
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class GINEEncoder(nn.Module):
         dropout: float = 0.1,
         pooling: str | list[str] = "mean",
         num_descriptors: int = 0,
+        descriptor_clip: float | None = None,
     ) -> None:
         super().__init__()
         if not hidden_dims:
@@ -143,7 +153,7 @@ class GINEEncoder(nn.Module):
             _GINEBlock(a, b, num_edge_features, dropout)
             for a, b in zip([hidden_dims[0], *hidden_dims[:-1]], hidden_dims, strict=True)
         )
-        self.readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim, num_descriptors)
+        self.readout = GraphPooling(pooling, hidden_dims[-1], embedding_dim, num_descriptors, descriptor_clip)
         self.layers = nn.ModuleList([self.embed, *self.blocks, self.readout])
 
     def forward(self, data: Any) -> Tensor:
