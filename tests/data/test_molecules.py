@@ -180,6 +180,35 @@ def test_rdkit_descriptors__cache_is_read_back_and_keyed_by_content(monkeypatch)
         molecules.rdkit_descriptors(["CCO", "CCC"])
 
 
+def test_molecule_descriptors__each_kind_is_its_own_columns_in_the_order_asked():
+    from rdkit.Chem import rdFingerprintGenerator
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CCCCCCCCCC"]
+    got = molecules.molecule_descriptors(smiles, ["morgan_count", "rdkit", "morgan"])
+    rdkit = molecules.rdkit_descriptors(smiles)
+    assert got.shape == (4, 2048 + rdkit.shape[1] + 2048) and got.dtype == torch.float32
+    assert torch.equal(got[:, 2048:-2048], rdkit)
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)  # RDKit's own, per molecule
+    for i, text in enumerate(smiles):
+        mol = Chem.MolFromSmiles(text)
+        bits, counts = generator.GetFingerprintAsNumPy(mol), generator.GetCountFingerprintAsNumPy(mol)
+        assert got[i, -2048:].tolist() == bits.astype(float).tolist()
+        torch.testing.assert_close(got[i, :2048], torch.log1p(torch.tensor(counts, dtype=torch.float32)))
+    assert got[3, :2048].max() > math.log(2)  # decane repeats its CH2 environments: counts, not bits
+    assert torch.equal(molecules.molecule_descriptors(smiles[::-1], ["morgan"]), got[:, -2048:].flip(0))
+
+
+@pytest.mark.parametrize("kinds", [[], ["morgan", "morgan"], ["ecfp"], ["rdkit", "Morgan"]])
+def test_molecule_descriptors__refuses_kinds_it_does_not_know_or_repeats(kinds):
+    with pytest.raises(ValueError, match=r"expected one or more distinct kinds of \['rdkit', 'morgan', 'morgan_count'\]"):
+        molecules.molecule_descriptors(["CCO"], kinds)
+
+
+def test_molecule_descriptors__a_bad_row_is_named():
+    with pytest.raises(InvalidRecordError, match="row 3"):
+        molecules.molecule_descriptors(["CC", "CCO", "C1CC"], ["morgan"])
+
+
 def test_featurize__a_cached_bad_row_still_raises():
     featurize(["CC", "C1CC"], on_error="skip")
     with pytest.raises(InvalidRecordError, match="row 2"):

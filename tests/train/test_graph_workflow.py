@@ -202,9 +202,25 @@ def test_descriptors_beside_the_graph_train_rebuild_and_are_refused_where_they_c
     graphormer = config.model_copy(update={"model": config.model.model_copy(update={"name": "graphormer"})})
     with pytest.raises(ValueError, match=r"model\.name=gine"):
         train(graphormer, tmp_path / "gt", progress=False, quiet=True)
-    other = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": "x"}})})
-    with pytest.raises(ValueError, match="expected 'rdkit'"):
-        train(other, tmp_path / "md", progress=False, quiet=True)
+    for bad in ("x", ["rdkit", "rdkit"], []):
+        other = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": bad}})})
+        with pytest.raises(ValueError, match=r"expected one of \['rdkit', 'morgan', 'morgan_count'\]"):
+            train(other, tmp_path / "md", progress=False, quiet=True)
+
+
+def test_fingerprints_and_descriptors_side_by_side_train_and_rebuild(tmp_path, slice_csv):
+    options = {"pooling": ["mean"], "descriptors": ["morgan_count", "rdkit"], "descriptor_clip": 5.0}
+    config = _config(slice_csv, **{"model.options": options})
+    result = train(config, tmp_path / "run", progress=False, quiet=True)
+    assert all(v == v for v in result.test.values())
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    data = get_dataset("molecule_csv", path=slice_csv, smiles_column="smiles", target_column="logS",
+                       split_column="part")  # fmt: skip
+    width = 2048 + data.add_descriptors("rdkit")
+    assert state["encoder.readout.out.weight"].shape[1] == 16 + width
+    model = make_model(config, data)  # the same dataset, asked for other kinds, recomputes them
+    assert data.descriptor_kinds == ("morgan_count", "rdkit") and data.descriptors.shape[1] == width
+    model.load_state_dict(state)
 
 
 def test_a_graph_only_pretrained_encoder_fine_tunes_with_descriptors_starting_from_its_embeddings(tmp_path, slice_csv):

@@ -38,9 +38,12 @@ from contrastlab.data.splits import predefined_split
 __all__ = [
     "ATOM_FEATURES",
     "BOND_FEATURES",
+    "DESCRIPTOR_KINDS",
     "GraphDataset",
     "InvalidRecordError",
     "featurize",
+    "molecule_descriptors",
+    "morgan_fingerprints",
     "rdkit_descriptors",
     "sequence_to_graph",
     "smiles_to_graph",
@@ -52,6 +55,10 @@ BOND_FEATURES = 14
 FEATURIZER_VERSION = 1
 #: Bumped whenever the descriptor set or its transform changes.
 DESCRIPTOR_VERSION = 1
+#: The whole-molecule descriptors a graph model can read beside the graph (``model.options.descriptors``,
+#: one of them or a list): RDKit's 2D descriptors, Morgan (ECFP4-like, radius 2, 2,048) bits, or the
+#: same fingerprint's counts squashed by log1p (Chemprop's ``rdkit_2d``, ``morgan`` and ``morgan_count``).
+DESCRIPTOR_KINDS = ("rdkit", "morgan", "morgan_count")
 
 _ELEMENTS = {s: i for i, s in enumerate(["C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si"])}
 _HT = Chem.rdchem.HybridizationType
@@ -203,17 +210,22 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     #: Named subsets of the records, each a (N,) bool mask (e.g. MoleculeACE's activity cliffs: "cliff").
     #: A regression is also scored on each: ``rmse_<name>`` and ``mae_<name>`` over the part's rows in it.
     subsets: dict[str, Tensor] = field(default_factory=dict)
-    #: (N, D) whole-molecule descriptors (:func:`rdkit_descriptors`) that ``take`` puts beside the graphs as
-    #: ``batch.descriptors``; None until :meth:`add_descriptors` (``model.options.descriptors``).
+    #: (N, D) whole-molecule descriptors (:func:`molecule_descriptors`) that ``take`` puts beside the graphs
+    #: as ``batch.descriptors``; None until :meth:`add_descriptors` (``model.options.descriptors``).
     descriptors: Tensor | None = None
+    #: The kinds ``descriptors`` holds, in their column order.
+    descriptor_kinds: tuple[str, ...] = ()
 
-    def add_descriptors(self) -> int:
-        """Computes (or reads back from the cache) every molecule's RDKit descriptors; returns their width."""
-        if self.descriptors is None:
+    def add_descriptors(self, kinds: str | Sequence[str] = "rdkit") -> int:
+        """Computes (RDKit's from the cache where it can) every molecule's descriptors of ``kinds``
+        (:data:`DESCRIPTOR_KINDS`), side by side in that order; returns their width."""
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        if self.descriptors is None or self.descriptor_kinds != kinds:
             if self.kind != "smiles":
-                raise ValueError(f"dataset {self.name!r} holds peptide sequences; RDKit descriptors are "
-                                 "computed for small molecules given as SMILES")  # fmt: skip
-            self.descriptors = rdkit_descriptors(self.strings)
+                raise ValueError(f"dataset {self.name!r} holds peptide sequences; descriptors are computed "
+                                 "for small molecules given as SMILES")  # fmt: skip
+            self.descriptors = molecule_descriptors(self.strings, kinds)
+            self.descriptor_kinds = kinds
         return int(self.descriptors.shape[1])
 
     def scaffolds(self) -> list[str]:
@@ -319,6 +331,48 @@ def featurize(
     if cache:
         _write_cache(path, graphs, kept, skipped)
     return graphs, kept, skipped
+
+
+def molecule_descriptors(smiles: Sequence[str], kinds: Sequence[str]) -> Tensor:
+    """The descriptors of each kind in ``kinds`` (:data:`DESCRIPTOR_KINDS`), side by side in that order.
+
+    Shape:
+        - output: (N, D) float32, rows in the order of ``smiles``; D: 217 for ``rdkit``, 2,048 per Morgan
+          kind.
+
+    Raises:
+        ValueError: ``kinds`` is empty, repeats a kind or names one that is not in :data:`DESCRIPTOR_KINDS`.
+        InvalidRecordError: a string RDKit cannot read (its 1-based row).
+    """
+    unknown = [k for k in kinds if k not in DESCRIPTOR_KINDS]
+    if unknown or not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(f"descriptors {list(kinds)!r}; expected one or more distinct kinds of "
+                         f"{list(DESCRIPTOR_KINDS)}")  # fmt: skip
+    columns = []
+    for kind in kinds:
+        if kind == "rdkit":
+            columns.append(rdkit_descriptors(smiles))
+            continue
+        mols = []
+        for i, text in enumerate(smiles):
+            mol = _parse(text, "smiles")
+            if isinstance(mol, str):
+                raise InvalidRecordError(i + 1, str(text), mol)
+            mols.append(mol)
+        counts = morgan_fingerprints(mols, counts=kind == "morgan_count").astype(np.float32)
+        columns.append(torch.from_numpy(np.log1p(counts) if kind == "morgan_count" else counts))
+    return torch.cat(columns, dim=1)
+
+
+def morgan_fingerprints(mols: Sequence[Chem.Mol], *, radius: int = 2, n_bits: int = 2048,
+                        counts: bool = False) -> np.ndarray[Any, Any]:  # fmt: skip
+    """(N, n_bits) uint8 Morgan fingerprints (radius 2, 2,048 bits: ECFP4-like) of RDKit molecules: each
+    folded environment's presence, or with ``counts`` how often it occurs (saturating at 255)."""
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+    get = generator.GetCountFingerprintAsNumPy if counts else generator.GetFingerprintAsNumPy
+    return np.stack([np.minimum(get(m), 255) for m in mols]).astype(np.uint8)
 
 
 def rdkit_descriptors(smiles: Sequence[str], *, cache: bool = True) -> Tensor:

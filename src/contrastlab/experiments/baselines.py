@@ -47,19 +47,10 @@ __all__ = [
     "features_linear",
     "fingerprint_forest",
     "frozen_logistic",
-    "morgan_fingerprints",
     "pca_cosine",
     "run_baseline",
     "tfidf_logistic",
 ]
-
-
-def morgan_fingerprints(mols: list[Any], *, radius: int = 2, n_bits: int = 2048) -> np.ndarray[Any, Any]:
-    """(N, n_bits) uint8 bit vectors of Morgan fingerprints (radius 2, 2048 bits: ECFP4-like)."""
-    from rdkit.Chem import rdFingerprintGenerator
-
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-    return np.stack([generator.GetFingerprintAsNumPy(m) for m in mols]).astype(np.uint8)
 
 
 def fingerprint_forest(
@@ -87,6 +78,8 @@ def fingerprint_forest(
     data = get_dataset(config.data.name, **config.data.options)
     if not hasattr(data, "molecules"):
         raise ValueError(f"data.name={config.data.name!r} has no molecules to fingerprint")
+    from contrastlab.data.molecules import morgan_fingerprints
+
     split = make_split(config, data)
     features = morgan_fingerprints(data.molecules(), radius=radius, n_bits=n_bits)
     state = config.trainer.seed if seed is None else seed

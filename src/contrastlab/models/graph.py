@@ -9,8 +9,9 @@ Pooling is named in the config: ``mean``, ``sum``, ``max``, ``attention`` (a lea
 outputs are concatenated (seed 002's hierarchical pooling) before a linear map to the embedding.
 
 GINE can also read whole-molecule descriptors beside the graph (``model.options.descriptors: rdkit``,
-Chemprop's ``rdkit_2d`` features): the batch's ``descriptors`` (G, D) are batch-normalised and concatenated
-with the pooled nodes before that linear map.
+Chemprop's ``rdkit_2d`` features; ``morgan``, ``morgan_count`` or a list of kinds, see
+``contrastlab.data.molecules.DESCRIPTOR_KINDS``): the batch's ``descriptors`` (G, D) are batch-normalised
+(optionally clipped) and concatenated with the pooled nodes before that linear map.
 """
 
 from __future__ import annotations

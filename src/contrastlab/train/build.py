@@ -226,9 +226,15 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
 
 
 def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
-    """Adds ``model.options.descriptors`` to a molecule dataset; the width the model reads."""
-    if kind != "rdkit":
-        raise ValueError(f"model.options.descriptors={kind!r}; expected 'rdkit' (RDKit's 2D descriptors) "
+    """Adds ``model.options.descriptors`` (a kind or a list of kinds) to a molecule dataset; the width the
+    model reads."""
+    from contrastlab.data.molecules import DESCRIPTOR_KINDS
+
+    kinds = [kind] if isinstance(kind, str) else kind
+    if (not isinstance(kinds, list) or not kinds or len(set(map(str, kinds))) != len(kinds)
+            or any(k not in DESCRIPTOR_KINDS for k in kinds)):  # fmt: skip
+        raise ValueError(f"model.options.descriptors={kind!r}; expected one of {list(DESCRIPTOR_KINDS)} "
+                         "(RDKit's 2D descriptors, Morgan bits, Morgan counts), a list of distinct ones, "
                          "or null")  # fmt: skip
     if config.model.name != "gine":
         raise ValueError(f"model.options.descriptors is read by GINE's readout (model.name=gine), not by "
@@ -241,7 +247,7 @@ def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
             "same descriptors, so a contrastive term could match views by them alone; use descriptors in "
             "supervised recipes (fine-tuning a pretrained encoder without them)"
         )
-    return int(data.add_descriptors())
+    return int(data.add_descriptors(kinds))
 
 
 def own_model(encoder: nn.Module, config: TrainConfig, data: Any, train_idx: Tensor) -> ContrastiveModel:
