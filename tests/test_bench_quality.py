@@ -10,15 +10,23 @@ from bench import quality as q
 
 
 def _fake_cli(calls: list[list[str]]):
-    def run(args: list[str]) -> None:  # what `contrastlab train` / `baseline` leave behind
+    def run(args: list[str]) -> None:  # what `contrastlab train` / `baseline` / `ensemble` leave behind
         calls.append(args)
+        if args[0] == "ensemble":  # the members' mean, as a stand-in
+            members = [json.loads((Path(a) / "metrics.json").read_text())["test"] for a in args[1:-3]]
+            out = Path(args[args.index("--out") + 1])
+            out.mkdir(parents=True)
+            mean = {k: sum(m[k] for m in members) / len(members) for k in members[0]}
+            (out / "metrics.json").write_text(json.dumps({"test": mean}))
+            return
         runs = Path(args[args.index("--runs-dir") + 1])
         name = args[args.index("--name") + 1]
         out = runs / (name if args[0] == "train" else f"{name}_{args[args.index('--kind') + 1]}")
         out.mkdir(parents=True)
         (out / "config.yaml").write_text("meta: {started: '2026-01-01T10:00:00+00:00'}\n")
         seed = next((int(a.split("=")[1]) for a in args if a.startswith("trainer.seed=")), 9)
-        (out / "metrics.json").write_text(json.dumps({"test": {"mae": 0.5 + seed / 10}}))
+        test = {"mae": 0.5 + seed / 10, "rmse": 1 + seed / 10}
+        (out / "metrics.json").write_text(json.dumps({"test": test}))
 
     return run
 
@@ -52,3 +60,22 @@ def test_a_named_section_leaves_the_full_table_in_place(tmp_path, monkeypatch):
     text = path.read_text()
     assert text.count("<!-- quality:cpu -->") == 1 and text.count("<!-- /quality:tuned -->") == 1
     assert "`python -m bench.quality --rows mp_gap --seeds 2 --section tuned`" in text
+
+
+def test_an_ensemble_row_averages_consecutive_seeds_beside_the_single_models(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(q, "_cli", _fake_cli(calls))
+    result = q.run_row("solubility_ensemble", q.ROWS["solubility_ensemble"], tmp_path, seeds=2)
+    trained = [c for c in calls if c[0] == "train"]
+    assert [c[c.index("--name") + 1][-6:] for c in trained] == [f"_seed{s}" for s in range(10)]  # 2 x 5 seeds
+    ensembles = [c for c in calls if c[0] == "ensemble"]
+    assert [[Path(m).name[-5:] for m in c[1:-3]] for c in ensembles] == [
+        [f"seed{s}" for s in range(5)], [f"seed{s}" for s in range(5, 10)]]  # fmt: skip
+    assert result["cells"]["solubility_descriptors_clipped"]["rmse"] == [1.0, 1.1]  # seeds 0 and 1 alone
+    assert result["cells"]["solubility_descriptors_clipped ×5"]["rmse"] == [1.2, 1.7]  # ensembles' means
+    text = q.render({"solubility_ensemble": result}, seeds=2)
+    assert ("solubility_descriptors_clipped 1.050 ± 0.071 (n=2), "
+            "solubility_descriptors_clipped ×5 1.450 ± 0.354 (n=2)") in text
+    calls.clear()
+    assert q.run_row("solubility_ensemble", q.ROWS["solubility_ensemble"], tmp_path, seeds=2) == result
+    assert calls == []  # read back

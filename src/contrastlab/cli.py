@@ -3,6 +3,7 @@
 contrastlab train RECIPE.yaml [key.path=value ...] [--name NAME] [--runs-dir runs]
 contrastlab resume RUN_DIR [key.path=value ...]
 contrastlab baseline RECIPE.yaml [--kind K] [--seeds N]  (classic baselines on the recipe's split)
+contrastlab ensemble RUN RUN [RUN ...] --out DIR  (the runs' averaged predictions on their shared split)
 contrastlab datasets
 """
 
@@ -80,6 +81,22 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare_runs(args.run_dirs, out_dir=out)
     print(format_comparison(result))
     print(f"\nwrote {out / 'compare.json'}" + (f" and {out / 'curves.png'}" if result.get("plots") else ""))
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.ensemble import ensemble_runs
+
+    result = ensemble_runs(args.run_dirs, args.out, overwrite=args.overwrite)
+    names = [*(Path(m["run"]).name for m in result["members"]), f"ensemble of {len(result['members'])}"]
+    metrics = [k for k in result["test"] if k != "loss"]
+    rows = [[m["test"].get(k, float("nan")) for k in metrics] for m in result["members"]]
+    rows.append([result["test"][k] for k in metrics])
+    width = max(len(n) for n in names)
+    print(f"{'test':<{width}}  " + "  ".join(f"{k:>10}" for k in metrics))
+    for name, row in zip(names, rows, strict=True):
+        print(f"{name:<{width}}  " + "  ".join(f"{v:>10.4f}" for v in row))
+    print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'predictions'}")
     return 0
 
 
@@ -389,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo", help="output directory, rewritten each time")
     p.set_defaults(fn=_demo)
 
+    p = sub.add_parser("ensemble", parents=[plugin],
+                       help="average the predictions of finished runs on their shared split")  # fmt: skip
+    p.add_argument("run_dirs", nargs="+", metavar="RUN",
+                   help="two or more finished runs of one task and split")  # fmt: skip
+    p.add_argument("--out", required=True, help="the ensemble's run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an ensemble or run already in --out")
+    p.set_defaults(fn=_ensemble)
+
     p = sub.add_parser("report", parents=[plugin], help="one self-contained HTML file of a run, comparison, "
                        "sweep, verdict or curve of verdicts")  # fmt: skip
     p.add_argument("directory", help="a run, compare --out, sweep --out or verdict --out directory, or a "
@@ -458,6 +483,7 @@ EXAMPLES = {
     "verdict": "contrastlab verdict recipes/blobs_supcon.yaml --treatment objective.supcon.weight=0.2 "
                "--seeds auto --smallest-effect 0.01",
     "demo": "contrastlab demo --seeds 3",
+    "ensemble": "contrastlab ensemble runs/sol_seed0 runs/sol_seed1 runs/sol_seed2 --out runs/sol_ensemble",
     "report": "contrastlab report verdicts/blobs_supcon",
     "baseline": "contrastlab baseline recipes/solubility_scratch.yaml --kind fingerprint_rf --seeds 3",
     "config": "contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5",

@@ -28,7 +28,8 @@ from contrastlab.train.checkpoint import load_checkpoint, read_history, write_js
 from contrastlab.train.config import TrainConfig, validate
 from contrastlab.train.rundir import RunDir
 
-__all__ = ["diagnose_file", "diagnose_run", "generalization_gap", "load_embeddings"]
+__all__ = ["dataset_of", "diagnose_file", "diagnose_run", "generalization_gap", "load_embeddings",
+           "run_config"]
 
 
 def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.ndarray, np.ndarray | None]:
@@ -108,7 +109,8 @@ def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _run_config(run_dir: Path) -> TrainConfig:
+def run_config(run_dir: Path) -> TrainConfig:
+    """The validated config a run recorded (its config.yaml)."""
     saved = yaml.safe_load(RunDir(run_dir).config.read_text())
     return validate(saved["config"])
 
@@ -147,9 +149,9 @@ def diagnose_run(
         raise FileNotFoundError(
             f"{emb_file} not found: is {run} a finished contrastlab run (split {split!r})?"
         )
-    config = _run_config(run)
+    config = run_config(run)
     emb, targets = load_embeddings(emb_file)
-    data = dataset if dataset is not None else _dataset_of(config)
+    data = dataset if dataset is not None else dataset_of(config)
     result: dict[str, Any] = {"run": str(run), "split": split}
     result["embedding"] = summarize(emb, targets, task=data.task, seed=config.trainer.seed)
     with np.load(emb_file) as archive:  # two views of each row, saved by runs that train on views
@@ -186,9 +188,9 @@ def diagnose_run(
 
         if model is not None:
             train_rows = torch.tensor(rows["train"])
-            model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, _run_config(other)))
+            model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, run_config(other)))
         else:
-            model_a, model_b = make_model(config, data), make_model(_run_config(other), data)
+            model_a, model_b = make_model(config, data), make_model(run_config(other), data)
         model_a.load_state_dict(load_checkpoint(files.best)["model"])
         model_b.load_state_dict(load_checkpoint(other_files.best)["model"])
         idx = torch.tensor(rows[split])
@@ -212,11 +214,13 @@ def diagnose_run(
     return result
 
 
-def _dataset_of(config: TrainConfig) -> Any:
+def dataset_of(config: TrainConfig) -> Any:
+    """The dataset a run's config names (one passed from Python cannot be rebuilt from it)."""
     if config.data.name.startswith("python:"):
         raise ValueError(
-            f"this run was trained on a dataset passed from Python ({config.data.name}); diagnose it from "
-            "Python with the same data: diagnose_run(run, dataset=...)"
+            f"this run was trained on a dataset passed from Python ({config.data.name}), which its config "
+            "cannot rebuild; pass the same data from Python: diagnose_run(run, dataset=...), "
+            "ensemble_runs(runs, out, dataset=...)"
         )
     return get_dataset(config.data.name, **config.data.options)
 
