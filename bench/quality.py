@@ -32,8 +32,8 @@ class Row:
     baselines: list[str]
     overrides: list[str] = field(default_factory=list)
     max_seeds: int | None = None  # an expensive row trains at most this many seeds (its cells say n)
-    #: k > 1: the row's recipes also train seeds up to n·k - 1 and each gets a cell "<recipe> ×k", n ensembles
-    #: (``contrastlab ensemble``) of k seeds each (seeds 0..k-1, k..2k-1, ...)
+    #: k > 1: the row's recipes train seeds 0..n·k - 1 (their cell: every one of them, single models) and
+    #: each gets a cell "<recipe> ×k", n ensembles (``contrastlab ensemble``) of k seeds each (0..k-1, ...)
     ensemble: int = 1
 
 
@@ -102,7 +102,7 @@ def run_row(key: str, row: Row, runs: Path, seeds: int) -> dict[str, object]:
                       "--runs-dir", str(runs), "--overwrite"])  # fmt: skip
             minutes += minutes_between(run, run / "metrics.json")
             trained.append(run)
-        for run in trained[:n]:
+        for run in trained:  # every seed trained: an ensemble row's single models are all its members
             for metric, value in _test_metrics(run, row.metrics).items():
                 cells.setdefault(name, {}).setdefault(metric, []).append(value)
         for e in range(n if row.ensemble > 1 else 0):
@@ -139,7 +139,10 @@ def render(results: dict[str, dict[str, object]], seeds: int, section: str = "cp
         f"One run of `python -m bench.quality --rows {' '.join(results)} --seeds {seeds}{more}`: the test metric of "
         "each recipe (mean ± sd over seeds; an expensive row trains fewer, as its n says) and of each baseline "
         "on the same split; wall: the row's training "
-        "runs, each from its start to its metrics.json, summed (2 shared cores; baselines not included).",
+        "runs, each from its start to its metrics.json, summed (2 shared cores; baselines not included)."
+        + (" A row of ensembles trains n·k seeds: its single-model cell is every one of them, and its ×k cell "
+           "the n ensembles (`contrastlab ensemble`, the mean prediction) of seeds 0..k-1, k..2k-1, ..."
+           if any(ROWS[key].ensemble > 1 for key in results) else ""),
         "",
         "| row | test metric | recipes | baselines (same split) | wall |",
         "|---|---|---|---|---|",

@@ -71,10 +71,11 @@ def test_an_ensemble_row_averages_consecutive_seeds_beside_the_single_models(tmp
     ensembles = [c for c in calls if c[0] == "ensemble"]
     assert [[Path(m).name[-5:] for m in c[1:-3]] for c in ensembles] == [
         [f"seed{s}" for s in range(5)], [f"seed{s}" for s in range(5, 10)]]  # fmt: skip
-    assert result["cells"]["solubility_descriptors_clipped"]["rmse"] == [1.0, 1.1]  # seeds 0 and 1 alone
+    single = result["cells"]["solubility_descriptors_clipped"]["rmse"]  # every member, alone
+    assert single == [1 + s / 10 for s in range(10)]
     assert result["cells"]["solubility_descriptors_clipped ×5"]["rmse"] == [1.2, 1.7]  # ensembles' means
     text = q.render({"solubility_ensemble": result}, seeds=2)
-    assert ("solubility_descriptors_clipped 1.050 ± 0.071 (n=2), "
+    assert ("solubility_descriptors_clipped 1.450 ± 0.303 (n=10), "
             "solubility_descriptors_clipped ×5 1.450 ± 0.354 (n=2)") in text
     calls.clear()
     assert q.run_row("solubility_ensemble", q.ROWS["solubility_ensemble"], tmp_path, seeds=2) == result
