@@ -16,6 +16,7 @@ directory like a baseline's: ``metrics.json`` (``test``, ``final`` with the ``va
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from contrastlab.train.build import TargetScale, make_model
 from contrastlab.train.checkpoint import load_checkpoint, write_json, write_yaml
@@ -37,7 +39,12 @@ PARTS = ("val", "test")
 
 
 def ensemble_runs(
-    runs: Sequence[str | Path], out: str | Path, *, overwrite: bool = False, dataset: Any = None
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    dataset: Any = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Averages the predictions of finished ``runs`` on their shared split; writes the ensemble's run
     directory ``out`` and returns its metrics.
@@ -48,6 +55,7 @@ def ensemble_runs(
         out: The ensemble's run directory.
         overwrite: Replace an ensemble or run already in ``out`` (otherwise it is refused).
         dataset: The dataset the runs were trained on, when it was passed from Python.
+        progress: A bar over the members as each is rebuilt and run (default: on a terminal).
 
     Returns:
         ``{"test": ..., "final": {"val/<metric>": ...}, "members": [{"run", "val", "test"}, ...], ...}``.
@@ -86,9 +94,13 @@ def ensemble_runs(
     _refuse_existing(target, overwrite)  # before the predictions; again under the lock
     rows = {part: torch.tensor(split[part], dtype=torch.long) for part in PARTS}
     # (members, N) predictions in the targets' units, or (members, N, C) class probabilities
-    stacked = {part: torch.stack([_predictions(m, c, data, rows[part]) for m, c in zip(members, configs,
-                                                                                       strict=True)])
-               for part in PARTS if rows[part].numel()}  # fmt: skip
+    parts = [part for part in PARTS if rows[part].numel()]
+    per_member = []
+    show = sys.stderr.isatty() if progress is None else progress
+    for m, config in tqdm(list(zip(members, configs, strict=True)), desc="ensemble", unit="run",
+                          disable=not show, dynamic_ncols=True):  # fmt: skip
+        per_member.append(_predictions(m, config, data, [rows[part] for part in parts]))
+    stacked = {part: torch.stack([p[i] for p in per_member]) for i, part in enumerate(parts)}
     scores = {part: [_score(p, data, rows[part]) for p in preds] for part, preds in stacked.items()}
     mean = {part: preds.mean(dim=0) for part, preds in stacked.items()}
     ensemble = {part: _score(m, data, rows[part]) for part, m in mean.items()}
@@ -128,20 +140,24 @@ def _refuse_existing(target: RunDir, overwrite: bool) -> bool:
     return held
 
 
-def _predictions(run: Path, config: Any, data: Any, idx: Tensor) -> Tensor:
-    """A run's predictions for rows ``idx`` from its best weights: (N,) in the targets' units for a
-    regression (the run's own target scale undone), (N, C) probabilities for a classification."""
+def _predictions(run: Path, config: Any, data: Any, parts: list[Tensor]) -> list[Tensor]:
+    """A run's predictions for each tensor of rows in ``parts``, from its best weights: (N,) in the targets'
+    units for a regression (the run's own target scale undone), (N, C) probabilities for a classification."""
     model = make_model(config, data)
     model.load_state_dict(load_checkpoint(RunDir(run).best)["model"])
-    logits = predict(model, data, idx, torch.device("cpu")).logits.double()
-    if data.task == "classification":
-        return logits.softmax(dim=-1)
-    saved = json.loads(RunDir(run).metrics.read_text()).get("target_scale")
-    if saved is None:
-        raise ValueError(f"{run}/metrics.json has no target_scale; its predictions cannot be put back in the "
-                         "targets' units")  # fmt: skip
-    scale = TargetScale(float(saved["mean"]), float(saved["sd"]))
-    return logits.squeeze(-1) * scale.sd + scale.mean
+    scale = TargetScale()
+    if data.task == "regression":
+        saved = json.loads(RunDir(run).metrics.read_text()).get("target_scale")
+        if saved is None:
+            raise ValueError(f"{run}/metrics.json has no target_scale; its predictions cannot be put back in "
+                             "the targets' units")  # fmt: skip
+        scale = TargetScale(float(saved["mean"]), float(saved["sd"]))
+    out = []
+    for idx in parts:
+        logits = predict(model, data, idx, torch.device("cpu")).logits.double()
+        out.append(logits.softmax(dim=-1) if data.task == "classification"
+                   else logits.squeeze(-1) * scale.sd + scale.mean)  # fmt: skip
+    return out
 
 
 def _score(prediction: Tensor, data: Any, idx: Tensor) -> dict[str, float]:
