@@ -348,17 +348,18 @@ def molecule_descriptors(smiles: Sequence[str], kinds: Sequence[str]) -> Tensor:
     if unknown or not kinds or len(set(kinds)) != len(kinds):
         raise ValueError(f"descriptors {list(kinds)!r}; expected one or more distinct kinds of "
                          f"{list(DESCRIPTOR_KINDS)}")  # fmt: skip
-    columns = []
-    for kind in kinds:
-        if kind == "rdkit":
-            columns.append(rdkit_descriptors(smiles))
-            continue
-        mols = []
+    mols: list[Chem.Mol] = []  # parsed once, for the Morgan kinds
+    if set(kinds) - {"rdkit"}:
         for i, text in enumerate(smiles):
             mol = _parse(text, "smiles")
             if isinstance(mol, str):
                 raise InvalidRecordError(i + 1, str(text), mol)
             mols.append(mol)
+    columns = []
+    for kind in kinds:
+        if kind == "rdkit":
+            columns.append(rdkit_descriptors(smiles))
+            continue
         counts = morgan_fingerprints(mols, counts=kind == "morgan_count").astype(np.float32)
         columns.append(torch.from_numpy(np.log1p(counts) if kind == "morgan_count" else counts))
     return torch.cat(columns, dim=1)
