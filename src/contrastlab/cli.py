@@ -427,17 +427,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides (data settings and trainer.seed are used)")
     p.add_argument("--kind", action="append",
-                   choices=["fingerprint_rf", "descriptor_rf", "composition_rf", "tfidf_lr", "frozen_lr",
-                            "features_lr", "pca_cosine"],
+                   choices=["fingerprint_rf", "descriptor_rf", "composition_rf", "peptide_rf", "tfidf_lr",
+                            "frozen_lr", "features_lr", "pca_cosine"],
                    help="which baseline (repeatable; default: fingerprint_rf and descriptor_rf for molecules "
-                        "(fingerprint_rf for peptides), composition_rf "
+                        "(fingerprint_rf and peptide_rf for peptides), composition_rf "
                         "and tfidf_lr for materials, tfidf_lr and frozen_lr for text, pca_cosine for "
                         "identities, features_lr for numeric features; a regression gets ridge)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="baselines with seeds trainer.seed + 0..N-1")
     p.add_argument("--radius", type=int, default=2, help="Morgan fingerprint radius (fingerprint_rf)")
     p.add_argument("--bits", type=int, default=2048, help="Morgan fingerprint length (fingerprint_rf)")
     p.add_argument("--trees", type=int, default=500,
-                   help="random forest size (fingerprint_rf, descriptor_rf, composition_rf)")
+                   help="random forest size (fingerprint_rf, descriptor_rf, composition_rf, peptide_rf)")
     p.add_argument("--name", help="run name prefix (default: the recipe's name; _<kind> is appended)")
     p.add_argument("--runs-dir", default="runs", help="parent of the baselines' run directories")
     p.set_defaults(fn=_baseline)

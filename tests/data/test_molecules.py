@@ -198,10 +198,24 @@ def test_molecule_descriptors__each_kind_is_its_own_columns_in_the_order_asked()
     assert torch.equal(molecules.molecule_descriptors(smiles[::-1], ["morgan"]), got[:, -2048:].flip(0))
 
 
-@pytest.mark.parametrize("kinds", [[], ["morgan", "morgan"], ["ecfp"], ["rdkit", "Morgan"]])
+@pytest.mark.parametrize("kinds", [[], ["morgan", "morgan"], ["ecfp"], ["rdkit", "Morgan"], 3])
 def test_molecule_descriptors__refuses_kinds_it_does_not_know_or_repeats(kinds):
-    with pytest.raises(ValueError, match=r"expected one or more distinct kinds of \['rdkit', 'morgan', 'morgan_count'\]"):
+    with pytest.raises(ValueError, match=r"expected one of \['rdkit', 'morgan', 'morgan_count', 'peptide'\]"):
         molecules.molecule_descriptors(["CCO"], kinds)
+
+
+def test_molecule_descriptors__each_kind_only_for_its_own_strings():
+    with pytest.raises(ValueError, match=r"\['peptide'\] are not computed for small molecules"):
+        molecules.molecule_descriptors(["CCO"], ["rdkit", "peptide"])
+    with pytest.raises(ValueError, match=r"\['morgan'\] are not computed for peptide sequences.*\['peptide'\]"):
+        molecules.molecule_descriptors(["GLK"], ["morgan"], strings="sequence")
+    peptides = graph_dataset("pep", ["GLKK", "KWKLF"], [0, 1], "classification", kind="sequence")
+    with pytest.raises(ValueError, match="descriptors of dataset 'pep'='rdkit'"):
+        peptides.add_descriptors("rdkit")
+    from contrastlab.data.peptides import peptide_features
+
+    assert peptides.add_descriptors("peptide") == 426
+    assert torch.equal(peptides.descriptors, torch.from_numpy(peptide_features(["GLKK", "KWKLF"])[0]).float())
 
 
 def test_molecule_descriptors__a_bad_row_is_named():

@@ -13,10 +13,11 @@ pytest.importorskip("torch_geometric")
 
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from contrastlab.cli import main as cli_main
 from contrastlab.data import get_dataset
+from contrastlab.data.peptides import peptide_features
 from contrastlab.experiments.baselines import fingerprint_forest
 from contrastlab.experiments.compare import compare_runs
 from contrastlab.train import validate_config
@@ -75,7 +76,7 @@ def test_descriptor_forest_matches_a_direct_sklearn_fit_on_rdkits_descriptors(tm
     ref = RandomForestRegressor(n_estimators=50, n_jobs=-1, random_state=3).fit(X[split["train"]], y[split["train"]])
     pred = ref.predict(X[split["test"]])
     assert metrics["test"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y[split["test"]]) ** 2))), rel=1e-9)
-    # molecules get both forests by default; peptides only fingerprints (test below)
+    # molecules get both forests by default; peptides fingerprints and their composition (test below)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: sol\ndata: {{name: molecule_csv, options: {{path: {path}, smiles_column: smiles, "
                       "target_column: y}}\n")  # fmt: skip
@@ -94,11 +95,27 @@ def test_peptide_classification_forest_and_the_cli(tmp_path, capsys):
     assert cli_main(["baseline", str(recipe), "--seeds", "2", "--trees", "30", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "pep_fingerprint_rf_seed1: test accuracy=" in out and "mean ± sd over seeds: accuracy=" in out
+    assert "pep_peptide_rf_seed1: test accuracy=" in out
     metrics = json.loads((tmp_path / "pep_fingerprint_rf_seed0" / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy", "macro_f1", "auroc", "auprc"} and metrics["test"]["auroc"] > 0.6
     assert not (tmp_path / "pep_descriptor_rf_seed0").exists()
     assert cli_main(["baseline", str(recipe), "--kind", "descriptor_rf", "--runs-dir", str(tmp_path)]) == 2
-    assert "holds peptide sequences" in capsys.readouterr().err
+    assert "not computed for peptide sequences" in capsys.readouterr().err
+
+    # the composition forest is sklearn's own forest on features counted here by hand, on the same split
+    metrics = json.loads((tmp_path / "pep_peptide_rf_seed0" / "metrics.json").read_text())
+    split = json.loads((tmp_path / "pep_peptide_rf_seed0" / "split.json").read_text())
+    sequences, y = [r[0] for r in rows], np.array([r[1] for r in rows])
+    alphabet = "ACDEFGHIKLMNPQRSTVWY"
+    columns = [[s.count(a) / len(s) for a in alphabet] for s in sequences]
+    X, _ = peptide_features(sequences)
+    assert np.allclose(X[:, :20], columns)
+    ref = RandomForestClassifier(n_estimators=30, n_jobs=-1, random_state=0).fit(X[split["train"]], y[split["train"]])
+    accuracy = float((ref.predict(X[split["test"]]) == y[split["test"]]).mean())
+    assert metrics["test"]["accuracy"] == pytest.approx(accuracy, rel=1e-6)  # stored as float32
+    assert cli_main(["baseline", "recipes/solubility_scratch.yaml", "--kind", "peptide_rf",
+                     "--runs-dir", str(tmp_path)]) == 2  # fmt: skip
+    assert "holds no peptide sequences" in capsys.readouterr().err
 
 
 def test_a_tensor_dataset_is_refused(tmp_path):

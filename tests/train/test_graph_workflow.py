@@ -204,8 +204,12 @@ def test_descriptors_beside_the_graph_train_rebuild_and_are_refused_where_they_c
         train(graphormer, tmp_path / "gt", progress=False, quiet=True)
     for bad in ("x", ["rdkit", "rdkit"], []):
         other = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": bad}})})
-        with pytest.raises(ValueError, match=r"expected one of \['rdkit', 'morgan', 'morgan_count'\]"):
+        with pytest.raises(ValueError, match=r"descriptors=.*expected one of \['rdkit', 'morgan', 'morgan_count', "
+                                             r"'peptide'\]"):
             train(other, tmp_path / "md", progress=False, quiet=True)
+    peptide = config.model_copy(update={"model": config.model.model_copy(update={"options": {"descriptors": "peptide"}})})
+    with pytest.raises(ValueError, match=r"\['peptide'\] are not computed for small molecules"):
+        train(peptide, tmp_path / "pd", progress=False, quiet=True)
 
 
 def test_fingerprints_and_descriptors_side_by_side_train_and_rebuild(tmp_path, slice_csv):

@@ -11,7 +11,8 @@ bond (14)
     type (single, double, triple, aromatic, other) 5 · conjugated 1 · in ring 1 ·
     stereo (none, any, Z, E, cis, trans, atropisomer) 7
 
-Peptide sequences (one-letter code) go through RDKit's ``MolFromSequence`` to the same graphs. Nothing is
+Peptide sequences (one-letter code) go through RDKit's ``MolFromSequence`` to the same graphs, or with
+``graph="residue"`` become graphs of their residues (:mod:`contrastlab.data.peptides`). Nothing is
 dropped silently: a string RDKit cannot read raises :class:`InvalidRecordError` naming its row, or with
 ``on_error="skip"`` it is left out and listed in the dataset's ``skipped`` record.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "DESCRIPTOR_KINDS",
     "GraphDataset",
     "InvalidRecordError",
+    "descriptor_kinds",
     "featurize",
     "molecule_descriptors",
     "morgan_fingerprints",
@@ -57,8 +59,12 @@ FEATURIZER_VERSION = 1
 DESCRIPTOR_VERSION = 1
 #: The whole-molecule descriptors a graph model can read beside the graph (``model.options.descriptors``,
 #: one of them or a list): RDKit's 2D descriptors, Morgan (ECFP4-like, radius 2, 2,048) bits, or the
-#: same fingerprint's counts squashed by log1p (Chemprop's ``rdkit_2d``, ``morgan`` and ``morgan_count``).
-DESCRIPTOR_KINDS = ("rdkit", "morgan", "morgan_count")
+#: same fingerprint's counts squashed by log1p (Chemprop's ``rdkit_2d``, ``morgan`` and ``morgan_count``)
+#: for small molecules; for peptides, their residue composition and scales
+#: (:func:`~contrastlab.data.peptides.peptide_features`: ``peptide``).
+DESCRIPTOR_KINDS = ("rdkit", "morgan", "morgan_count", "peptide")
+#: Which strings each descriptor kind is computed from.
+_DESCRIBES = {"rdkit": "smiles", "morgan": "smiles", "morgan_count": "smiles", "peptide": "sequence"}
 
 _ELEMENTS = {s: i for i, s in enumerate(["C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si"])}
 _HT = Chem.rdchem.HybridizationType
@@ -215,17 +221,21 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
     descriptors: Tensor | None = None
     #: The kinds ``descriptors`` holds, in their column order.
     descriptor_kinds: tuple[str, ...] = ()
+    #: What a node is: an atom (RDKit's graph of the molecule) or, for peptides, a residue
+    #: (:func:`~contrastlab.data.peptides.residue_graph`).
+    graph: Literal["atom", "residue"] = "atom"
 
     def add_descriptors(self, kinds: str | Sequence[str] = "rdkit") -> int:
-        """Computes (RDKit's from the cache where it can) every molecule's descriptors of ``kinds``
-        (:data:`DESCRIPTOR_KINDS`), side by side in that order; returns their width."""
-        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-        if self.descriptors is None or self.descriptor_kinds != kinds:
-            if self.kind != "smiles":
-                raise ValueError(f"dataset {self.name!r} holds peptide sequences; descriptors are computed "
-                                 "for small molecules given as SMILES")  # fmt: skip
-            self.descriptors = molecule_descriptors(self.strings, kinds)
-            self.descriptor_kinds = kinds
+        """Computes (RDKit's from the cache where it can) every record's descriptors of ``kinds``
+        (:data:`DESCRIPTOR_KINDS`), side by side in that order; returns their width.
+
+        Raises:
+            ValueError: :func:`descriptor_kinds`' refusals, naming this dataset.
+        """
+        checked = descriptor_kinds(kinds, strings=self.kind, where=f"descriptors of dataset {self.name!r}")
+        if self.descriptors is None or self.descriptor_kinds != checked:
+            self.descriptors = molecule_descriptors(self.strings, checked, strings=self.kind)
+            self.descriptor_kinds = checked
         return int(self.descriptors.shape[1])
 
     def scaffolds(self) -> list[str]:
@@ -259,10 +269,18 @@ class GraphDataset(torch.utils.data.Dataset[tuple[Data, Tensor]]):
 
     @property
     def num_features(self) -> int:
+        if self.graph == "residue":
+            from contrastlab.data.peptides import RESIDUE_FEATURES
+
+            return RESIDUE_FEATURES
         return ATOM_FEATURES
 
     @property
     def num_edge_features(self) -> int:
+        if self.graph == "residue":
+            from contrastlab.data.peptides import RESIDUE_EDGE_FEATURES
+
+            return RESIDUE_EDGE_FEATURES
         return BOND_FEATURES
 
     def take(
@@ -294,17 +312,25 @@ def featurize(
     on_error: Literal["raise", "skip"] = "raise",
     source: str = "",
     cache: bool = True,
+    graph: Literal["atom", "residue"] = "atom",
 ) -> tuple[list[Data], list[int], list[SkippedRecord]]:
     """Graphs for ``strings``, with the positions kept and the records skipped.
 
-    Results are cached on disk under a key made of the featurizer version, ``kind`` and the strings
-    themselves, so a changed file is featurized again and an unchanged one is read back.
+    Atom graphs are cached on disk under a key made of the featurizer version, ``kind`` and the strings
+    themselves, so a changed file is featurized again and an unchanged one is read back. Residue graphs
+    (``graph="residue"``, peptides only) take milliseconds and are not cached.
 
     Raises:
-        InvalidRecordError: with ``on_error="raise"``, the first string RDKit cannot read (its 1-based row).
+        InvalidRecordError: with ``on_error="raise"``, the first string RDKit cannot read, or with
+            ``graph="residue"`` the first that is not a peptide of the 20 standard amino acids (its 1-based
+            row).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r}; expected 'raise' or 'skip'")
+    if graph not in ("atom", "residue"):
+        raise ValueError(f"graph={graph!r}; expected 'atom' or 'residue'")
+    if graph == "residue":
+        return _residue_graphs(strings, kind, on_error, source)
     digest = hashlib.sha256(f"v{FEATURIZER_VERSION}|{kind}|".encode())
     for s in strings:
         digest.update(str(s).encode())
@@ -333,21 +359,67 @@ def featurize(
     return graphs, kept, skipped
 
 
-def molecule_descriptors(smiles: Sequence[str], kinds: Sequence[str]) -> Tensor:
-    """The descriptors of each kind in ``kinds`` (:data:`DESCRIPTOR_KINDS`), side by side in that order.
+def _residue_graphs(
+    strings: Sequence[str], kind: str, on_error: str, source: str
+) -> tuple[list[Data], list[int], list[SkippedRecord]]:
+    from contrastlab.data.peptides import residue_graph, residue_problem
+
+    if kind != "sequence":
+        raise ValueError(f"graph='residue' is for peptide sequences; these strings are {kind}")
+    graphs, kept, skipped = [], [], []
+    for i, text in enumerate(strings):
+        problem = residue_problem(text)
+        if problem is not None:
+            if on_error == "raise":
+                raise InvalidRecordError(i + 1, str(text), problem, source)
+            skipped.append(SkippedRecord(i + 1, str(text), problem))
+            continue
+        graphs.append(residue_graph(text))
+        kept.append(i)
+    return graphs, kept, skipped
+
+
+def descriptor_kinds(value: Any, *, strings: Literal["smiles", "sequence"] = "smiles",
+                     where: str = "descriptors") -> tuple[str, ...]:  # fmt: skip
+    """``value`` (a kind of :data:`DESCRIPTOR_KINDS` or a list of distinct ones) as a tuple of kinds, each
+    one computed from ``strings`` (SMILES of small molecules, or peptide sequences).
+
+    Raises:
+        ValueError: naming ``where`` and the value: not a kind or a list of distinct known kinds, or a
+            kind for the other sort of strings (``peptide`` on SMILES, RDKit's or Morgan's on peptides).
+    """
+    kinds = [value] if isinstance(value, str) else value
+    if (not isinstance(kinds, (list, tuple)) or not kinds or len(set(map(str, kinds))) != len(kinds)
+            or any(k not in DESCRIPTOR_KINDS for k in kinds)):  # fmt: skip
+        raise ValueError(f"{where}={value!r}; expected one of {list(DESCRIPTOR_KINDS)} (RDKit's 2D "
+                         "descriptors, Morgan bits, Morgan counts; residue composition for peptides) or a "
+                         "list of distinct ones")  # fmt: skip
+    wrong = [k for k in kinds if _DESCRIBES[k] != strings]
+    if wrong:
+        holds = "peptide sequences" if strings == "sequence" else "small molecules (SMILES)"
+        fits = [k for k in DESCRIPTOR_KINDS if _DESCRIBES[k] == strings]
+        raise ValueError(f"{where}={value!r}: {wrong} are not computed for {holds}; for these use {fits}")
+    return tuple(kinds)
+
+
+def molecule_descriptors(smiles: Sequence[str], kinds: Sequence[str], *,
+                         strings: Literal["smiles", "sequence"] = "smiles") -> Tensor:  # fmt: skip
+    """The descriptors of each kind in ``kinds`` (:data:`DESCRIPTOR_KINDS`), side by side in that order, of
+    small molecules (``smiles``) or, with ``strings="sequence"``, of peptides.
 
     Shape:
         - output: (N, D) float32, rows in the order of ``smiles``; D: 217 for ``rdkit``, 2,048 per Morgan
-          kind.
+          kind, 426 for ``peptide``.
 
     Raises:
-        ValueError: ``kinds`` is empty, repeats a kind or names one that is not in :data:`DESCRIPTOR_KINDS`.
+        ValueError: :func:`descriptor_kinds`' refusals; a sequence that is not a peptide (its row).
         InvalidRecordError: a string RDKit cannot read (its 1-based row).
     """
-    unknown = [k for k in kinds if k not in DESCRIPTOR_KINDS]
-    if unknown or not kinds or len(set(kinds)) != len(kinds):
-        raise ValueError(f"descriptors {list(kinds)!r}; expected one or more distinct kinds of "
-                         f"{list(DESCRIPTOR_KINDS)}")  # fmt: skip
+    kinds = descriptor_kinds(kinds, strings=strings)
+    if kinds == ("peptide",):
+        from contrastlab.data.peptides import peptide_features
+
+        return torch.from_numpy(peptide_features(smiles)[0].astype(np.float32))
     mols: list[Chem.Mol] = []  # parsed once, for the Morgan kinds
     if set(kinds) - {"rdkit"}:
         for i, text in enumerate(smiles):
@@ -459,8 +531,10 @@ def graph_dataset(
     source: str = "",
     split_labels: Sequence[str] | None = None,
     subsets: Mapping[str, Sequence[bool]] | None = None,
+    graph: Literal["atom", "residue"] = "atom",
 ) -> GraphDataset:
-    """Featurizes ``strings`` into a :class:`GraphDataset` with their targets (rows aligned).
+    """Featurizes ``strings`` into a :class:`GraphDataset` with their targets (rows aligned): graphs of
+    atoms, or of residues for peptides with ``graph="residue"``.
 
     ``split_labels`` ("train"/"test" per record) becomes the dataset's ``predefined_split``; ``subsets``
     (a name and one flag per record) its ``subsets``. Skipped rows (``on_error="skip"``) are reported in a
@@ -473,7 +547,8 @@ def graph_dataset(
             raise ValueError(
                 f"dataset {name!r}: subset {subset!r} has {len(flags)} flags for {len(strings)} records"
             )
-    graphs, kept, skipped = featurize(strings, kind=kind, on_error=on_error, source=source or name)
+    graphs, kept, skipped = featurize(strings, kind=kind, on_error=on_error, source=source or name,
+                                      graph=graph)  # fmt: skip
     if skipped:
         shown = ", ".join(f"row {s.row} ({s.text!r}: {s.reason})" for s in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -490,5 +565,5 @@ def graph_dataset(
     masks = {s: torch.tensor([bool(f[i]) for i in kept], dtype=torch.bool) for s, f in named}
     return GraphDataset(
         name, graphs, y, task, strings=[strings[i] for i in kept], skipped=skipped,
-        predefined_split=predefined, kind=kind, subsets=masks,
+        predefined_split=predefined, kind=kind, subsets=masks, graph=graph,
     )  # fmt: skip

@@ -69,13 +69,15 @@ def read_molecule_csv(
     on_error: Literal["raise", "skip"] = "raise",
     name: str | None = None,
     encoding: str = "utf-8",
+    graph: Literal["atom", "residue"] = "atom",
 ) -> GraphDataset:
     """A CSV of molecules (a SMILES column) or peptides (a sequence column) and a label column.
 
     Classification labels may be words or integers; they are mapped to 0..C-1 in sorted order.
     ``subset_columns`` names subsets of the records by a 0/1 column each (``{"cliff": "cliff_mol"}``:
     MoleculeACE's activity cliffs); a regression is also scored on each (``rmse_cliff``).
-    Row numbers in errors count data rows from 1 (the header is not a row).
+    Row numbers in errors count data rows from 1 (the header is not a row). Peptides become graphs of their
+    atoms, or with ``graph="residue"`` of their residues (:mod:`contrastlab.data.peptides`).
 
     Raises:
         ValueError: a missing column (naming the ones present), a bad target value (with its row), or a
@@ -103,7 +105,7 @@ def read_molecule_csv(
     return graph_dataset(
         name or Path(path).stem, strings, targets, task,
         kind="smiles" if smiles_column else "sequence", on_error=on_error, source=source,
-        split_labels=splits, subsets=subsets,
+        split_labels=splits, subsets=subsets, graph=graph,
     )  # fmt: skip
 
 
@@ -165,8 +167,10 @@ def _moleculeace(target: str = "CHEMBL2147_Ki", on_error: Literal["raise", "skip
     )  # fmt: skip
 
 
-def _amp_uniprot(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
-    """modlamp's peptides: 2,600 antimicrobial (label 1) vs 2,600 UniProt sequences (label 0), 10-50 aa."""
+def _amp_uniprot(on_error: Literal["raise", "skip"] = "raise",
+                 graph: Literal["atom", "residue"] = "atom") -> GraphDataset:  # fmt: skip
+    """modlamp's peptides: 2,600 antimicrobial (label 1) vs 2,600 UniProt sequences (label 0), 10-50 aa;
+    graphs of their atoms, or with ``graph="residue"`` of their residues."""
     from contrastlab.data.molecules import graph_dataset
 
     path = package_file("modlamp", "data/AMPvsUniProt.csv")
@@ -180,8 +184,9 @@ def _amp_uniprot(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:
             strings.append(row[0].strip())
             labels.append(_number(row[1], i + 1, "label", str(path)))
     return graph_dataset(
-        "amp_uniprot", strings, labels, "classification", kind="sequence", on_error=on_error, source=str(path)
-    )
+        "amp_uniprot", strings, labels, "classification", kind="sequence", on_error=on_error,
+        source=str(path), graph=graph,
+    )  # fmt: skip
 
 
 def _freewilson(on_error: Literal["raise", "skip"] = "raise") -> GraphDataset:

@@ -10,6 +10,9 @@ either kind):
 - ``descriptor_forest`` (``descriptor_rf``): RDKit's 2D descriptors of each molecule (217: logP, weights,
   TPSA, counts, topological indices; :func:`~contrastlab.data.molecules.rdkit_descriptors`) and a random
   forest (small molecules).
+- ``peptide_forest`` (``peptide_rf``): amino-acid and dipeptide composition, length, mean residue scales
+  and the hydrophobic moment of each peptide (:func:`~contrastlab.data.peptides.peptide_features`) and a
+  random forest (peptides).
 - ``composition_forest`` (``composition_rf``): element fractions and Magpie statistics of each composition
   (fraction-weighted mean, minimum, maximum, range and spread of 22 elemental properties) and a random forest
   (materials: mp_gap).
@@ -37,7 +40,7 @@ from contrastlab.train.build import make_split
 from contrastlab.train.checkpoint import write_json, write_yaml
 from contrastlab.train.config import TrainConfig
 from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
-from contrastlab.train.rundir import RunDir
+from contrastlab.train.rundir import RunDir, fitted_metrics
 
 __all__ = [
     "BASELINES",
@@ -48,6 +51,7 @@ __all__ = [
     "fingerprint_forest",
     "frozen_logistic",
     "pca_cosine",
+    "peptide_forest",
     "run_baseline",
     "tfidf_logistic",
 ]
@@ -106,6 +110,29 @@ def descriptor_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators:
     state = config.trainer.seed if seed is None else seed
     val, test = _forest(features, data, split, n_estimators, state)
     settings = {"kind": "descriptor_forest", "descriptors": "rdkit", "n_estimators": n_estimators,
+                "seed": state}  # fmt: skip
+    return _write_run(config, data.task, split, settings, val, test, run_dir)
+
+
+def peptide_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
+                   seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fits a random forest on the classic features of the recipe's training peptides (amino-acid and
+    dipeptide composition, length, mean scales, hydrophobic moment:
+    :func:`~contrastlab.data.peptides.peptide_features`); evaluates val and test.
+
+    Raises:
+        ValueError: the dataset holds no peptide sequences.
+    """
+    data = get_dataset(config.data.name, **config.data.options)
+    if getattr(data, "kind", None) != "sequence":
+        raise ValueError(f"data.name={config.data.name!r} holds no peptide sequences to describe")
+    from contrastlab.data.peptides import peptide_features
+
+    split = make_split(config, data)
+    features, names = peptide_features(data.strings)
+    state = config.trainer.seed if seed is None else seed
+    val, test = _forest(features, data, split, n_estimators, state)
+    settings = {"kind": "peptide_forest", "features": len(names), "n_estimators": n_estimators,
                 "seed": state}  # fmt: skip
     return _write_run(config, data.task, split, settings, val, test, run_dir)
 
@@ -198,15 +225,7 @@ def _write_run(
     out = Path(run_dir)
     write_yaml({"config": config.model_dump(mode="json"), "baseline": settings}, RunDir(out).config)
     write_json({k: v.tolist() for k, v in split.items()}, RunDir(out).split)
-    monitor = monitor or ("val/rmse" if task == "regression" else "val/accuracy")
-    metrics = {
-        "baseline": settings,
-        "best": {"epoch": None, "metric": monitor, "value": val.get(monitor[4:])},
-        "final": {f"val/{k}": v for k, v in val.items()},
-        "test": test,
-        "epochs_run": 0,
-        "stopped_early": False,
-    }
+    metrics = {"baseline": settings, **fitted_metrics(task, val, test, monitor=monitor)}
     write_json(metrics, RunDir(out).metrics)
     return metrics
 
@@ -361,23 +380,23 @@ def pca_cosine(config: TrainConfig, run_dir: str | Path, *, n_components: int | 
 
 #: The baselines by their command-line name.
 BASELINES = {"fingerprint_rf": fingerprint_forest, "descriptor_rf": descriptor_forest,
-             "composition_rf": composition_forest,
+             "composition_rf": composition_forest, "peptide_rf": peptide_forest,
              "tfidf_lr": tfidf_logistic, "frozen_lr": frozen_logistic,
              "features_lr": features_linear, "pca_cosine": pca_cosine}  # fmt: skip
 
 
 def default_baselines(config: TrainConfig, data: Any) -> list[str]:
-    """The baselines that fit a recipe's data: fingerprints (and descriptors, for small molecules) for
-    molecules, compositions (and their formula text) for materials, TF-IDF and the frozen encoder for text,
-    principal components by cosine for identities (an open-set split), a linear model on other numeric
-    features.
+    """The baselines that fit a recipe's data: fingerprints (and descriptors, for small molecules; residue
+    composition, for peptides) for molecules, compositions (and their formula text) for materials, TF-IDF
+    and the frozen encoder for text, principal components by cosine for identities (an open-set split), a
+    linear model on other numeric features.
 
     Raises:
         ValueError: no baseline fits the data.
     """
     if hasattr(data, "molecules"):
         small = getattr(data, "kind", "") == "smiles"
-        return ["fingerprint_rf", "descriptor_rf"] if small else ["fingerprint_rf"]
+        return ["fingerprint_rf", "descriptor_rf"] if small else ["fingerprint_rf", "peptide_rf"]
     if getattr(data, "compositions", None):
         return ["composition_rf", "tfidf_lr"]
     if hasattr(data, "texts"):
@@ -399,4 +418,6 @@ def run_baseline(kind: str, config: TrainConfig, run_dir: str | Path, *, seed: i
         return descriptor_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
     if kind == "composition_rf":
         return composition_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
+    if kind == "peptide_rf":
+        return peptide_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
     return BASELINES[kind](config, run_dir, seed=seed)

@@ -31,7 +31,7 @@ from contrastlab.train.checkpoint import load_checkpoint, write_json, write_yaml
 from contrastlab.train.diagnose import dataset_of, run_config
 from contrastlab.train.evaluate import predict
 from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
-from contrastlab.train.rundir import RunDir, RunDirError
+from contrastlab.train.rundir import RunDir, RunDirError, fitted_metrics
 
 __all__ = ["ensemble_runs"]
 
@@ -104,16 +104,11 @@ def ensemble_runs(
     scores = {part: [_score(p, data, rows[part]) for p in preds] for part, preds in stacked.items()}
     mean = {part: preds.mean(dim=0) for part, preds in stacked.items()}
     ensemble = {part: _score(m, data, rows[part]) for part, m in mean.items()}
-    monitor = "val/rmse" if data.task == "regression" else "val/accuracy"
     result: dict[str, Any] = {
         "ensemble": {"members": [str(m) for m in members]},
-        "test": ensemble.get("test", {}),
-        "best": {"epoch": None, "metric": monitor, "value": ensemble.get("val", {}).get(monitor[4:])},
-        "final": {f"val/{k}": v for k, v in ensemble.get("val", {}).items()},
+        **fitted_metrics(data.task, ensemble.get("val", {}), ensemble.get("test", {})),
         "members": [{"run": str(m), **{part: got[i] for part, got in scores.items()}}
                     for i, m in enumerate(members)],
-        "epochs_run": 0,
-        "stopped_early": False,
     }
     with target.lock():
         if _refuse_existing(target, overwrite):

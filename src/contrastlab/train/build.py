@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -228,14 +228,11 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
 def _descriptors(config: TrainConfig, data: Any, kind: Any) -> int:
     """Adds ``model.options.descriptors`` (a kind or a list of kinds) to a molecule dataset; the width the
     model reads."""
-    from contrastlab.data.molecules import DESCRIPTOR_KINDS
+    from contrastlab.data.molecules import descriptor_kinds
 
-    kinds = [kind] if isinstance(kind, str) else kind
-    if (not isinstance(kinds, list) or not kinds or len(set(map(str, kinds))) != len(kinds)
-            or any(k not in DESCRIPTOR_KINDS for k in kinds)):  # fmt: skip
-        raise ValueError(f"model.options.descriptors={kind!r}; expected one of {list(DESCRIPTOR_KINDS)} "
-                         "(RDKit's 2D descriptors, Morgan bits, Morgan counts), a list of distinct ones, "
-                         "or null")  # fmt: skip
+    peptides = getattr(data, "kind", None) == "sequence"
+    strings: Literal["smiles", "sequence"] = "sequence" if peptides else "smiles"
+    kinds = descriptor_kinds(kind, strings=strings, where="model.options.descriptors")
     if config.model.name != "gine":
         raise ValueError(f"model.options.descriptors is read by GINE's readout (model.name=gine), not by "
                          f"model.name={config.model.name!r}")  # fmt: skip

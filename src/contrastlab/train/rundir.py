@@ -24,7 +24,7 @@ from typing import IO
 
 from contrastlab._io import is_temporary
 
-__all__ = ["RunDir", "RunDirError", "check_run_name", "run_metadata"]
+__all__ = ["RunDir", "RunDirError", "check_run_name", "fitted_metrics", "run_metadata"]
 
 
 class RunDirError(RuntimeError):
@@ -52,6 +52,27 @@ def check_run_name(name: str, what: str = "name") -> str:
 # Processes may hold a lock more than once (the CLI locks before --overwrite removes a run, then train()
 # locks again): open lock files by path, with a count.
 _held: dict[Path, tuple[IO[str], int]] = {}
+
+
+def fitted_metrics(task: str, val: dict[str, float], test: dict[str, float], *,
+                   monitor: str | None = None) -> dict[str, object]:  # fmt: skip
+    """The ``metrics.json`` of a run fitted in one go rather than trained epoch by epoch (a baseline, an
+    ensemble), in the layout ``compare`` and ``bench.quality`` read from every run: ``best`` is the
+    validation value of ``monitor`` (default: val/rmse for a regression, val/accuracy otherwise), ``final``
+    every validation metric, ``test`` the test metrics, and no epochs.
+
+    Example:
+        >>> fitted_metrics("regression", {"rmse": 0.7, "mae": 0.5}, {"rmse": 0.8})["best"]
+        {'epoch': None, 'metric': 'val/rmse', 'value': 0.7}
+    """
+    monitor = monitor or ("val/rmse" if task == "regression" else "val/accuracy")
+    return {
+        "best": {"epoch": None, "metric": monitor, "value": val.get(monitor.removeprefix("val/"))},
+        "final": {f"val/{k}": v for k, v in val.items()},
+        "test": test,
+        "epochs_run": 0,
+        "stopped_early": False,
+    }
 
 
 def run_metadata() -> dict[str, object]:
