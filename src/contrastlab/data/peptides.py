@@ -16,7 +16,8 @@ edge (4)
     pairs listed first (the layout :mod:`contrastlab.views.graph` expects)
 
 ``peptide_features`` is the classic featurization of the same sequences for a forest: amino-acid and
-dipeptide composition, length, the mean of each scale, net charge and Eisenberg's hydrophobic moment.
+dipeptide composition, length, the mean of each scale (the mean charge is the net charge per residue) and
+Eisenberg's hydrophobic moment.
 Pure Python and NumPy: no RDKit.
 """
 
@@ -91,14 +92,14 @@ def residue_graph(sequence: str) -> Data:
     n = residues.shape[0]
     x = np.zeros((n, RESIDUE_FEATURES), dtype=np.float32)
     x[np.arange(n), residues] = 1.0
-    k = len(AMINO_ACIDS)
-    x[:, k : k + len(_SCALES)] = _SCALE_TABLE[residues]
+    k = len(AMINO_ACIDS) + len(_SCALES)  # the columns after the one-hot and the scales
+    x[:, len(AMINO_ACIDS) : k] = _SCALE_TABLE[residues]
     position = np.arange(n, dtype=np.float32)
-    x[:, k + 4] = position / max(n - 1, 1)
-    x[0, k + 5] = 1.0
-    x[-1, k + 6] = 1.0
-    x[:, k + 7] = np.cos(_HELIX * position)
-    x[:, k + 8] = np.sin(_HELIX * position)
+    x[:, k] = position / max(n - 1, 1)
+    x[0, k + 1] = 1.0
+    x[-1, k + 2] = 1.0
+    x[:, k + 3] = np.cos(_HELIX * position)
+    x[:, k + 4] = np.sin(_HELIX * position)
     pairs, kinds = [], []
     for j, gap in enumerate(SEPARATIONS):
         if gap < n:
