@@ -344,18 +344,31 @@ def featurize(
             raise InvalidRecordError(first.row, first.text, first.reason, source)
         return graphs, kept, skipped
 
-    graphs, kept, skipped = [], [], []
-    for i, text in enumerate(strings):
+    def atoms(text: str) -> Data | str:
         mol = _parse(text, kind)
-        if isinstance(mol, str):
-            if on_error == "raise":
-                raise InvalidRecordError(i + 1, str(text), mol, source)
-            skipped.append(SkippedRecord(i + 1, str(text), mol))
-            continue
-        graphs.append(mol_to_graph(mol))
-        kept.append(i)
+        return mol if isinstance(mol, str) else mol_to_graph(mol)
+
+    graphs, kept, skipped = _graphs_of(strings, atoms, on_error, source)
     if cache:
         _write_cache(path, graphs, kept, skipped)
+    return graphs, kept, skipped
+
+
+def _graphs_of(
+    strings: Sequence[str], make: Callable[[str], Data | str], on_error: str, source: str
+) -> tuple[list[Data], list[int], list[SkippedRecord]]:
+    """Each string's graph (``make`` returns it, or why there is none), the positions kept and the
+    records skipped; with ``on_error="raise"`` the first bad record raises, naming its row."""
+    graphs, kept, skipped = [], [], []
+    for i, text in enumerate(strings):
+        graph = make(text)
+        if isinstance(graph, str):
+            if on_error == "raise":
+                raise InvalidRecordError(i + 1, str(text), graph, source)
+            skipped.append(SkippedRecord(i + 1, str(text), graph))
+            continue
+        graphs.append(graph)
+        kept.append(i)
     return graphs, kept, skipped
 
 
@@ -366,17 +379,7 @@ def _residue_graphs(
 
     if kind != "sequence":
         raise ValueError(f"graph='residue' is for peptide sequences; these strings are {kind}")
-    graphs, kept, skipped = [], [], []
-    for i, text in enumerate(strings):
-        problem = residue_problem(text)
-        if problem is not None:
-            if on_error == "raise":
-                raise InvalidRecordError(i + 1, str(text), problem, source)
-            skipped.append(SkippedRecord(i + 1, str(text), problem))
-            continue
-        graphs.append(residue_graph(text))
-        kept.append(i)
-    return graphs, kept, skipped
+    return _graphs_of(strings, lambda text: residue_problem(text) or residue_graph(text), on_error, source)
 
 
 def descriptor_kinds(value: Any, *, strings: Literal["smiles", "sequence"] = "smiles",

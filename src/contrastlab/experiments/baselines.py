@@ -84,13 +84,9 @@ def fingerprint_forest(
         raise ValueError(f"data.name={config.data.name!r} has no molecules to fingerprint")
     from contrastlab.data.molecules import morgan_fingerprints
 
-    split = make_split(config, data)
     features = morgan_fingerprints(data.molecules(), radius=radius, n_bits=n_bits)
-    state = config.trainer.seed if seed is None else seed
-    val, test = _forest(features, data, split, n_estimators, state)
-    settings = {"kind": "fingerprint_forest", "radius": radius, "n_bits": n_bits,
-                "n_estimators": n_estimators, "seed": state}  # fmt: skip
-    return _write_run(config, data.task, split, settings, val, test, run_dir)
+    settings = {"kind": "fingerprint_forest", "radius": radius, "n_bits": n_bits}
+    return _fit_forest(config, data, features, settings, run_dir, n_estimators, seed)
 
 
 def descriptor_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
@@ -105,13 +101,8 @@ def descriptor_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators:
     if not hasattr(data, "add_descriptors"):
         raise ValueError(f"data.name={config.data.name!r} has no molecules to describe")
     data.add_descriptors()  # refuses peptide sequences
-    split = make_split(config, data)
-    features = data.descriptors.numpy()
-    state = config.trainer.seed if seed is None else seed
-    val, test = _forest(features, data, split, n_estimators, state)
-    settings = {"kind": "descriptor_forest", "descriptors": "rdkit", "n_estimators": n_estimators,
-                "seed": state}  # fmt: skip
-    return _write_run(config, data.task, split, settings, val, test, run_dir)
+    settings = {"kind": "descriptor_forest", "descriptors": "rdkit"}
+    return _fit_forest(config, data, data.descriptors.numpy(), settings, run_dir, n_estimators, seed)
 
 
 def peptide_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
@@ -128,12 +119,19 @@ def peptide_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: in
         raise ValueError(f"data.name={config.data.name!r} holds no peptide sequences to describe")
     from contrastlab.data.peptides import peptide_features
 
-    split = make_split(config, data)
     features, names = peptide_features(data.strings)
+    settings = {"kind": "peptide_forest", "features": len(names)}
+    return _fit_forest(config, data, features, settings, run_dir, n_estimators, seed)
+
+
+def _fit_forest(config: TrainConfig, data: Any, features: np.ndarray[Any, Any], settings: dict[str, Any],
+                run_dir: str | Path, n_estimators: int, seed: int | None) -> dict[str, Any]:  # fmt: skip
+    """A forest on ``features`` (a row per record) fitted on the recipe's training split, scored on val and
+    test, and written as a run directory whose settings are ``settings``, the forest's size and seed."""
+    split = make_split(config, data)
     state = config.trainer.seed if seed is None else seed
     val, test = _forest(features, data, split, n_estimators, state)
-    settings = {"kind": "peptide_forest", "features": len(names), "n_estimators": n_estimators,
-                "seed": state}  # fmt: skip
+    settings = {**settings, "n_estimators": n_estimators, "seed": state}
     return _write_run(config, data.task, split, settings, val, test, run_dir)
 
 
@@ -203,13 +201,9 @@ def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators
     data = get_dataset(config.data.name, **config.data.options)
     if not getattr(data, "compositions", None):
         raise ValueError(f"data.name={config.data.name!r} has no compositions (a materials dataset: mp_gap)")
-    split = make_split(config, data)
     features, names = composition_features(data.compositions)
-    state = config.trainer.seed if seed is None else seed
-    val, test = _forest(features, data, split, n_estimators, state)
-    settings = {"kind": "composition_forest", "features": len(names), "n_estimators": n_estimators,
-                "seed": state}  # fmt: skip
-    return _write_run(config, data.task, split, settings, val, test, run_dir)
+    settings = {"kind": "composition_forest", "features": len(names)}
+    return _fit_forest(config, data, features, settings, run_dir, n_estimators, seed)
 
 
 def _write_run(
