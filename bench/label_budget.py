@@ -44,7 +44,7 @@ class Point:
 class Curve:
     title: str
     recipe: str  # relative to the repository root, as verdict's request.json records it
-    treatment: str  # {runs}: the --runs directory
+    treatment: str | tuple[str, ...]  # one or several overrides ({runs}: the --runs directory)
     arms: tuple[str, str]  # what the baseline and the treatment are called
     metric: str  # the verdict's primary metric
     smallest_effect: str
@@ -101,6 +101,20 @@ CURVES = {
               "occur. The points and seeds are the molecules curve's, so its scratch arm is the same runs' "
               "recipe; fine-tuning is recipes/solubility_scratch.yaml with model.init_from.",
     ),
+    "peptides": Curve(
+        "Antimicrobial peptides vs UniProt (modlamp), GINE on residue graphs: CE vs CE + SupCon on augmented views",
+        "recipes/amp_residue.yaml",
+        ("objective.supcon={weight: 0.1, temperature: 0.1}",
+         "trainer.views={count: 2, augment: [{name: node_mask, p: 0.1}, {name: edge_drop, p: 0.1}]}"),
+        ("CE", "CE + SupCon"), "test.auroc", "0.01", "share of the training labels",
+        [Point(p.label, p.x, [*p.overrides, "trainer.threads=1"], p.verdict) for p in SHARES[:2]],
+        notes="The treatment adds a SupCon term (weight 0.1, temperature 0.1) on two augmented views of each "
+              "peptide (node mask and edge drop, 10% each); cross-entropy stays on the clean graphs in both "
+              "arms, so the baseline arm is recipes/amp_residue.yaml as it is. Each seed pair draws its own "
+              "labelled rows and split (--vary init,order,split); validation and test keep their size. "
+              "trainer.threads=1: two points ran side by side on the 2 cores. The all-labels point is not run "
+              "(a pair takes about 20 min).",
+    ),
 }  # fmt: skip
 
 
@@ -119,7 +133,9 @@ def _fill(args: list[str], runs: Path) -> list[str]:
 def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> dict[str, Any]:
     """The point's verdict.json, running (or resuming) the verdict unless it is finished."""
     if not (out / "verdict.json").is_file():
-        command = ["verdict", curve.recipe, *point.overrides, "--treatment", _fill([curve.treatment], runs)[0],
+        treatments = [curve.treatment] if isinstance(curve.treatment, str) else list(curve.treatment)
+        command = ["verdict", curve.recipe, *point.overrides,
+                   *(a for t in _fill(treatments, runs) for a in ("--treatment", t)),
                    *point.verdict, "--smallest-effect", curve.smallest_effect, "--out", str(out)]  # fmt: skip
         _cli([*command, "--resume"] if out.is_dir() else command)
     return json.loads((out / "verdict.json").read_text())

@@ -56,6 +56,23 @@ def test_a_point_runs_its_verdict_and_resumes_one_cut_short(tmp_path, monkeypatc
     assert "--resume" not in first and second == [*first, "--resume"]
 
 
+def test_a_curve_of_several_treatment_overrides_gives_each_its_own_flag(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(lb, "_cli", lambda args: calls.append(args) or _write_verdict(tmp_path / "p"))
+    curve = lb.CURVES["peptides"]
+    lb.run_point(curve, curve.points[0], tmp_path / "p", tmp_path)
+    (command,) = calls
+    flagged = [command[i + 1] for i, a in enumerate(command) if a == "--treatment"]
+    assert flagged == list(curve.treatment) and len(flagged) == 2
+    assert command[:2] == ["verdict", "recipes/amp_residue.yaml"]
+    assert command[2:4] == ["data.train_labels=0.1", "trainer.threads=1"]
+
+
+def _write_verdict(out):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verdict.json").write_text(json.dumps(_verdict([0.5, 0.6], [0.5, 0.7])))
+
+
 def test_a_verdicts_wall_time_runs_from_its_first_runs_start_to_its_verdict(tmp_path):
     import os
 
