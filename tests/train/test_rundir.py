@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -65,6 +66,26 @@ def test_lock__a_second_process_on_the_same_run_directory_gets_a_clear_error(tmp
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"in use by pid {os.getpid()}" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "shared" / "config.yaml").exists()  # nothing written by the refused process
+
+
+def test_lock__wait_takes_the_lock_once_its_holder_lets_go_and_without_it_refuses_at_once(tmp_path):
+    # Seen failing before the fix (two `verdict --storage` workers started together): the second found the
+    # verdict directory locked for a moment by the first, writing request.json, and exited with an error.
+    run = RunDir(tmp_path / "shared")
+    run.path.mkdir()
+    hold = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "f.write('pid holder'); f.flush(); print('held', flush=True); time.sleep(1.5)")  # fmt: skip
+    command = [sys.executable, "-c", hold, str(run.lock_file)]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(RunDirError, match="in use by pid holder"), run.lock():
+            pass
+        with run.lock(wait=60):
+            assert time.monotonic() - started > 0.5  # taken only once the holder let go
+    finally:
+        holder.wait(timeout=60)
 
 
 def test_run_names__are_one_path_component(tmp_path):

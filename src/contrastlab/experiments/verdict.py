@@ -238,7 +238,9 @@ def run_verdict(
             "treatment": (recipe, [*(overrides or []), *treatment])}  # fmt: skip
     # two recipes: what the treatment arm sets differently (and a check that both use the same data)
     changes = _changes(arms, seed_overrides(first_seed, vary)) if baseline is not None else treatment
-    with out.lock():  # workers sharing --storage join the verdict their request matches
+    # Workers sharing --storage join the verdict their request matches, one after another: each holds the
+    # lock only to check or write request.json, so a worker started at the same moment waits its turn.
+    with out.lock(wait=0.0 if storage is None else 60.0):
         _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
     # One process at a time writes a verdict directory; workers sharing --storage write its runs together
     # (each run directory has its own lock) and each writes the same verdict.json at the end.

@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,11 +173,15 @@ class RunDir:
         return self.metrics.is_file()
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, *, wait: float = 0.0) -> Iterator[None]:
         """Holds the directory's exclusive lock for the block (re-entrant within one process).
 
+        Args:
+            wait: Seconds to keep trying while another process holds the lock (workers that share a
+                directory and each hold it for a moment); 0 refuses at once.
+
         Raises:
-            RunDirError: another process holds it; the message names that process.
+            RunDirError: another process holds it (still, after ``wait``); the message names that process.
         """
         path = self.path.absolute()
         created = [p for p in (*reversed(path.parents), path) if not p.exists()]  # top first
@@ -187,15 +192,21 @@ class RunDir:
             _held[key] = (handle, count + 1)
         else:
             handle = key.open("a+")
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "an unknown process"
-                handle.close()
-                raise RunDirError(
-                    f"{self.path} is in use by {holder}; wait for it to finish, or use another run name"
-                ) from None
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    handle.seek(0)
+                    holder = handle.read().strip() or "an unknown process"
+                    handle.close()
+                    raise RunDirError(
+                        f"{self.path} is in use by {holder}; wait for it to finish, or use another run name"
+                    ) from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}\n")
