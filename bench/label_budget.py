@@ -112,8 +112,9 @@ CURVES = {
               "peptide (node mask and edge drop, 10% each); cross-entropy stays on the clean graphs in both "
               "arms, so the baseline arm is recipes/amp_residue.yaml as it is. Each seed pair draws its own "
               "labelled rows and split (--vary init,order,split); validation and test keep their size. "
-              "trainer.threads=1: two points ran side by side on the 2 cores. The all-labels point is not run "
-              "(a pair takes about 20 min).",
+              "trainer.threads=1: the two points ran side by side on the 2 cores, and the 10% verdict was paused "
+              "for about 26 min while a five-seed table used them, which its wall includes. The all-labels "
+              "point is not run (a pair takes about 20 min).",
     ),
 }  # fmt: skip
 
