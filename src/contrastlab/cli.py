@@ -141,7 +141,8 @@ def _verdict(args: argparse.Namespace) -> int:
     verdict = run_verdict(args.recipe, treatment=args.treatment, baseline=args.baseline, seeds=args.seeds,
                           out_dir=out, overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
+                          max_seeds=args.max_seeds, storage=args.storage,
+                          first_seed=args.first_seed)  # fmt: skip
     print(format_verdict(verdict))
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
@@ -162,7 +163,8 @@ def _verdicts(args: argparse.Namespace) -> int:
     result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, baseline=args.baseline,
                           seeds=args.seeds, overrides=overrides, overwrite=args.overwrite, resume=args.resume,
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds, storage=args.storage)  # fmt: skip
+                          max_seeds=args.max_seeds, storage=args.storage,
+                          first_seed=args.first_seed)  # fmt: skip
     for row in result["per_recipe"]:
         print(f"{row['recipe']} ({' '.join(row['treatment'])} against {' '.join(row['baseline'])}): "
               f"{row['call']} ({row['metric']} {row['mean_difference']:+.4g}, p={row['p_value']:.3g}, Holm "
@@ -296,6 +298,16 @@ def _seeds(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
 
 
+def _first_seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from contrastlab import __version__
 
@@ -383,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="5", type=_seeds,
                    help="seed pairs, or 'auto': add pairs until the call is decided (at most --max-seeds)")
     p.add_argument("--max-seeds", type=int, default=10, help="the budget of --seeds auto")
+    p.add_argument("--first-seed", type=_first_seed, default=0, metavar="K",
+                   help="the first seed pair's seed (pairs K, K+1, ...): a replication on fresh seeds")
     p.add_argument("--smallest-effect", action="append", metavar="DELTA",
                    help="the smallest difference that matters: 0.01 (the primary metric), test.mae=0.05, or "
                         "2%% (of each task metric's baseline); adds the equivalence test (repeatable)")

@@ -60,6 +60,24 @@ def _two_epoch_recipe(tmp_path):
     return recipe
 
 
+def test_verdict__first_seed_replicates_on_fresh_seeds(tmp_path, capsys):
+    # A replication of a pilot verdict draws seeds the pilot never used; the CLI had no way to ask.
+    recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
+    args = ["verdict", str(recipe), "--treatment", "objective.supcon.weight=0.5", "--seeds", "2"]
+    args += ["--out", str(out)]
+    assert cli_main([*args, "--first-seed", "3"]) == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["seeds"] == [3, 4]
+    assert json.loads((out / "request.json").read_text())["first_seed"] == 3
+    assert sorted(p.name for p in (out / "treatment").iterdir()) == ["seed3", "seed4"]
+    run = load_checkpoint(out / "baseline" / "seed3" / "checkpoints" / "last.pt")
+    assert run["config"]["trainer"]["seed"] == 3
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli_main([*args, "--first-seed", "-1"])
+    assert "--first-seed" in capsys.readouterr().err
+
+
 def test_verdict__refuses_an_existing_verdict_without_overwrite_or_resume(tmp_path, capsys):
     # Seen failing before the fix: a second verdict silently overwrote some seeds and kept stale ones.
     recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
