@@ -90,3 +90,30 @@ def test_plot_draws_both_arms_and_the_differences(tmp_path, xs):
     curve = _curve(tmp_path / "c", xs, verdicts)
     plot_curve(curve, tmp_path / "figures" / "curve.png")
     assert (tmp_path / "figures" / "curve.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("xs", [[20, 100, 600], [0.1, 0.25]])
+def test_plot_keeps_every_call_inside_its_panel(tmp_path, xs, monkeypatch):
+    # Seen failing before the fix: "inconclusive after Holm" beside the last point ran past the frame.
+    from matplotlib.figure import Figure
+
+    verdicts = [_verdict([0.6, 0.62], [0.61, 0.64]) for _ in xs]
+    for v in verdicts:
+        v["comparisons"][1]["call"] = "inconclusive after Holm across the recipes"
+    (tmp_path / "c").mkdir()
+    curve, checked, save = _curve(tmp_path / "c", xs, verdicts), [], Figure.savefig
+
+    def check(fig, *args, **kwargs):
+        fig.canvas.draw()
+        right = fig.axes[1]
+        frame = right.get_window_extent()
+        calls = [t for t in right.texts if "inconclusive" in t.get_text()]
+        assert len(calls) == len(xs)
+        extents = [t.get_window_extent() for t in calls]
+        assert all(frame.x0 <= e.x0 and e.x1 <= frame.x1 for e in extents)
+        checked.append(True)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", check)
+    plot_curve(curve, tmp_path / "curve.png")
+    assert checked

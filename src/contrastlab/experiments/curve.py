@@ -146,6 +146,21 @@ def read_curve(directory: str | Path) -> dict[str, Any]:
     return curve
 
 
+def _fit_right(fig: Any, ax: Any, texts: list[Any]) -> None:
+    """Widens ``ax``'s x range on the right until every text in ``texts`` ends inside it (a call such as
+    "inconclusive after Holm" beside the last point ran past the frame)."""
+    for _ in range(8):
+        fig.canvas.draw()
+        frame = ax.get_window_extent()
+        end = max(t.get_window_extent().x1 for t in texts) + 4.0  # a few pixels clear of the frame
+        if end <= frame.x1:
+            return
+        low, high = ax.get_xlim()
+        (a, _), (b, _) = ax.transScale.transform([(low, 0.0), (high, 0.0)])  # linear or log alike
+        b = a + (b - a) * (end - frame.x0) / frame.width
+        ax.set_xlim(low, ax.transScale.inverted().transform((b, 0.0))[0])
+
+
 def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
     """Left: each arm's seeds (dots) and mean (line) per point. Right: the paired difference with each
     verdict's interval, the equivalence margin shaded, each point labelled with its call.
@@ -194,14 +209,16 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
     if delta:
         right.axhspan(-delta, delta, color="#dbe7f6")
     right.axhline(0.0, color="black", linewidth=0.8)
+    calls = []
     for x, p in zip(xs, points, strict=True):
         s = p["summary"]
         low, high = s["ci"]
         if low is not None and high is not None:
             right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
         right.plot([x], [s["difference"]], "o", color="#1f5fa8")
-        right.annotate(f"{s['call']}\n(n={s['n']}, {percent(s['confidence'])} CI)", (x, s["difference"]),
-                       textcoords="offset points", xytext=(8, 0), fontsize=7.5, va="center")  # fmt: skip
+        calls.append(right.annotate(f"{s['call']}\n(n={s['n']}, {percent(s['confidence'])} CI)",
+                                    (x, s["difference"]), textcoords="offset points", xytext=(8, 0),
+                                    fontsize=7.5, va="center"))  # fmt: skip
     if log:
         right.set_xlim(min(xs) / 1.6, max(xs) * 3.6)
     else:
@@ -212,6 +229,7 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
     right.set_title(f"paired difference and the verdict's interval{shaded}", fontsize=10, loc="left")
     fig.suptitle(curve["title"], fontsize=10)
     fig.tight_layout()
+    _fit_right(fig, right, calls)
     if isinstance(path, str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, format="png")
