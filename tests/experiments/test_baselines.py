@@ -181,6 +181,26 @@ def test_mp_gap_gets_a_composition_forest_on_the_recipe_split(tmp_path, capsys):
     assert metrics["test"]["mae"] < mean_guess  # better than predicting the training mean
 
 
+def test_the_composition_forest_reads_the_recipes_element_table(tmp_path, capsys):
+    # The graph tower reads mat2vec's vectors (recipes/fusion/mp_gap_graph.yaml); its forest compared it with
+    # Magpie's statistics only, so a win could have been the table's and not the network's.
+    pytest.importorskip("crabnet")
+    from contrastlab.experiments.baselines import composition_features
+
+    compositions = [{"Fe": 2.0, "O": 3.0}, {"Na": 1.0, "Cl": 1.0}]
+    for table, width in (("magpie", 22), ("mat2vec", 200)):
+        features, names = composition_features(compositions, table)
+        assert features.shape == (2, 4 + 5 * width) and len(names) == features.shape[1]
+        assert names[4] == f"mean:{table}0"
+    magpie, _ = composition_features(compositions)
+    assert np.allclose(magpie[0, :4], [0.0, 0.4, 0.0, 0.6])  # Cl, Fe, Na, O: fractions first
+    args = ["baseline", "recipes/fusion/mp_gap_graph.yaml", "data.options.subsample=300", "--trees", "20",
+            "--kind", "composition_rf", "--runs-dir", str(tmp_path), "--name", "gap"]  # fmt: skip
+    assert cli_main(args) == 0
+    settings = json.loads((tmp_path / "gap_composition_rf" / "metrics.json").read_text())["baseline"]
+    assert settings["elements"] == "mat2vec" and settings["features"] > 5 * 200
+
+
 def test_numeric_features_get_a_linear_baseline(tmp_path, capsys):
     recipe = tmp_path / "b.yaml"
     recipe.write_text("name: blobs\ndata: {name: blobs}\n")

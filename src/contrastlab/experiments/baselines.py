@@ -14,8 +14,8 @@ either kind):
   and the hydrophobic moment of each peptide (:func:`~contrastlab.data.peptides.peptide_features`) and a
   random forest (peptides).
 - ``composition_forest`` (``composition_rf``): element fractions and Magpie statistics of each composition
-  (fraction-weighted mean, minimum, maximum, range and spread of 22 elemental properties) and a random forest
-  (materials: mp_gap).
+  (fraction-weighted mean, minimum, maximum, range and spread of 22 elemental properties; of mat2vec's 200
+  dimensions when the recipe's ``data.options.elements`` is mat2vec) and a random forest (materials: mp_gap).
 - ``tfidf_logistic`` (``tfidf_lr``): word and bigram TF-IDF and a linear model (text).
 - ``frozen_logistic`` (``frozen_lr``): the recipe's text encoder as it was pretrained (no fine-tuning), its
   pooled embeddings and a linear model (text): what the encoder knows before any training.
@@ -30,7 +30,7 @@ The linear models pick their regularisation (C, or ridge's alpha) on the validat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -162,38 +162,43 @@ def _forest(features: np.ndarray[Any, Any], data: Any, split: dict[str, torch.Te
     return score("val"), score("test")
 
 
-def composition_features(compositions: list[dict[str, float]]) -> tuple[np.ndarray[Any, Any], list[str]]:
+def composition_features(compositions: list[dict[str, float]],
+                         elements_from: Literal["magpie", "mat2vec"] = "magpie",
+                         ) -> tuple[np.ndarray[Any, Any], list[str]]:  # fmt: skip
     """(N, F) features of chemical compositions and their names: the fraction of each element present in
     any of them, then the fraction-weighted mean, minimum, maximum, range and standard deviation of each
-    Magpie elemental property (standardised over the elements; elementembeddings' table)."""
+    dimension of an element table (elementembeddings' files): Magpie's 22 standardised properties by
+    default, or mat2vec's 200 dimensions (``elements_from="mat2vec"``)."""
     from contrastlab.data.fusion import element_vectors
 
-    magpie = element_vectors("magpie")
+    vectors = element_vectors(elements_from)
     elements = sorted({e for c in compositions for e in c})
-    missing = sorted(e for e in elements if e not in magpie)
+    missing = sorted(e for e in elements if e not in vectors)
     if missing:
-        raise ValueError(f"no Magpie properties for element(s) {missing}")
-    width = len(next(iter(magpie.values())))
+        raise ValueError(f"no {elements_from} vector for element(s) {missing}")
+    width = len(next(iter(vectors.values())))
     rows = []
     for composition in compositions:
         total = sum(composition.values())
         fractions = np.array([composition.get(e, 0.0) / total for e in elements])
         present = [e for e in elements if composition.get(e, 0.0) > 0]
         w = np.array([composition[e] / total for e in present])
-        props = np.array([magpie[e] for e in present])  # (k, P)
+        props = np.array([vectors[e] for e in present])  # (k, P)
         mean = w @ props
         spread = np.sqrt(np.maximum(w @ (props - mean) ** 2, 0.0))
         lo, hi = props.min(0), props.max(0)
         rows.append(np.concatenate([fractions, mean, lo, hi, hi - lo, spread]))
     names = [f"fraction:{e}" for e in elements]
-    names += [f"{stat}:magpie{i}" for stat in ("mean", "min", "max", "range", "sd") for i in range(width)]
+    stats = ("mean", "min", "max", "range", "sd")
+    names += [f"{stat}:{elements_from}{i}" for stat in stats for i in range(width)]
     return np.stack(rows), names
 
 
 def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
                        seed: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """A random forest on element fractions and Magpie statistics (:func:`composition_features`) of the
-    recipe's training split; evaluates val and test.
+    """A random forest on element fractions and the statistics of the recipe's element vectors
+    (:func:`composition_features`; ``data.options.elements``, Magpie's by default: the network and the
+    forest see the same element table) of the recipe's training split; evaluates val and test.
 
     Raises:
         ValueError: the dataset has no compositions.
@@ -201,8 +206,9 @@ def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators
     data = get_dataset(config.data.name, **config.data.options)
     if not getattr(data, "compositions", None):
         raise ValueError(f"data.name={config.data.name!r} has no compositions (a materials dataset: mp_gap)")
-    features, names = composition_features(data.compositions)
-    settings = {"kind": "composition_forest", "features": len(names)}
+    table = config.data.options.get("elements", "magpie")
+    features, names = composition_features(data.compositions, table)
+    settings = {"kind": "composition_forest", "features": len(names), "elements": table}
     return _fit_forest(config, data, features, settings, run_dir, n_estimators, seed)
 
 
