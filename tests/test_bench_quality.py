@@ -80,3 +80,17 @@ def test_an_ensemble_row_averages_consecutive_seeds_beside_the_single_models(tmp
     calls.clear()
     assert q.run_row("solubility_ensemble", q.ROWS["solubility_ensemble"], tmp_path, seeds=2) == result
     assert calls == []  # read back
+
+
+def test_a_row_fits_named_baseline_variants_with_their_own_overrides(tmp_path, monkeypatch):
+    # The graph tower reads mat2vec's vectors; its row shows the forest on those and on Magpie's, each named.
+    calls: list[list[str]] = []
+    monkeypatch.setattr(q, "_cli", _fake_cli(calls))
+    result = q.run_row("mp_gap_graph", q.ROWS["mp_gap_graph"], tmp_path, seeds=2)
+    fitted = [c for c in calls if c[0] == "baseline"]
+    assert [c[c.index("--name") + 1] for c in fitted] == ["mp_gap_graph_magpie", "mp_gap_graph_mat2vec"]
+    assert ["data.options.elements=magpie" in c for c in fitted] == [True, False]
+    assert (tmp_path / "mp_gap_graph_magpie_composition_rf" / "metrics.json").is_file()
+    assert set(result["cells"]) == {"mp_gap_graph", "composition_rf (magpie)", "composition_rf (mat2vec)"}
+    text = q.render({"mp_gap_graph": result}, seeds=2)
+    assert "composition_rf (magpie) 1.400, composition_rf (mat2vec) 1.400 |" in text
