@@ -130,7 +130,7 @@ CURVES = {
               "was fixed before it ran, from the first curve's spread (`contrastlab verdict --plan` on its "
               "verdicts: 7 pairs at 10% and 5 at 25% detect 0.01 with 80% power, before Holm's correction "
               "across the six task metrics, hence 10). trainer.threads=1: the two points ran side by side on "
-              "the 2 cores.",
+              "the 2 cores, beside other training runs for most of their time, which their wall includes.",
     ),
 }  # fmt: skip
 
