@@ -53,8 +53,9 @@ FREESOLV = ["data.name=freesolv", "data.val_fraction=0.15", "data.test_fraction=
 MOLECULES = ["recipes/solubility_scratch.yaml", "recipes/solubility_descriptors.yaml"]
 FORESTS = ["fingerprint_rf", "descriptor_rf"]
 #: The composition forest on Magpie's statistics (the classic features) and on the statistics of the
-#: element vectors the network reads (mat2vec: 1,084 features, whose forest takes about 13 min at 4,000
-#: compositions on the 2 cores and is worse there, so the 10,000-composition row fits Magpie's alone).
+#: element vectors the network reads (mat2vec: 1,084 features, whose forest took 13 min at 4,000
+#: compositions beside other jobs on the 2 cores and is worse there, so the 10,000-composition row fits
+#: Magpie's alone).
 COMPOSITION_FORESTS: list[str | Baseline] = [Baseline("composition_rf", "magpie", ["data.options.elements=magpie"]),
                                              Baseline("composition_rf", "mat2vec", ["data.options.elements=mat2vec"])]
 ROWS = {
