@@ -184,7 +184,6 @@ def test_mp_gap_gets_a_composition_forest_on_the_recipe_split(tmp_path, capsys):
 def test_the_composition_forest_reads_the_recipes_element_table(tmp_path, capsys):
     # The graph tower reads mat2vec's vectors (recipes/fusion/mp_gap_graph.yaml); its forest compared it with
     # Magpie's statistics only, so a win could have been the table's and not the network's.
-    pytest.importorskip("crabnet")
     from contrastlab.experiments.baselines import composition_features
 
     compositions = [{"Fe": 2.0, "O": 3.0}, {"Na": 1.0, "Cl": 1.0}]

@@ -81,6 +81,8 @@ class FusionDataset(torch.utils.data.Dataset[tuple[Any, str, Tensor]]):
     predefined_split: dict[str, Tensor] | None = None
     #: Each row's composition (element -> amount), for materials (the composition baselines use it).
     compositions: list[dict[str, float]] | None = field(default=None, repr=False)
+    #: The element table the composition graphs' node vectors come from ("magpie" or "mat2vec").
+    element_table: Literal["magpie", "mat2vec"] | None = None
     _ids: list[Tensor] | None = field(default=None, repr=False)
     _pad_id: int = 0
 
@@ -286,7 +288,7 @@ def _mp_gap(
     targets = torch.tensor([t for _, _, t in kept], dtype=torch.float32)
     width = 1 + len(next(iter(vectors.values())))
     return FusionDataset("mp_gap", graphs, texts, targets, "regression", width, 2, skipped, excluded,
-                         compositions=[a for _, a, _ in kept])  # fmt: skip
+                         compositions=[a for _, a, _ in kept], element_table=elements)  # fmt: skip
 
 
 def _molecules_text(dataset: str = "solubility", **options: Any) -> FusionDataset:

@@ -196,9 +196,9 @@ def composition_features(compositions: list[dict[str, float]],
 
 def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators: int = 500,
                        seed: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """A random forest on element fractions and the statistics of the recipe's element vectors
-    (:func:`composition_features`; ``data.options.elements``, Magpie's by default: the network and the
-    forest see the same element table) of the recipe's training split; evaluates val and test.
+    """A random forest on element fractions and the statistics of the dataset's element vectors
+    (:func:`composition_features`; the table its graphs were built from, ``data.options.elements``, so
+    the network and the forest see the same one) of the recipe's training split; evaluates val and test.
 
     Raises:
         ValueError: the dataset has no compositions.
@@ -206,7 +206,7 @@ def composition_forest(config: TrainConfig, run_dir: str | Path, *, n_estimators
     data = get_dataset(config.data.name, **config.data.options)
     if not getattr(data, "compositions", None):
         raise ValueError(f"data.name={config.data.name!r} has no compositions (a materials dataset: mp_gap)")
-    table = config.data.options.get("elements", "magpie")
+    table: Literal["magpie", "mat2vec"] = getattr(data, "element_table", None) or "magpie"  # the classic
     features, names = composition_features(data.compositions, table)
     settings = {"kind": "composition_forest", "features": len(names), "elements": table}
     return _fit_forest(config, data, features, settings, run_dir, n_estimators, seed)
