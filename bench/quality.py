@@ -83,6 +83,10 @@ ROWS = {
                             "ensembles of 5 seeds", ["recipes/fusion/mp_gap_graph.yaml"], ["mae"], "lower",
                             COMPOSITION_FORESTS[:1], ["data.options.subsample=10000", "trainer.threads=1"],
                             max_seeds=1, ensemble=5),
+    "mp_gap_graph_20k": Row("mp_gap band gap (eV), 20,000 compositions; the graph tower alone, mat2vec elements, "
+                            "ensembles of 5 seeds", ["recipes/fusion/mp_gap_graph.yaml"], ["mae"], "lower",
+                            COMPOSITION_FORESTS[:1], ["data.options.subsample=20000", "trainer.threads=1"],
+                            max_seeds=1, ensemble=5),
     "identity": Row("Fashion-MNIST identities 7-9 (open set)",
                     ["recipes/identity_pretrain.yaml", "recipes/identity_ce.yaml"], ["tar@far=0.001"], "higher",
                     ["pca_cosine"]),
