@@ -411,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: verdicts/<recipe name>)")
     p.add_argument("--overwrite", action="store_true", help="delete a verdict in --out and start over")
     p.add_argument("--resume", action="store_true",
-                   help="finish an interrupted verdict in --out (complete runs are kept)")  # fmt: skip
+                   help="finish an interrupted verdict in --out (complete runs are kept), or add seed pairs "
+                        "to it with a larger --seeds (the verdict records the extension)")  # fmt: skip
     p.set_defaults(fn=_verdict)
 
     p = sub.add_parser("demo", help="the main job: a verdict with its HTML report on built-in real data")

@@ -128,6 +128,57 @@ def test_verdict__resume_after_kill_9_keeps_complete_runs_and_equals_an_uninterr
     assert resumed["comparisons"] == reference["comparisons"]
 
 
+def test_verdict__resume_with_more_seeds_adds_pairs_and_records_the_look(tmp_path, capsys, monkeypatch):
+    # Seen failing before the change: a finished 2-pair verdict ("a weak verdict ... use 5 or more") could
+    # not be given more pairs: --resume refused the larger --seeds, and --overwrite retrained every pair.
+    import contrastlab.experiments.verdict as vm
+
+    recipe = _two_epoch_recipe(tmp_path)
+    reference = vm.run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=3,
+                               out_dir=tmp_path / "ref", progress=False)  # fmt: skip
+    out = tmp_path / "v"
+    args = ["verdict", str(recipe), "--treatment", "objective.supcon.weight=0.5", "--out", str(out)]
+    assert cli_main([*args, "--seeds", "2"]) == 0
+    trained, real = [], vm.train
+
+    def counting(config, run_dir, **kwargs):
+        trained.append(Path(run_dir).relative_to(out).as_posix())
+        return real(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(vm, "train", counting)
+    capsys.readouterr()
+    assert cli_main([*args, "--seeds", "3", "--resume"]) == 0
+    assert trained == ["baseline/seed2", "treatment/seed2"]  # the two pairs it had are kept
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["seeds"] == [0, 1, 2]
+    assert verdict["comparisons"] == reference["comparisons"]  # the same as three pairs from the start
+    assert verdict["extended"] == [{"from_seeds": 2, "after_verdict": True}]
+    assert "extended" not in reference
+    printed = capsys.readouterr().out
+    assert "Extended from 2 to 3 seed pairs after the verdict on 2 had been written" in printed
+    assert cli_main(["report", str(out)]) == 0
+    assert "Extended from 2 to 3 seed pairs" in (out / "report.html").read_text()
+    # Fewer pairs, or more pairs with anything else changed, is not a resume.
+    assert cli_main([*args, "--seeds", "2", "--resume"]) == 2
+    assert cli_main([*args, "--seeds", "4", "--resume", "--vary", "init,order,split"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    # Resuming the extended verdict as it now stands keeps its history.
+    assert cli_main([*args, "--seeds", "3", "--resume"]) == 0
+    assert json.loads((out / "verdict.json").read_text())["extended"] == verdict["extended"]
+    assert json.loads((out / "request.json").read_text())["extended"] == verdict["extended"]
+
+
+def test_verdict__extension_sentence_says_whether_a_look_was_taken():
+    from contrastlab.experiments.verdict import extension_sentence
+
+    interrupted = extension_sentence([{"from_seeds": 3, "after_verdict": False}], 5)
+    assert interrupted.startswith("Extended from 3 to 5 seed pairs before any verdict")
+    assert "no look was taken" in interrupted
+    looks = [{"from_seeds": 3, "after_verdict": True}, {"from_seeds": 5, "after_verdict": True}]
+    twice = extension_sentence(looks, 8)
+    assert twice.startswith("Extended from 3 to 5 to 8 seed pairs after the verdict on 3, 5 had been written")
+
+
 def test_compare_arms__metric_directions_come_from_the_registry():
     # Seen failing before the fix: a rise in EER, impostor cosine or auxiliary MAE was called "helped".
     from contrastlab.experiments.verdict import compare_arms

@@ -190,7 +190,11 @@ def run_verdict(
             every worker then writes the same verdict.json. The verdict directory must be shared too.
         overwrite: ``out_dir`` holds a verdict: delete it and start over.
         resume: ``out_dir`` holds a verdict that was interrupted: keep its complete runs, resume the run
-            that was cut short, train the rest (the same request only).
+            that was cut short, train the rest (the same request only). Or a verdict with fewer seed pairs
+            (the same request but a larger ``seeds``): keep its pairs and add the rest. The verdict records
+            the extension (``extended``), and says when it came after a verdict had been written: a call
+            made after looking at a smaller verdict is not covered by its p-values (``seeds="auto"`` adds
+            pairs with the looks accounted for).
         model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
             its own copy of the encoder, so both arms of a seed start from the same weights.
         shared_runs: Complete runs by configuration, shared by several verdicts (:func:`run_verdicts`): an arm
@@ -201,7 +205,7 @@ def run_verdict(
         ValueError: fewer than 2 seeds, no treatment (and no baseline recipe), arms on different data, an
             unknown source of variance or metric.
         RunDirError: ``out_dir`` holds a verdict and neither flag is given, or ``resume`` with a different
-            request; another process is writing it.
+            request (other than more seeds); another process is writing it.
     """
     plan = SequentialPlan(first=3, most=max_seeds) if seeds == "auto" else None
     if plan is None and (not isinstance(seeds, int) or seeds < 2):
@@ -241,7 +245,7 @@ def run_verdict(
     # Workers sharing --storage join the verdict their request matches, one after another: each holds the
     # lock only to check or write request.json, so a worker started at the same moment waits its turn.
     with out.lock(wait=0.0 if storage is None else 60.0):
-        _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
+        extended = _prepare(out, request, overwrite=overwrite, resume=resume or storage is not None)
     # One process at a time writes a verdict directory; workers sharing --storage write its runs together
     # (each run directory has its own lock) and each writes the same verdict.json at the end.
     with out.lock() if storage is None else contextlib.nullcontext(), tracking_group("verdict", out.path):
@@ -285,6 +289,8 @@ def run_verdict(
             "stage_cka_baseline_vs_treatment": {s: [row[s] for row in stage_cka] for s in stages},
             "stage_cka_mean": {s: float(np.mean([row[s] for row in stage_cka])) for s in stages},
         }
+        if extended:
+            verdict["extended"] = extended
         write_json(verdict, out.path / "verdict.json")
         finish_group(config.trainer, out.path, _tracked(verdict), [out.path / "verdict.json"])
     return verdict
@@ -387,10 +393,14 @@ def _primary_comparison(per_arm: dict[str, list[dict[str, float]]], primary: str
                              smallest_effect=deltas.get(primary))  # fmt: skip
 
 
-def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
-    """Refuses, clears or checks an existing verdict directory, then records what is asked of it."""
+def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
+             resume: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Refuses, clears or checks an existing verdict directory, then records what is asked of it; returns
+    the verdict's extensions so far (``from_seeds``, ``after_verdict``: whether a verdict had been written
+    before it), oldest first."""
     recorded = out.path / "request.json"
     held = sorted(e.name for e in out.path.iterdir() if e.name != out.lock_file.name)
+    extended: list[dict[str, Any]] = []
     if held:
         ours = recorded.is_file() or (out.path / "verdict.json").is_file()
         if not (overwrite or resume):
@@ -403,12 +413,27 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool, resume: b
             raise RunDirError(f"{out.path} holds files that are not a verdict's; choose another --out")
         if overwrite:
             out.clear()
-        elif recorded.is_file() and json.loads(recorded.read_text()) != request:
-            raise RunDirError(
-                f"--resume: {out.path} was started with {json.loads(recorded.read_text())}, not {request}; "
-                "resume it with the same recipe, treatment, seeds and overrides, or use --overwrite"
-            )
-    write_json(request, recorded)
+        elif recorded.is_file():
+            before = json.loads(recorded.read_text())
+            extended = before.pop("extended", [])
+            if before != request:
+                if not _more_seeds(before, request):
+                    raise RunDirError(
+                        f"--resume: {out.path} was started with {before}, not {request}; resume it with the "
+                        "same recipe, treatment, seeds and overrides (or more --seeds, to add pairs), or use "
+                        "--overwrite"
+                    )
+                extended = [*extended, {"from_seeds": before["seeds"],
+                                        "after_verdict": (out.path / "verdict.json").is_file()}]  # fmt: skip
+    write_json({**request, "extended": extended} if extended else request, recorded)
+    return extended
+
+
+def _more_seeds(before: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Whether ``request`` asks for the same verdict as ``before`` with more seed pairs (a fixed number)."""
+    same = {**before, "seeds": None} == {**request, "seeds": None}
+    fixed = isinstance(before["seeds"], int) and isinstance(request["seeds"], int)
+    return same and fixed and request["seeds"] > before["seeds"]
 
 
 class _Arms:
@@ -584,10 +609,23 @@ def format_verdict(verdict: dict[str, Any]) -> str:
         lines.append(f"Seeds added until decided: stopped at {sequential['stopped_at']} of at most "
                      f"{sequential['most']} ({outcome}); each of {sequential['looks']} looks tested at "
                      f"α={sequential['alpha_per_look']:.3g}")  # fmt: skip
+    if verdict.get("extended"):
+        lines.append(extension_sentence(verdict["extended"], len(verdict["seeds"])))
     primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
     if primary is not None:
         lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")
     return "\n".join(lines)
+
+
+def extension_sentence(extended: list[dict[str, Any]], seeds: int) -> str:
+    """What a verdict's extensions (``verdict["extended"]``) mean for its p-values, in a sentence."""
+    steps = " to ".join(str(e["from_seeds"]) for e in extended) + f" to {seeds}"
+    looked = [e["from_seeds"] for e in extended if e["after_verdict"]]
+    if not looked:
+        return f"Extended from {steps} seed pairs before any verdict was written: no look was taken."
+    return (f"Extended from {steps} seed pairs after the verdict on {', '.join(map(str, looked))} had been "
+            "written: its p-values and intervals do not account for that look (--seeds auto adds pairs with "
+            "the looks accounted for).")
 
 
 def run_verdicts(recipes: Sequence[str | Path], *, out_dir: str | Path, seed: int = 0, n_boot: int = 2000,

@@ -384,7 +384,7 @@ def _sweep_sections(directory: Path) -> list[Section]:
 
 def _verdict_sections(directory: Path) -> list[Section]:
     from contrastlab.diagnostics.layers import plot_cka_heatmap
-    from contrastlab.experiments.verdict import arm_run
+    from contrastlab.experiments.verdict import arm_run, extension_sentence
     from contrastlab.train.diagnose import load_embeddings
 
     verdict = json.loads((directory / "verdict.json").read_text())
@@ -419,6 +419,8 @@ def _verdict_sections(directory: Path) -> list[Section]:
             f"{sequential['most']}, each of {sequential['looks']} looks tested at α = "
             f"{sequential['alpha_per_look']:.3g} (Bonferroni over the looks), so intervals are at that level."
         )
+    if verdict.get("extended"):
+        summary.paragraphs.append(extension_sentence(verdict["extended"], len(verdict["seeds"])))
     if any(c.get("p_adjusted") is not None for c in comparisons):
         summary.paragraphs.append(
             "Verdicts are called on Holm-adjusted p-values, within the task metrics and within the "
