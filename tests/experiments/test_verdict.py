@@ -168,6 +168,20 @@ def test_verdict__resume_with_more_seeds_adds_pairs_and_records_the_look(tmp_pat
     assert json.loads((out / "request.json").read_text())["extended"] == verdict["extended"]
 
 
+def test_verdict__an_interrupted_extension_records_no_second_look(tmp_path):
+    # 2 pairs -> a verdict; extended to 3 but cut short (verdict.json still the 2-pair one); then to 4.
+    from contrastlab.experiments.verdict import _prepare
+    from contrastlab.train.rundir import RunDir
+
+    request = {"recipe": "r.yaml", "treatment": ["objective.supcon.weight=0.5"], "seeds": 3}
+    (tmp_path / "request.json").write_text(json.dumps({**request, "extended": [{"from_seeds": 2,
+                                                                                  "after_verdict": True}]}))
+    (tmp_path / "verdict.json").write_text(json.dumps({"seeds": [0, 1]}))
+    extended = _prepare(RunDir(tmp_path), {**request, "seeds": 4}, overwrite=False, resume=True)
+    assert extended == [{"from_seeds": 2, "after_verdict": True}, {"from_seeds": 3, "after_verdict": False}]
+    assert json.loads((tmp_path / "request.json").read_text())["seeds"] == 4
+
+
 def test_verdict__extension_sentence_says_whether_a_look_was_taken():
     from contrastlab.experiments.verdict import extension_sentence
 

@@ -423,8 +423,9 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
                         "same recipe, treatment, seeds and overrides (or more --seeds, to add pairs), or use "
                         "--overwrite"
                     )
-                extended = [*extended, {"from_seeds": before["seeds"],
-                                        "after_verdict": (out.path / "verdict.json").is_file()}]  # fmt: skip
+                written = out.path / "verdict.json"  # the smaller verdict's, if it got that far
+                seen = len(json.loads(written.read_text())["seeds"]) if written.is_file() else 0
+                extended.append({"from_seeds": before["seeds"], "after_verdict": seen == before["seeds"]})
     write_json({**request, "extended": extended} if extended else request, recorded)
     return extended
 
