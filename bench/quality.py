@@ -72,6 +72,10 @@ ROWS = {
     "peptides_residue": Row("Antimicrobial peptides vs UniProt (modlamp), random 15% test; GINE on residue graphs, "
                             "ensembles of 5 seeds", ["recipes/amp_residue.yaml"], ["auroc", "accuracy"], "higher",
                             ["fingerprint_rf", "peptide_rf"], ensemble=5),
+    "peptides_residue_deep": Row("Antimicrobial peptides vs UniProt (modlamp), random 15% test; GINE on residue "
+                                 "graphs, six layers, ensembles of 5 seeds", ["recipes/amp_residue_deep.yaml"],
+                                 ["auroc", "accuracy"], "higher", ["fingerprint_rf", "peptide_rf"],
+                                 ["trainer.threads=1"], ensemble=5),
     "mp_gap": Row("mp_gap band gap (eV), 4,000 compositions", ["recipes/fusion/mp_gap_fusion.yaml"], ["mae"],
                   "lower", ["composition_rf", "tfidf_lr"]),
     "mp_gap_10k": Row("mp_gap band gap (eV), 10,000 compositions", ["recipes/fusion/mp_gap_fusion.yaml"], ["mae"],
