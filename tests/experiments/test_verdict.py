@@ -86,7 +86,8 @@ def test_verdict__refuses_an_existing_verdict_without_overwrite_or_resume(tmp_pa
     assert cli_main(args) == 0
     (out / "report.html").write_text("an old report")
     assert cli_main(args) == 2
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--resume" in err and "larger --seeds" in err  # how to add pairs to a weak verdict, too
     assert cli_main([*args, "--overwrite"]) == 0
     assert not (out / "report.html").exists()  # the old verdict went, all of it
 

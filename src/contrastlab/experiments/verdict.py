@@ -406,8 +406,9 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
         if not (overwrite or resume):
             raise RunDirError(
                 f"{out.path} already holds {'a verdict' if ours else 'files'} ({', '.join(held[:4])});"
-                " --resume finishes an interrupted verdict (complete seeds are kept), --overwrite deletes it "
-                "and starts over, or choose another --out"
+                " --resume finishes an interrupted verdict (complete seeds are kept) or, with a larger "
+                "--seeds, adds seed pairs to it; --overwrite deletes it and starts over; or choose another "
+                "--out"
             )
         if not ours:
             raise RunDirError(f"{out.path} holds files that are not a verdict's; choose another --out")
