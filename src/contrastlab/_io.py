@@ -1,4 +1,5 @@
-"""Files written whole or not at all: what checkpoints, run files and the on-disk caches share.
+"""Files written whole or not at all (what checkpoints, run files and the on-disk caches share), and files
+read from users that fail with one clear error (:func:`reading`).
 
 A file is written to a temporary name beside its target (``.<name>.<random>``), flushed to disk and
 renamed over the target, so a process killed at any moment leaves the old file or the new one, never
@@ -7,6 +8,7 @@ half of one. The new file gets the permissions the umask allows (0644 by default
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -17,7 +19,16 @@ from typing import IO, Any, TypeVar
 
 import torch
 
-__all__ = ["atomic_write", "cache_root", "is_temporary", "load_cache", "save_cache"]
+__all__ = [
+    "UnreadableFileError",
+    "atomic_write",
+    "cache_root",
+    "is_temporary",
+    "load_cache",
+    "read_json",
+    "reading",
+    "save_cache",
+]
 
 T = TypeVar("T")
 
@@ -86,3 +97,68 @@ def load_cache(path: Path, parse: Callable[[dict[str, Any]], T]) -> T | None:
         )
         path.unlink(missing_ok=True)
         return None
+
+
+class UnreadableFileError(ValueError):
+    """A file a user handed us that cannot be read, or is not in the format expected; the message names the
+    file and the format."""
+
+
+#: Hints in library errors that would have a user switch a safety check off; never passed on.
+_UNSAFE_HINTS = ("allow_pickle", "weights_only", "pickle")
+
+
+def _why(exc: BaseException) -> str:
+    """The cause of a parse failure in a few words, never advice to disable a safety check."""
+    text = str(exc).strip()
+    if any(hint in text for hint in _UNSAFE_HINTS):
+        return "it holds pickled Python objects, which contrastlab never loads"
+    first = text.splitlines()[0][:160] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+@contextmanager
+def reading(
+    path: str | Path, expected: str, *, error: type[Exception] = UnreadableFileError
+) -> Iterator[None]:
+    """Turns any failure inside the block, while ``path`` is read and parsed, into one ``error`` naming the
+    file and ``expected`` (what the file should be, e.g. "a YAML recipe"). Validate what was parsed after the
+    block: an error of our own there keeps its traceback.
+
+    Example:
+        >>> with reading("model.pt", "a checkpoint"):
+        ...     raise EOFError("Ran out of input")
+        Traceback (most recent call last):
+        ...
+        contrastlab._io.UnreadableFileError: model.pt is not a checkpoint (EOFError: Ran out of input)
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory; expected {expected}") from None
+    except PermissionError:
+        raise error(f"{path} cannot be read (permission denied)") from None
+    except MemoryError:
+        raise error(f"{path} is not {expected} (it asked for more memory than there is)") from None
+    except Exception as exc:  # anything a parser raises on garbage: the file is not what was expected
+        raise error(f"{path} is not {expected} ({_why(exc)})") from None
+
+
+def read_json(path: Path, expected: str, *, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object from ``path`` (a result contrastlab wrote: verdict.json, sweep.json, metrics.json ...)
+    holding at least ``keys``.
+
+    Raises:
+        UnreadableFileError: the file cannot be read, is not JSON, or not an object with those keys.
+    """
+    with reading(path, expected):
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict):
+        kind = type(loaded).__name__
+        raise UnreadableFileError(f"{path} is not {expected} (it holds a JSON {kind}, not an object)")
+    missing = [k for k in keys if k not in loaded]
+    if missing:
+        raise UnreadableFileError(f"{path} is not {expected} (it has no {', '.join(map(repr, missing))})")
+    return loaded

@@ -287,6 +287,8 @@ def _summary(result: object) -> None:
     print(f"best {best.get('metric')} = {best.get('value'):.4f} at epoch {best.get('epoch')}")
     if result.test:
         print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in result.test.items()))
+    if result.diverged:
+        print(f"WARNING: the run diverged: {result.diverged}; its metrics are those of a broken run")
 
 
 def _seeds(text: str) -> int | str:
@@ -524,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         plugins.load_entry_points()
-        plugins.load_plugins(getattr(args, "plugin", None) or [])
+        plugins.load_plugins(getattr(args, "plugin", None) or [], command=f"contrastlab {args.command}")
         return int(args.fn(args))
     except Exception as exc:  # known user errors print cleanly; anything else keeps its traceback
         from contrastlab.data.sources import MissingDataPackage

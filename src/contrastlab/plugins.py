@@ -11,11 +11,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginError", "load_entry_points", "load_plugins", "loaded"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginError",
+    "PluginImportError",
+    "load_entry_points",
+    "load_plugins",
+    "loaded",
+]
 
 ENTRY_POINT_GROUP = "contrastlab.plugins"
 _loaded: list[str] = []
@@ -25,16 +33,25 @@ class PluginError(RuntimeError):
     """A plugin that cannot be found."""
 
 
+class PluginImportError(RuntimeError):
+    """A plugin that raised while it was imported: a bug in the plugin, reported with its traceback (the
+    cause) and a last line naming the plugin and the command."""
+
+
 def loaded() -> list[str]:
     """The plugins loaded in this process, in order (what a run records)."""
     return list(_loaded)
 
 
-def load_plugins(specs: Iterable[str]) -> None:
+def load_plugins(specs: Iterable[str], *, command: str = "contrastlab") -> None:
     """Imports each plugin: a ``.py`` file path or an importable module name (each once per process).
 
+    Args:
+        command: What loads them, for the error of a plugin that fails (``contrastlab train``).
+
     Raises:
-        PluginError: no such file or module. (An error inside a plugin propagates with its traceback.)
+        PluginError: no such file or module.
+        PluginImportError: the plugin raised; its error is the cause, with its traceback.
     """
     for spec in specs:
         if spec in _loaded:
@@ -49,13 +66,26 @@ def load_plugins(specs: Iterable[str]) -> None:
                 raise PluginError(f"--plugin {spec}: not a Python file")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
-            module_spec.loader.exec_module(module)  # an error in the plugin keeps its own traceback
+            with _named(spec, command):  # an error in the plugin keeps its own traceback
+                module_spec.loader.exec_module(module)
             spec = str(path.resolve())
         else:
             if importlib.util.find_spec(spec) is None:
                 raise PluginError(f"--plugin {spec}: no module of that name (give a module or a .py file)")
-            importlib.import_module(spec)
+            with _named(spec, command):
+                importlib.import_module(spec)
         _loaded.append(spec)
+
+
+@contextmanager
+def _named(spec: str, command: str) -> Iterator[None]:
+    """An error raised while a plugin is imported keeps its traceback, with one line after it naming the
+    plugin and the command that loaded it."""
+    try:
+        yield
+    except Exception as exc:
+        raise PluginImportError(f"`{command}` could not import the plugin {spec}: it raised "
+                                f"{type(exc).__name__} (the plugin's traceback is above)") from exc
 
 
 def load_entry_points() -> None:

@@ -54,7 +54,9 @@ def test_runs_and_baselines_train_on_the_same_budget(tmp_path):
     from contrastlab.train import train
     from tests.train.test_trainer import TINY
 
-    raw = {**TINY, "data": {**TINY["data"], "train_labels": 6}, "trainer": {**TINY["trainer"], "epochs": 1}}
+    # 18 training rows: batches of 9 (TINY's 24 made epochs with no step, refused since)
+    raw = {**TINY, "data": {**TINY["data"], "train_labels": 6},
+           "trainer": {**TINY["trainer"], "epochs": 1, "batch_size": 9}}
     config = validate_config(raw)
     train(config, tmp_path / "run", progress=False, quiet=True)
     features_linear(config, tmp_path / "lr")

@@ -299,3 +299,14 @@ def test_sentence__names_an_interval_level_that_is_not_a_whole_percent():
     assert "99.5% CI" in c.sentence() and "100%" not in c.sentence()
     assert "the 99% interval" in c.sentence()  # TOST at alpha 0.005 is a 1 - 2 * alpha = 99% interval
     assert "95% CI" in paired_comparison([1.0, 2.0, 3.0], [1.5, 2.1, 3.4], metric="m").sentence()
+
+
+def test_sentence__pairs_that_all_moved_alike_say_so_rather_than_a_detectable_effect_of_zero():
+    # Every seed 0.01 better: the spread is 0, so a "minimum detectable effect" would be ±0.
+    alike = paired_comparison([0.8, 0.8, 0.8], [0.81, 0.81, 0.81]).sentence()
+    assert "every pair differed by exactly +0.01" in alike and "needs 6 or more such pairs" in alike
+    assert "±0 " not in alike and "were detectable" not in alike
+    same = paired_comparison([0.8, 0.8, 0.8], [0.8, 0.8, 0.8]).sentence()
+    assert "every pair gave both arms the same value" in same
+    inconclusive = paired_comparison([0.8] * 3, [0.81] * 3, smallest_effect=0.001).sentence()
+    assert inconclusive.startswith("inconclusive") and "were detectable" not in inconclusive

@@ -427,3 +427,13 @@ def test_verdict__two_workers_share_its_seed_pairs_through_postgresql(tmp_path):
     assert every == sorted((arm, str(k)) for arm in ("baseline", "treatment") for k in range(3))  # each once
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["seeds"] == [0, 1, 2] and len(verdict["comparisons"][0]["baseline"]) == 3
+
+
+def test_format_verdict__names_every_run_that_diverged():
+    from contrastlab.experiments.verdict import format_verdict
+
+    diverged = [{"arm": "treatment", "seed": 1, "why": "the training loss grew to 2e+08"}]
+    verdict = {"comparisons": [], "stage_cka_mean": {"encoder.0": 0.9}, "seeds": [0, 1], "diverged": diverged}
+    text = format_verdict(verdict)
+    assert "WARNING: the treatment arm's seed 1 diverged (the training loss grew to 2e+08)" in text
+    assert "WARNING" not in format_verdict({**verdict, "diverged": []})

@@ -22,7 +22,12 @@ class _Interrupted(Exception):
 
 
 def _interrupt_first_step(monkeypatch):
+    real, calls = terms_module.supcon, {"n": 0}
+
     def boom(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the check before the run starts (loop.dry_step), which trains nothing
+            return real(*args, **kwargs)
         raise _Interrupted
 
     monkeypatch.setattr(terms_module, "supcon", boom)
@@ -133,3 +138,23 @@ def test_resume__a_recipe_in_place_of_the_recorded_config_is_a_clear_error(tmp_p
     (run / "config.yaml").write_text(yaml.safe_dump(TINY))
     assert cli_main(["resume", str(run)]) == 2
     assert "not a run's recorded config" in capsys.readouterr().err
+
+
+def test_resume__a_directory_that_cannot_be_read_is_one_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from contrastlab.train.api import recorded_run
+    from contrastlab.train.rundir import RunDir, RunDirError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    real = Path.is_file
+
+    def denied(self):
+        if self.parent == run:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)  # a directory without search permission, as root cannot be
+    with pytest.raises(RunDirError, match=r"cannot be read \(Permission denied\)"):
+        recorded_run(RunDir(run))

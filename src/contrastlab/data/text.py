@@ -191,8 +191,9 @@ def text_dataset(
     With ``task="regression"`` each label is a number (the text's target); a label that is not one is a bad
     record, and ``subsample`` draws uniformly.
 
-    Labels are words; they map to 0..C-1 in the order of ``class_names`` (default: sorted). An empty text
-    or a label outside ``class_names`` is an error naming its row, or with ``on_error="skip"`` a skipped
+    Labels are words; they map to 0..C-1 in the order of ``class_names`` (default: sorted). An empty text,
+    an empty label or a label outside ``class_names`` is an error naming its row (every empty label's), or
+    with ``on_error="skip"`` a skipped
     record, reported in a warning and kept in ``dataset.skipped``. ``subsample`` keeps that many records,
     stratified by label and drawn with ``subsample_seed`` (the rest are counted in ``excluded``).
 
@@ -207,7 +208,15 @@ def text_dataset(
     if task == "regression":
         return _regression_texts(name, rows, on_error=on_error, source=source, excluded=excluded,
                                  subsample=subsample, subsample_seed=subsample_seed)  # fmt: skip
-    names = list(class_names) if class_names is not None else sorted({label for _, _, label in rows})
+    unlabelled = [row for row, _, label in rows if not label.strip()]
+    if unlabelled and on_error == "raise":
+        shown = ", ".join(str(row) for row in unlabelled[:10]) + (", ..." if len(unlabelled) > 10 else "")
+        raise ValueError(
+            f"{source or name}: {len(unlabelled)} record(s) have an empty label (rows {shown}); fill them, "
+            "or leave those records out with data.options.on_error=skip"
+        )
+    names = (list(class_names) if class_names is not None
+             else sorted({label for _, _, label in rows if label.strip()}))  # fmt: skip
     index = {label: i for i, label in enumerate(names)}
     texts: list[str] = []
     labels: list[int] = []
@@ -216,6 +225,8 @@ def text_dataset(
         reason = None
         if not text or not text.strip():
             reason = "empty text"
+        elif not label.strip():
+            reason = "empty label"
         elif label not in index:
             reason = f"label {label!r} is not one of {names}"
         if reason is not None:

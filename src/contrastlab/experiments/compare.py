@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from contrastlab._io import read_json
+from contrastlab.experiments.schemas import load_result
 from contrastlab.train.checkpoint import read_history, write_json
 from contrastlab.train.diagnose import generalization_gap
 from contrastlab.train.rundir import RunDir
@@ -42,7 +43,7 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
         files = RunDir(run_dir)
         if not files.is_complete():
             raise FileNotFoundError(f"{run_dir} has no metrics.json: is it a finished contrastlab run?")
-        metrics = json.loads(files.metrics.read_text())
+        metrics = load_result(files.metrics, "metrics")
         has_history = files.history.is_file()  # baselines (e.g. a fingerprint forest) have none
         history = read_history(files.history) if has_history else []
         histories[name] = history
@@ -62,7 +63,7 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
         }
         diag_file = files.diagnostics
         if diag_file.is_file():
-            diag = json.loads(diag_file.read_text())["embedding"]
+            diag = read_json(diag_file, "a run's diagnostics.json", keys=("embedding",))["embedding"]
             row["diagnostics"] = {k: v for k in _DIAGNOSTICS if (v := _dig(diag, k)) is not None}
         runs.append(row)
     result: dict[str, Any] = {"runs": runs}

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from contrastlab.experiments.schemas import load_result
 from contrastlab.experiments.stats import percent
 from contrastlab.train.checkpoint import atomic_write
 
@@ -129,7 +130,7 @@ def read_curve(directory: str | Path) -> dict[str, Any]:
         KeyError: a point's verdict did not compare the curve's metric.
     """
     root = Path(directory)
-    curve: dict[str, Any] = json.loads((root / CURVE_FILE).read_text())
+    curve = load_result(root / CURVE_FILE, "curve")
     for point in curve["points"]:
         where = root / point["verdict"]
         if not (where / "verdict.json").is_file():
@@ -138,7 +139,7 @@ def read_curve(directory: str | Path) -> dict[str, Any]:
                 "(its verdict has not finished; `contrastlab verdict ... --resume` finishes it)"
             )
         try:
-            verdict = json.loads((where / "verdict.json").read_text())
+            verdict = load_result(where / "verdict.json", "verdict")
             point["summary"] = summarize_verdict(verdict, curve["metric"])
         except KeyError as exc:
             raise KeyError(f"point {point['label']!r} ({where}): {exc.args[0]}") from None

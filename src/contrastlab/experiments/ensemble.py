@@ -15,7 +15,6 @@ directory like a baseline's: ``metrics.json`` (``test``, ``final`` with the ``va
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,12 +25,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from contrastlab._io import read_json
+from contrastlab.experiments.schemas import load_result
 from contrastlab.train.build import TargetScale, make_model
 from contrastlab.train.checkpoint import load_checkpoint, write_json, write_yaml
 from contrastlab.train.diagnose import dataset_of, run_config
 from contrastlab.train.evaluate import predict
 from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.rundir import RunDir, RunDirError, fitted_metrics
+
+SPLIT_FILE = "a run's split.json (as contrastlab train writes it)"
 
 __all__ = ["ensemble_runs"]
 
@@ -74,13 +77,13 @@ def ensemble_runs(
                              "ensemble averages finished runs")  # fmt: skip
     configs = [run_config(m) for m in members]
     first = configs[0]
-    split = json.loads(RunDir(members[0]).split.read_text())
+    split = read_json(RunDir(members[0]).split, SPLIT_FILE)
     for m, config in zip(members[1:], configs[1:], strict=True):
         if config.data != first.data or config.objective.task != first.objective.task:
             raise ValueError(f"{m} was trained on other data settings or another task than {members[0]} "
                              f"(data {config.data.model_dump()} task {config.objective.task!r}); an ensemble "
                              "averages runs of one task on one dataset")  # fmt: skip
-        if json.loads(RunDir(m).split.read_text()) != split:
+        if read_json(RunDir(m).split, SPLIT_FILE) != split:
             raise ValueError(f"{m} used another split than {members[0]} (split.json differs); an ensemble "
                              "averages predictions for the same rows")  # fmt: skip
     data = dataset if dataset is not None else dataset_of(first)
@@ -142,7 +145,7 @@ def _predictions(run: Path, config: Any, data: Any, parts: list[Tensor]) -> list
     model.load_state_dict(load_checkpoint(RunDir(run).best)["model"])
     scale = TargetScale()
     if data.task == "regression":
-        saved = json.loads(RunDir(run).metrics.read_text()).get("target_scale")
+        saved = load_result(RunDir(run).metrics, "metrics").get("target_scale")
         if saved is None:
             raise ValueError(f"{run}/metrics.json has no target_scale; its predictions cannot be put back in "
                              "the targets' units")  # fmt: skip

@@ -140,8 +140,16 @@ class PairedComparison:
                 text += "; the difference is real but smaller than the smallest effect that matters"
         elif self.verdict == "inconclusive":
             text = (f"inconclusive: {effect}; the interval reaches beyond ±{self.smallest_effect:.4g}, so "
-                    f"neither an effect nor its absence is shown (effects of about ±"
-                    f"{self.minimum_detectable_effect:.3g} were detectable with these seeds)")  # fmt: skip
+                    "neither an effect nor its absence is shown")  # fmt: skip
+            if bounded:
+                mde = self.minimum_detectable_effect
+                text += f" (effects of about ±{mde:.3g} were detectable with these seeds)"
+        elif self.verdict == "no detectable effect" and not bounded:
+            pairs = math.ceil(math.log2(2 / self.alpha) + 1e-9)
+            text = f"no detectable effect: {effect}; " + (
+                "every pair gave both arms the same value" if self.mean_difference == 0 else
+                f"every pair differed by exactly {self.mean_difference:+.4g}, so no interval can be formed "
+                f"from the spread, and the exact sign-flip test needs {pairs} or more such pairs to call it")
         elif self.verdict == "no detectable effect":
             text = (
                 f"no detectable effect: {effect}; with these seeds only effects of about "

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from contrastlab.experiments.schemas import load_result
 from contrastlab.experiments.stats import (
     PairedComparison,
     SequentialPlan,
@@ -291,6 +292,10 @@ def run_verdict(
         }
         if extended:
             verdict["extended"] = extended
+        diverged = [{**trainer.diverged[(arm, k)], "arm": arm, "seed": k}
+                    for k in seed_list for arm in ("baseline", "treatment") if (arm, k) in trainer.diverged]
+        if diverged:  # runs that stayed finite but did not learn: their values are in the table
+            verdict["diverged"] = diverged
         write_json(verdict, out.path / "verdict.json")
         finish_group(config.trainer, out.path, _tracked(verdict), [out.path / "verdict.json"])
     return verdict
@@ -351,7 +356,7 @@ def plan_seeds(directory: str | Path, smallest_effect: float | str | dict[str, f
     path = Path(directory) / "verdict.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --plan reads a finished (or pilot) verdict")
-    verdict = json.loads(path.read_text())
+    verdict = load_result(path, "verdict")
     task = [c for c in verdict["comparisons"] if c.get("family") == "task"]
     baseline = {c["metric"]: c["baseline"] for c in task}
     primary = verdict.get("primary") or (task[0]["metric"] if task else "")
@@ -415,7 +420,7 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
         if overwrite:
             out.clear()
         elif recorded.is_file():
-            before = json.loads(recorded.read_text())
+            before = load_result(recorded, "request")
             extended = before.pop("extended", [])
             if before != request:
                 if not _more_seeds(before, request):
@@ -425,7 +430,7 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
                         "--overwrite"
                     )
                 written = out.path / "verdict.json"  # the smaller verdict's, if it got that far
-                seen = len(json.loads(written.read_text())["seeds"]) if written.is_file() else 0
+                seen = len(load_result(written, "verdict")["seeds"]) if written.is_file() else 0
                 extended.append({"from_seeds": before["seeds"], "after_verdict": seen == before["seeds"]})
     write_json({**request, "extended": extended} if extended else request, recorded)
     return extended
@@ -454,6 +459,8 @@ class _Arms:
         # A seed this process already trained and diagnosed (a --storage worker reads every seed back at
         # the end) is not diagnosed again.
         self._done: dict[int, tuple[dict[str, dict[str, float]], dict[str, float]]] = {}
+        #: (arm, seed) -> {"why": ...} for the runs that diverged though every step stayed finite.
+        self.diverged: dict[tuple[str, int], dict[str, str]] = {}
 
     def seed(self, k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
         if k not in self._done:
@@ -471,8 +478,8 @@ class _Arms:
             self._link(run, key, f"{arm} seed {k}")
             self.bar.start(f"{arm} seed {k}", config.trainer.epochs)
             if run.is_complete():  # a resumed verdict keeps what finished (or another verdict did)
-                metrics = json.loads(run.metrics.read_text())
-                test, best = metrics["test"], metrics["best"]
+                metrics = load_result(run.metrics, "metrics")
+                test, best, diverged = metrics["test"], metrics["best"], metrics.get("diverged")
             else:
                 if not self.show:
                     print(f"[verdict] {arm} seed {k}: {' '.join([recipe_name(recipe), *arm_overrides])}",
@@ -480,7 +487,9 @@ class _Arms:
                 result = train(config, run.path, raw_config=raw, override_note=arm_overrides, progress=False,
                                quiet=self.show, on_epoch=self.bar.epoch, resume=run.last.is_file(),
                                overwrite=run.holds_run(), model=self.model, dataset=self.dataset)  # fmt: skip
-                test, best = result.test, result.best
+                test, best, diverged = result.test, result.best, result.diverged
+            if diverged:
+                self.diverged[(arm, k)] = {"why": diverged}
             if self.shared is not None:
                 self.shared.setdefault(key, run.path.resolve())
             row = {f"test.{m}": v for m, v in test.items()}
@@ -613,6 +622,9 @@ def format_verdict(verdict: dict[str, Any]) -> str:
                      f"α={sequential['alpha_per_look']:.3g}")  # fmt: skip
     if verdict.get("extended"):
         lines.append(extension_sentence(verdict["extended"], len(verdict["seeds"])))
+    for run in verdict.get("diverged", []):
+        lines.append(f"WARNING: the {run['arm']} arm's seed {run['seed']} diverged ({run['why']}); its "
+                     "values are in the table above")  # fmt: skip
     primary = next((c for c in verdict["comparisons"] if c["metric"] == verdict.get("primary")), None)
     if primary is not None:
         lines.append(f"\nPrimary metric {primary['metric']}: {primary['sentence']}")

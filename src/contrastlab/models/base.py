@@ -92,6 +92,7 @@ class ContrastiveModel(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.embedding_dim = embedding_dim
         if head not in ("linear", "cosine"):
             raise ValueError(f"head={head!r}; expected 'linear' or 'cosine'")
         self.head: nn.Module = nn.Linear(embedding_dim, num_outputs) if head == "linear" else CosineHead(
@@ -194,12 +195,14 @@ def build_model(
 ) -> ContrastiveModel:
     """Builds a registered model by name (configs never name an import path).
 
-    A registered factory that does not take ``embedding_dim`` chooses its own width: the encoder's
-    ``output_dim``, else one forward of ``example()`` (a batch of two inputs) tells it.
+    A registered factory's encoder may choose its own width (one that ignores ``embedding_dim``): the
+    encoder's ``output_dim``, else one forward of ``example()`` (a batch of two inputs) tells it. A factory
+    whose signature names ``embedding_dim`` and returns another width is refused.
 
     Raises:
         UnknownNameError: unknown model name.
-        ValueError: options the encoder does not take.
+        ValueError: options the encoder does not take; a factory that takes ``embedding_dim`` and returns
+            an encoder of another width (naming both).
     """
     if name not in _MODELS:
         raise UnknownNameError(f"no model named {name!r} (available: {', '.join(model_names())}; your own: "
@@ -219,10 +222,29 @@ def build_model(
         encoder = factory(**kwargs)
     except TypeError as exc:
         raise ValueError(f"model.name={name!r} does not accept these options: {exc}") from None
-    own_width = "embedding_dim" not in kwargs and getattr(encoder, "output_dim", None) is None
-    return wrap_encoder(encoder, num_outputs=num_outputs, projection_dim=projection_dim, head=head,
-                        num_auxiliary=num_auxiliary, embedding_dim=None if own_width else embedding_dim,
-                        example=example() if own_width and example is not None else None)  # fmt: skip
+    # A registered factory's encoder is as wide as what it returns (it may ignore embedding_dim): one
+    # forward of the example tells, as for an encoder passed from Python.
+    own_width = not isinstance(entry, str) and getattr(encoder, "output_dim", None) is None
+    model = wrap_encoder(encoder, num_outputs=num_outputs, projection_dim=projection_dim, head=head,
+                         num_auxiliary=num_auxiliary, embedding_dim=embedding_dim,
+                         example=example() if own_width and example is not None else None)  # fmt: skip
+    if own_width and model.embedding_dim != embedding_dim and _names_parameter(factory, "embedding_dim"):
+        raise ValueError(
+            f"model.name={name!r}: the registered factory {getattr(factory, '__qualname__', factory)!r} "
+            f"takes embedding_dim={embedding_dim} but returned an encoder whose embeddings are "
+            f"{model.embedding_dim} wide; make it honour embedding_dim (or set model.embedding_dim="
+            f"{model.embedding_dim})"
+        )
+    return model
+
+
+def _names_parameter(factory: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
 
 
 _STANDARD = ("num_features", "embedding_dim", "hidden_dims", "dropout")

@@ -28,11 +28,12 @@ from typing import Any
 
 from torch import nn
 
+from contrastlab._io import reading
 from contrastlab.train.config import TrainConfig, apply_overrides, load_config, validate
 from contrastlab.train.rundir import RunDir, RunDirError
 from contrastlab.train.trainer import RunResult, train
 
-__all__ = ["fit", "resolve_config", "resume"]
+__all__ = ["fit", "recorded_run", "resolve_config", "resume"]
 
 
 def resolve_config(recipe: str | Path | dict[str, Any] | TrainConfig | None, overrides: Sequence[str] = ()
@@ -95,6 +96,42 @@ def fit(
                  dataset=dataset)  # fmt: skip
 
 
+def recorded_run(run: RunDir) -> dict[str, Any]:
+    """What a run directory's config.yaml records (``config``, ``raw``, ``overrides``, ``plugins``, ``meta``).
+
+    Raises:
+        RunDirError: the directory does not exist or cannot be read, nothing was saved in it yet, or its
+            config.yaml is not one that contrastlab train writes.
+    """
+    import yaml
+
+    try:
+        exists, started = run.path.exists(), run.config.is_file()
+    except OSError as exc:  # e.g. a directory that cannot be searched
+        raise RunDirError(f"{run.path} cannot be read ({exc.strerror or exc})") from None
+    if not exists:
+        raise RunDirError(f"{run.path} does not exist: there is no run to resume (contrastlab train starts "
+                          "one)")  # fmt: skip
+    if not started:
+        raise RunDirError(f"{run.path} holds no run to resume: nothing was saved there yet (no config.yaml; "
+                          "a run stopped before its first save, or not a run directory); contrastlab train "
+                          "starts it again")  # fmt: skip
+    with reading(run.config, "a run's config.yaml (as contrastlab train writes it)", error=RunDirError):
+        saved = yaml.safe_load(run.config.read_text(encoding="utf-8"))
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise RunDirError(
+            f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
+            f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
+        )
+    loaded = saved.get("plugins") or []
+    if not (isinstance(loaded, list) and all(isinstance(p, str) for p in loaded)):
+        raise RunDirError(f"{run.config}: its 'plugins' are {loaded!r}, not a list of plugin files or "
+                          "modules")  # fmt: skip
+    if not isinstance(saved.get("raw", {}), dict):
+        raise RunDirError(f"{run.config}: its 'raw' recipe is not a mapping")
+    return saved
+
+
 def resume(
     run_dir: str | Path,
     overrides: Sequence[str] = (),
@@ -118,33 +155,21 @@ def resume(
             objects resumed without them.
         CheckpointError: an unreadable checkpoint.
     """
-    import yaml
-
     from contrastlab import plugins
 
     run = RunDir(run_dir)
-    if not run.config.is_file():
-        raise RunDirError(f"{run.path} has no config.yaml; is it a contrastlab run directory?")
-    try:
-        saved = yaml.safe_load(run.config.read_text())
-    except yaml.YAMLError as exc:
-        raise RunDirError(f"{run.config} is not valid YAML ({exc}); contrastlab did not write it") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-        raise RunDirError(
-            f"{run.config} is not a run's recorded config (no 'config' mapping; a recipe?). resume continues "
-            f"a run that `contrastlab train` started; to start one from a recipe: contrastlab train RECIPE"
-        )
-    recorded = saved["config"]
-    missing = [f"{what} {recorded[part]['name']}" for what, part, given in
-               (("model", "model", model), ("dataset", "data", dataset))
-               if str(recorded[part]["name"]).startswith("python:") and given is None]  # fmt: skip
+    saved = recorded_run(run)
+    # what the run registered its model, data or terms with
+    plugins.load_plugins(saved.get("plugins") or [], command="contrastlab resume")
+    config = validate(apply_overrides(saved["config"], list(overrides)))  # the recorded, resolved config
+    missing = [f"{what} {name}" for what, name, given in
+               (("model", config.model.name, model), ("dataset", config.data.name, dataset))
+               if name.startswith("python:") and given is None]  # fmt: skip
     if missing:
         raise RunDirError(
             f"{run.path} was trained on {' and '.join(missing)} passed from Python; resume it with the same "
             "objects: contrastlab.resume(run_dir, model=..., dataset=...)"
         )
-    plugins.load_plugins(saved.get("plugins") or [])  # what the run registered its model, data or terms with
-    config = validate(apply_overrides(recorded, list(overrides)))  # the recorded, fully resolved config
     if dataset is not None:
         from contrastlab.data.tables import as_dataset
 

@@ -23,7 +23,7 @@ from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_
 from contrastlab.data.splits import label_budget, scaffold_split
 from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
-from contrastlab.train.checkpoint import load_checkpoint
+from contrastlab.train.checkpoint import CheckpointError, load_checkpoint
 from contrastlab.train.config import MoCoTermConfig, TrainConfig, TrainerConfig
 from contrastlab.train.objective import CLASSIFICATION_TASKS, Objective
 from contrastlab.train.rundir import RunDir
@@ -34,6 +34,7 @@ __all__ = [
     "augment_view",
     "batch_inputs",
     "build_parts",
+    "check_batch_size",
     "check_param_groups",
     "check_task",
     "forward_views",
@@ -123,6 +124,7 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
         model = distributed.convert_batchnorm(model)  # type: ignore[assignment]
     model = model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
+    check_batch_size(tc.batch_size, int(train_idx.shape[0]), world)
     if tc.sampler.name == "class_balanced":
         if data.task != "classification":
             raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
@@ -166,6 +168,30 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
         device=device, amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp), rank=rank,
         world=world,
     )  # fmt: skip
+
+
+def check_batch_size(batch_size: int, train_rows: int, world: int = 1) -> None:
+    """An epoch has ``train_rows // batch_size`` batches: the last partial batch is dropped (contrastive
+    losses and ``gather_distributed`` want equal batches), so a batch larger than the training set would
+    make epochs with no optimiser step.
+
+    Raises:
+        ValueError: naming ``trainer.batch_size``, the training rows and the largest batch that trains.
+
+    Example:
+        >>> try:
+        ...     check_batch_size(512, 480)
+        ... except ValueError as error:
+        ...     print(str(error).split(";")[-1])
+         the largest batch that trains is 480
+    """
+    if batch_size > train_rows:
+        largest = train_rows - train_rows % world
+        raise ValueError(
+            f"trainer.batch_size={batch_size} is larger than the {train_rows} training rows, so an epoch "
+            "would have no optimiser step (the last partial batch of an epoch is dropped); the largest batch "
+            f"that trains is {largest}" + (f" (a multiple of the {world} processes)" if world > 1 else "")
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -307,7 +333,10 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
     path = Path(source)
     if path.is_dir():
         path = RunDir(path).best
-    state = load_checkpoint(path)["model"]
+    state = load_checkpoint(path).get("model")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no model weights; model.init_from takes a run directory or the "
+                              "checkpoint of one")  # fmt: skip
     encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     # a module may take a pretrained state of another shape (under each of its names: the state has them all)
     for name, module in model.encoder.named_modules(remove_duplicate=False):

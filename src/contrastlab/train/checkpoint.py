@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from contrastlab._io import atomic_write
+from contrastlab._io import UnreadableFileError, atomic_write, reading
 
 __all__ = [
     "FORMAT",
@@ -60,13 +60,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    try:
+    expected = "a readable contrastlab checkpoint (truncated, corrupted, or written by another program)"
+    with reading(path, expected, error=CheckpointError):  # truncated zip, pickle with code, random bytes...
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, random bytes...
-        raise CheckpointError(
-            f"{path} is not a readable contrastlab checkpoint (truncated, corrupted, or written by another "
-            f"program): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a {FORMAT} file (found format {found!r})")
@@ -172,8 +168,13 @@ def write_history(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def read_history(path: Path) -> list[dict[str, float | str]]:
-    """Reads ``history.csv`` back, numbers as floats."""
-    with path.open() as handle:
+    """Reads ``history.csv`` back, numbers as floats.
+
+    Raises:
+        UnreadableFileError: not a CSV file, rows longer or shorter than the header, or no numbered epochs.
+    """
+    expected = "a run's history.csv (one row per epoch, as contrastlab train writes it)"
+    with reading(path, expected), path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
 
     def value(text: str) -> float | str:
@@ -182,4 +183,11 @@ def read_history(path: Path) -> list[dict[str, float | str]]:
         except ValueError:
             return text
 
-    return [{k: value(v) for k, v in row.items()} for row in rows]
+    ragged = next((i + 1 for i, row in enumerate(rows) if None in row or None in row.values()), None)
+    if ragged is not None:
+        raise UnreadableFileError(f"{path} is not {expected} (row {ragged} has another number of fields than "
+                                  "the header)")  # fmt: skip
+    history = [{k: value(v) for k, v in row.items()} for row in rows]
+    if any(not isinstance(row.get("epoch"), float) for row in history):
+        raise UnreadableFileError(f"{path} is not {expected} (a row without a numbered epoch)")
+    return history

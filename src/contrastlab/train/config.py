@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from contrastlab._io import reading
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -272,6 +274,9 @@ LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")
 
 class TrainerConfig(_Strict):
     epochs: int = Field(default=10, ge=1)
+    #: Rows per micro-batch (all processes together). An epoch is ``training rows // batch_size`` batches:
+    #: the last partial batch is dropped, so that every batch has as many negatives; a batch larger than
+    #: the training set is refused before the run starts.
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=1e-3, gt=0.0)
     head_lr: float | None = Field(default=None, gt=0.0)
@@ -601,18 +606,33 @@ def extended_recipe(recipe: str | Path | dict[str, Any]) -> Path | None:
     if isinstance(recipe, dict):
         return None
     path = Path(recipe)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"recipe {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    parent = loaded.get("extends") if isinstance(loaded, dict) else None
+    parent = _load_recipe_file(path).get("extends")
     if parent is None:
         return None
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
     return path.parent / parent
+
+
+def _load_recipe_file(path: Path) -> dict[str, Any]:
+    """One recipe file's mapping, as written (its ``extends`` not followed).
+
+    Raises:
+        ConfigError: the file cannot be read, is not YAML, is empty or holds no mapping of settings.
+    """
+    with reading(f"recipe {str(path)!r}", "a YAML recipe (a mapping of settings)", error=ConfigError):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if loaded is None or loaded == {}:  # an empty file would train the built-in defaults
+        raise ConfigError(
+            f"recipe {str(path)!r} is empty (no settings); a recipe names at least its data, e.g. "
+            "`data: {name: blobs}` (contrastlab config prints every setting with its default)"
+        )
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
+    wrong = [key for key in loaded if not isinstance(key, str)]
+    if wrong:
+        raise ConfigError(f"{path}: setting names are words, got {wrong[0]!r}")
+    return loaded
 
 
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -622,15 +642,7 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ConfigError(f"recipes extend each other in a cycle: {chain}")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    except FileNotFoundError:
-        raise ConfigError(f"recipe {str(path)!r} does not exist") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
-    raw: dict[str, Any] = loaded or {}
+    raw = _load_recipe_file(path)
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

@@ -9,16 +9,13 @@ and PNG plots into the run directory.
 from __future__ import annotations
 
 import importlib.util
-import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from contrastlab._io import read_json, reading
 from contrastlab.data import get_dataset
 from contrastlab.diagnostics import alignment, bootstrap_cka, linear_cka
 from contrastlab.diagnostics.summary import plot_projection, summarize
@@ -46,29 +43,28 @@ def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.nda
         raise ValueError(f"{p}: embeddings must be .npz, .npy or .pt, got {p.suffix!r}")
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist")
-    try:  # pickles are never loaded: allow_pickle=False, weights_only=True
+    expected = ("a readable embeddings file: save a matrix with numpy.savez(path, embedding=..., labels=...) "
+                "or torch.save({'embedding': ..., 'labels': ...})")
+    with reading(p, expected):  # pickles are never loaded: allow_pickle=False, weights_only=True
         if p.suffix == ".npy":
-            return _matrix(p, np.load(p, allow_pickle=False)), None
-        if p.suffix == ".npz":
+            data: Any = {key: np.load(p, allow_pickle=False)}
+        elif p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as archive:
-                data: Any = {k: archive[k] for k in archive.files}
+                data = {k: archive[k] for k in archive.files}
         else:
             loaded = torch.load(p, map_location="cpu", weights_only=True)
             if isinstance(loaded, torch.Tensor):
-                return _matrix(p, loaded.double().numpy()), None
+                loaded = {key: loaded}
             if not isinstance(loaded, dict):
-                raise ValueError(f"holds a {type(loaded).__name__}, not a tensor or a mapping of arrays")
-            data = {k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in loaded.items()}
-    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
-        raise ValueError(
-            f"{p} is not a readable embeddings file ({why}); save a matrix with "
-            "numpy.savez(path, embedding=..., labels=...) or torch.save({'embedding': ..., 'labels': ...})"
-        ) from None
+                raise TypeError(f"it holds a {type(loaded).__name__}, not a tensor or a mapping of arrays")
+            data = {k: (v.double() if v.is_floating_point() else v).numpy() if isinstance(v, torch.Tensor)
+                    else np.asarray(v) for k, v in loaded.items()}  # fmt: skip
     if key not in data:
         raise ValueError(f"{p} has no array named {key!r} (it has {sorted(data)}); pass --key")
     emb = _matrix(p, np.asarray(data[key]))
     labels = data.get("targets", data.get("labels"))
+    if labels is not None and np.ndim(labels) != 1:
+        raise ValueError(f"{p}: labels of shape {np.shape(labels)}; expected one per embedding row")
     if labels is not None and len(labels) != len(emb):
         raise ValueError(f"{p}: {len(labels)} labels for {len(emb)} embedding rows")
     return emb, None if labels is None else np.asarray(labels)
@@ -77,6 +73,12 @@ def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.nda
 def _matrix(path: Path, emb: np.ndarray) -> np.ndarray:
     if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
         raise ValueError(f"{path}: embeddings must be a numeric (N, D) matrix, got {emb.dtype} {emb.shape}")
+    if emb.shape[0] < 2 or emb.shape[1] < 1:
+        raise ValueError(f"{path}: {emb.shape[0]} embeddings of width {emb.shape[1]}; diagnostics need at "
+                         "least two rows")  # fmt: skip
+    if not np.isfinite(emb).all():
+        raise ValueError(f"{path}: {int((~np.isfinite(emb)).any(axis=1).sum())} embedding rows hold NaN or "
+                         "infinite values (a diverged run?)")  # fmt: skip
     return emb
 
 
@@ -111,8 +113,9 @@ def generalization_gap(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_config(run_dir: Path) -> TrainConfig:
     """The validated config a run recorded (its config.yaml)."""
-    saved = yaml.safe_load(RunDir(run_dir).config.read_text())
-    return validate(saved["config"])
+    from contrastlab.train.api import recorded_run
+
+    return validate(recorded_run(RunDir(run_dir))["config"])
 
 
 def _stage_names(model: ContrastiveModel) -> list[str]:
@@ -169,8 +172,9 @@ def diagnose_run(
         other = Path(against)
         other_files = RunDir(other)
         other_emb, _ = load_embeddings(other_files.embedding_file(split))
-        rows = json.loads(files.split.read_text())
-        same_rows = rows == json.loads(other_files.split.read_text())
+        expected = "a run's split.json (as contrastlab train writes it)"
+        rows = read_json(files.split, expected)
+        same_rows = rows == read_json(other_files.split, expected)
         if not same_rows or other_emb.shape[0] != emb.shape[0]:
             raise ValueError(
                 f"{run} and {other} did not use the same {split} split; CKA needs the same inputs"
@@ -230,6 +234,19 @@ def diagnose_file(
 ) -> dict[str, Any]:
     """Diagnostics of a plain embeddings file; writes ``<file>.diagnostics.json`` beside it."""
     emb, targets = load_embeddings(path, key=key)
+    if targets is not None and task == "classification":
+        y = np.asarray(targets).reshape(-1)
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y[np.isfinite(y)], 1) == 0):
+            raise ValueError(f"{path}: its labels are fractional numbers ({y[:3].tolist()}, ...), not "
+                             "classes; for a regression target pass --task regression")  # fmt: skip
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError(f"{path}: every label is {y[0]!r}; class diagnostics need two classes or more "
+                             "(a regression target: --task regression)")  # fmt: skip
+        if counts.min() < 2:
+            lone = classes[counts < 2][:5].tolist()
+            raise ValueError(f"{path}: classes {lone} have one sample each; class diagnostics need two or "
+                             "more per class (a regression target: --task regression)")  # fmt: skip
     result = {"file": str(path), "embedding": summarize(emb, targets, task=task)}  # type: ignore[arg-type]
     write_json(result, Path(f"{path}.diagnostics.json"))
     return result

@@ -14,7 +14,7 @@ from contrastlab.train.config import TrainConfig
 from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.objective import task_loss
 
-__all__ = ["VERIFICATION_MAX", "evaluate", "predict", "predict_views"]
+__all__ = ["VERIFICATION_MAX", "VERIFICATION_METRICS", "evaluate", "metric_names", "predict", "predict_views"]
 
 
 @torch.no_grad()
@@ -99,6 +99,30 @@ def evaluate(
     return metrics
 
 
+def metric_names(model: ContrastiveModel, data: Any, idx: Tensor, cfg: TrainConfig, part: str) -> list[str]:
+    """The names :func:`evaluate` returns for rows ``idx`` of ``part``, without running the model: what the
+    metric names a config uses are checked against before a run starts (the trainer checks, every epoch,
+    that each of them was logged)."""
+    open_set = getattr(data, "open_set", ())
+    if idx.numel() == 0 or (cfg.objective.task == "none" and not open_set):
+        return []
+    names = ["auxiliary_mae"] if model.auxiliary_head is not None else []
+    if (cfg.objective.task in ("arcface", "cosface") or open_set) and part in ("val", "test"):
+        names += VERIFICATION_METRICS
+    if part in open_set or cfg.objective.task == "none":
+        return names
+    names.append("loss")
+    if data.task == "classification":  # the functions name their metrics: asked on a stand-in input
+        names += classification_metrics(torch.zeros(2, max(data.num_classes, 2)), torch.tensor([0, 1]))
+    else:
+        names += dataset_regression_metrics(torch.zeros(idx.shape[0]), data, idx)
+    return names
+
+
+#: What :func:`verification` reports.
+VERIFICATION_METRICS = ["cosine_similarity", "impostor_cosine", "tar@far=0.001", "tar@far=0.01", "eer",
+                        "rank1"]  # fmt: skip
+
 #: Verification scores all N(N-1)/2 pairs; larger splits are evaluated on a fixed draw of this many samples.
 VERIFICATION_MAX = 4000
 
@@ -111,6 +135,5 @@ def verification(embedding: Tensor, identities: Tensor) -> dict[str, float]:
         draw = torch.randperm(embedding.shape[0], generator=torch.Generator().manual_seed(0))
         embedding, identities = embedding[draw[:VERIFICATION_MAX]], identities[draw[:VERIFICATION_MAX]]
     m = verification_metrics(embedding.numpy(), identities.numpy(), far_targets=(1e-3, 1e-2))
-    return {"cosine_similarity": m["genuine_cosine"], "impostor_cosine": m["impostor_cosine"],
-            "tar@far=0.001": m["tar@far=0.001"], "tar@far=0.01": m["tar@far=0.01"], "eer": m["eer"],
-            "rank1": m["rank1"]}  # fmt: skip
+    m["cosine_similarity"] = m["genuine_cosine"]  # the name validation monitors (higher is better)
+    return {name: m[name] for name in VERIFICATION_METRICS}

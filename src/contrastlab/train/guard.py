@@ -9,6 +9,7 @@ would hang.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from contrastlab.models import ModelOutput
 
-__all__ = ["Guard", "TrainingDiverged", "divergence_report"]
+__all__ = ["Guard", "TrainingDiverged", "divergence_report", "finite_divergence"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,3 +88,38 @@ def divergence_report(
         logits_finite=bool(torch.isfinite(outputs[0].logits).all()),
     )
     return report
+
+
+#: A training loss this many times its first epoch's is a divergence, however finite.
+LOSS_GROWTH = 1e3
+#: Epochs at the end of a run with the monitored accuracy at chance that make it a divergence.
+CHANCE_EPOCHS = 3
+
+
+def finite_divergence(history: Sequence[dict[str, Any]], chance: float | None = None) -> str | None:
+    """Why a run that stayed finite still diverged, or None: its training loss grew to ``LOSS_GROWTH``
+    times its first epoch's, or its validation accuracy was at most ``chance`` (the share of the most
+    frequent class) in each of its last ``CHANCE_EPOCHS`` epochs.
+
+    Example:
+        >>> rows = [{"epoch": 1, "train/loss": 2.0}, {"epoch": 2, "train/loss": 2e8}]
+        >>> finite_divergence(rows)
+        "the training loss grew to 2e+08 at epoch 2, 1e+08x its first epoch's 2"
+        >>> rows = [{"epoch": e, "val/accuracy": a} for e, a in enumerate([0.6, 0.8, 0.25, 0.25, 0.25])]
+        >>> finite_divergence(rows, chance=0.25)
+        "the validation accuracy was at chance (0.25, the most frequent class's share) for the last 3 epochs"
+    """
+    losses = [(row["epoch"], float(loss)) for row in history
+              if isinstance(loss := row.get("train/loss"), int | float) and math.isfinite(loss)]  # fmt: skip
+    if losses and losses[0][1] > 0:
+        epoch, worst = max(losses, key=lambda pair: pair[1])
+        if worst >= LOSS_GROWTH * losses[0][1]:
+            first = losses[0][1]
+            return (f"the training loss grew to {worst:.3g} at epoch {epoch}, {worst / first:.3g}x its first "
+                    f"epoch's {first:.3g}")  # fmt: skip
+    accuracy = [float(row["val/accuracy"]) for row in history if "val/accuracy" in row]
+    tail = accuracy[-CHANCE_EPOCHS:]
+    if chance is not None and len(tail) == CHANCE_EPOCHS and max(tail) <= chance + 1e-9:
+        return (f"the validation accuracy was at chance ({chance:.3g}, the most frequent class's share) for "
+                f"the last {CHANCE_EPOCHS} epochs")  # fmt: skip
+    return None

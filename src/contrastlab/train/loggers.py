@@ -13,7 +13,6 @@ one MLflow parent run that also receives the verdict's or sweep's summary, and o
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -23,11 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contrastlab._io import read_json
 from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import TrackingConfig, TrainerConfig
 from contrastlab.train.rundir import RunDir
 
-__all__ = ["Group", "RunLogger", "finish_group", "flat_params", "open_loggers", "tracking_group"]
+__all__ = [
+    "Group",
+    "RunLogger",
+    "check_trackers",
+    "finish_group",
+    "flat_params",
+    "open_loggers",
+    "tracking_group",
+]
 
 #: The run directory's files sent as artifacts (checkpoints and embeddings stay on disk: they are large).
 ARTIFACT_SUFFIXES = (".yaml", ".json", ".csv", ".png", ".svg", ".html")
@@ -273,6 +281,44 @@ def _wandb_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _require_packages(names: Sequence[str]) -> None:
+    import importlib.util
+
+    for logger in ("mlflow", "wandb"):
+        if logger in names and importlib.util.find_spec(logger) is None:
+            from contrastlab.train.config import ConfigError
+
+            raise ConfigError(f"trainer.loggers has {logger!r} but {logger} is not installed "
+                              f"(pip install 'contrastlab[{logger}]')")  # fmt: skip
+
+
+def check_trackers(names: Sequence[str], tracking: TrackingConfig) -> None:
+    """That the trackers in ``trainer.loggers`` can be used, before a run starts: their packages are
+    installed, and MLflow's tracking store opens (MLflow 3 refuses a file store such as ``file:///...`` or
+    ``./mlruns``; its experiment is created if it is new).
+
+    Raises:
+        ConfigError: naming the tracker, what failed and what to use instead.
+    """
+    _require_packages(names)
+    if "mlflow" not in names:
+        return
+    from mlflow.exceptions import MlflowException
+
+    from contrastlab.train.config import ConfigError
+
+    uri = tracking.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(MLflow's default)"
+    try:
+        _mlflow_experiment(_mlflow_client(tracking), tracking.experiment)
+    except MlflowException as exc:
+        first = str(exc).split(". ")[0]
+        raise ConfigError(
+            f"trainer.loggers has 'mlflow' but its tracking store {uri} cannot be used ({first}); use a "
+            "database, e.g. trainer.tracking.mlflow_uri=sqlite:///mlflow.db, or a tracking server, "
+            "http://host:5000"
+        ) from None
+
+
 def open_loggers(names: Sequence[str], *, run: RunDir, config: Mapping[str, Any], meta: Mapping[str, Any],
                  tracking: TrackingConfig, group: Group | None = None) -> list[RunLogger]:  # fmt: skip
     """The trackers named in ``trainer.loggers`` (``csv`` is history.csv, which the trainer always writes),
@@ -285,13 +331,8 @@ def open_loggers(names: Sequence[str], *, run: RunDir, config: Mapping[str, Any]
 
     if group is None:
         group = _GROUP.get()
-    for logger, extra in (("mlflow", "mlflow"), ("wandb", "wandb")):
-        if logger in names and importlib.util.find_spec(logger) is None:
-            from contrastlab.train.config import ConfigError
-
-            raise ConfigError(f"trainer.loggers has {logger!r} but {logger} is not installed "
-                              f"(pip install 'contrastlab[{extra}]')")  # fmt: skip
-    ids: dict[str, Any] = json.loads(run.tracking.read_text()) if run.tracking.is_file() else {}
+    _require_packages(names)
+    ids = read_json(run.tracking, "a run's tracking.json (its tracker ids)") if run.tracking.is_file() else {}
     name, job = run.path.name, None
     if group is not None:  # "verdict_dir/baseline/seed0" (job: the arm), "sweep_dir/trial_3" (job: trial)
         path = run.path.resolve()

@@ -20,12 +20,13 @@ from contrastlab import distributed
 from contrastlab.data import batch_statistics
 from contrastlab.losses import momentum_update
 from contrastlab.train.build import Parts, augment_view, batch_inputs, forward_views, view_generator
+from contrastlab.train.checkpoint import capture_rng, restore_rng
 from contrastlab.train.config import TrainerConfig
 from contrastlab.train.guard import Guard
 from contrastlab.train.objective import ObjectiveValue
 from contrastlab.train.terms import BatchOutputs
 
-__all__ = ["EpochLog", "StepState", "forward_batch", "train_epoch"]
+__all__ = ["EpochLog", "StepState", "dry_step", "forward_batch", "train_epoch"]
 
 
 @dataclass
@@ -147,6 +148,28 @@ def train_epoch(
             on_step(StepState(epoch, window[-1], global_step, float(value.total.detach()), parts,
                               dict(value.weights), grad_norm, norms))  # fmt: skip
     return log, global_step
+
+
+def dry_step(p: Parts, tc: TrainerConfig) -> dict[str, float]:
+    """The first training batch through the model and the objective as a step would take it, with nothing
+    trained and nothing changed (no gradient; BatchNorm statistics and every random generator restored
+    after): the names a step logs, or the error it would raise (an encoder of another width than its
+    heads, a term that returns no scalar), before the run has written a file."""
+    models = [m for m in (p.model, p.momentum, p.reference) if m is not None]
+    buffers = [[b.clone() for b in m.buffers()] for m in models]
+    rng = capture_rng()
+    p.model.train()
+    try:
+        with torch.no_grad():
+            first = next(iter(p.sampler))
+            idx = p.train_idx[torch.tensor(first[p.rank * p.local_batch : (p.rank + 1) * p.local_batch])]
+            _, value = forward_batch(p, tc, idx, epoch=0, step=0)
+    finally:
+        for model, saved in zip(models, buffers, strict=True):
+            for buffer, before in zip(model.buffers(), saved, strict=True):
+                buffer.copy_(before)
+        restore_rng(rng)
+    return {name: float(t) for name, t in {"loss": value.total, "task": value.task, **value.terms}.items()}
 
 
 def forward_batch(p: Parts, tc: TrainerConfig, idx: Tensor, epoch: int, step: int

@@ -122,6 +122,15 @@ class ObjectiveValue:
 
 
 
+def _scalar(name: str, value: Any) -> Tensor:
+    """A term's value, which must be a scalar tensor (a loss averaged over the batch)."""
+    if not isinstance(value, Tensor) or value.ndim != 0:
+        got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"objective term {name!r} returned {got}; a term's loss must return a scalar tensor "
+                         "(e.g. the mean over the batch: .mean())")  # fmt: skip
+    return value
+
+
 class Objective:
     """``task + Σ_k λ_k(epoch) · term_k`` built from an :class:`ObjectiveConfig`.
 
@@ -192,11 +201,11 @@ class Objective:
                 continue
             cfg = self.term_cfgs[name]
             if weights[name] > 0:
-                terms[name] = term.loss(batch, cfg)
+                terms[name] = _scalar(name, term.loss(batch, cfg))
                 total = total + weights[name] * terms[name]
             else:
                 with torch.no_grad():  # logged for comparison, not optimised
-                    terms[name] = term.loss(batch, cfg)
+                    terms[name] = _scalar(name, term.loss(batch, cfg))
         parts = {"task": task, **terms}
         non_finite = [name for name, value in parts.items() if not bool(torch.isfinite(value))]
         return ObjectiveValue(total, task, terms, weights, non_finite)

@@ -111,6 +111,26 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def check_creatable(self) -> None:
+        """That the run directory exists as a directory, or can be made: no part of its path is a file.
+
+        Raises:
+            RunDirError: naming the part of the path that is a file, or the directory that cannot be written.
+        """
+        for place in (self.path, *self.path.parents):
+            try:
+                if not place.exists():
+                    continue
+                if not place.is_dir():
+                    raise RunDirError(f"{place} is a file, not a directory, so {self.path} cannot be a run "
+                                      "directory; choose another --runs-dir (run_dir=)")  # fmt: skip
+                if not os.access(place, os.W_OK | os.X_OK):
+                    raise RunDirError(f"{place} cannot be written (permission denied), so {self.path} cannot "
+                                      "be a run directory")  # fmt: skip
+            except OSError as exc:  # a path component that cannot even be looked at
+                raise RunDirError(f"{self.path} cannot be a run directory: {exc}") from None
+            return
+
     @property
     def config(self) -> Path:
         return self.path / "config.yaml"

@@ -7,6 +7,7 @@ same history as an uninterrupted run (on CPU; the ``seconds`` column aside).
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -35,10 +36,10 @@ from contrastlab.train.checkpoint import (
     write_yaml,
 )
 from contrastlab.train.config import ConfigError, TrainConfig
-from contrastlab.train.evaluate import evaluate, predict, predict_views
-from contrastlab.train.guard import Guard, TrainingDiverged
-from contrastlab.train.loggers import RunLogger, finish_run, open_loggers
-from contrastlab.train.loop import EpochLog, StepState, train_epoch
+from contrastlab.train.evaluate import evaluate, metric_names, predict, predict_views
+from contrastlab.train.guard import Guard, TrainingDiverged, finite_divergence
+from contrastlab.train.loggers import RunLogger, check_trackers, finish_run, open_loggers
+from contrastlab.train.loop import EpochLog, StepState, dry_step, train_epoch
 from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "resolve_device", "train"]
@@ -53,6 +54,8 @@ class RunResult:
     test: dict[str, float] = field(default_factory=dict)
     #: The trained model (best weights) on the process that wrote the run; None elsewhere.
     model: ContrastiveModel | None = None
+    #: Why the run diverged although every step stayed finite (guard.finite_divergence), else None.
+    diverged: str | None = None
 
 
 def overridden_weights(overrides: Sequence[str]) -> set[str]:
@@ -126,31 +129,85 @@ def train(
     if model is not None:  # config.yaml records that the model came from Python
         name = f"python:{type(model).__qualname__}"
         config = config.model_copy(update={"model": config.model.model_copy(update={"name": name})})
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the directory
-        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch,
-                      model, dataset)
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 owns the directory
+    if is_main:
+        _check_run_dir(run, resume=resume, overwrite=overwrite)
+        check_trackers(config.trainer.loggers, config.trainer.tracking)
+    # Everything that can fail before training (data, model, one batch, the metric names the config uses)
+    # fails here, before the run directory is created, locked or cleared.
+    p, logged = _prepare(config, quiet, model, dataset)
+    if not is_main:
+        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, on_step,
+                      on_epoch)  # fmt: skip
     with run.lock():
         if resume:
             run.remove_temporaries()
             if not run.last.is_file():
-                if not run.config.is_file():
-                    raise RunDirError(f"{run.path} holds no run to resume (no config.yaml, no checkpoint)")
                 print(f"note: {run.path} has no checkpoint yet (stopped during its first epoch): "
                       "starting it over", file=sys.stderr)  # fmt: skip
                 run.clear()
                 resume = False
         elif run.holds_run():
-            if not overwrite:
-                raise RunDirError(
-                    f"{run.path} already holds a run; resume it (contrastlab resume {run.path}), choose "
-                    "another name, or overwrite it (--overwrite; the old run is deleted)"
-                )
+            _check_run_dir(run, resume=False, overwrite=overwrite)  # another process may have started one
             run.clear()
-        return _train(config, run, raw_config, resume, override_note, progress, quiet, on_step, on_epoch,
-                      model, dataset)
+        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, on_step,
+                      on_epoch)  # fmt: skip
+
+
+def _check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """What the run directory allows, checked without changing it.
+
+    Raises:
+        RunDirError: a path that cannot be a directory, a resume where nothing was ever saved, a new run
+            where one exists without ``overwrite``.
+    """
+    run.check_creatable()
+    if resume and not run.last.is_file() and not run.config.is_file():
+        if not run.path.exists():
+            raise RunDirError(f"{run.path} does not exist: there is no run to resume (contrastlab train "
+                              "starts one)")  # fmt: skip
+        raise RunDirError(f"{run.path} holds no run to resume (no config.yaml, no checkpoint): nothing was "
+                          "saved there yet; contrastlab train starts it again")  # fmt: skip
+    if not resume and not overwrite and run.holds_run():
+        raise RunDirError(
+            f"{run.path} already holds a run; resume it (contrastlab resume {run.path}), choose "
+            "another name, or overwrite it (--overwrite; the old run is deleted)"
+        )
+
+
+def _prepare(config: TrainConfig, quiet: bool, encoder: nn.Module | None, dataset: Any
+             ) -> tuple[Parts, set[str]]:  # fmt: skip
+    """The run's parts, after one dry step and a check of every metric name the config uses; returns them
+    with the names each epoch's history row will hold."""
+    tc = config.trainer
+    device = resolve_device(tc.device)
+    _set_threads(tc.threads, quiet)
+    rank, world = distributed.init_from_environment(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    p = build_parts(config, device, rank, world, encoder, dataset)
+    step = dry_step(p, tc)
+    log = EpochLog(sums=step, names=dict.fromkeys(step), micro_batches=1)
+    nan = float("nan")
+    evaluated = {part: dict.fromkeys(metric_names(p.model, p.data, idx, config, part), nan)
+                 for part, idx in (("train", p.train_idx), ("val", p.split["val"]))}  # fmt: skip
+    logged = set(_epoch_row(p, 0, log, evaluated["train"], evaluated["val"], time.perf_counter()))
+    monitors = {"trainer.early_stopping.monitor": tc.early_stopping.monitor}
+    if tc.scheduler.name == "plateau":
+        monitors["trainer.scheduler.monitor"] = tc.scheduler.monitor
+    for key, name in monitors.items():
+        if name not in logged:
+            started = sorted(n for n in logged if n.startswith(name))  # val/acc: val/accuracy
+            close = started or difflib.get_close_matches(name, sorted(logged), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{key}={name!r} is not a metric this run logs; {hint}it logs "
+                              f"{sorted(n for n in logged if '/' in n)}")  # fmt: skip
+    return p, logged
 
 
 def _train(
+    p: Parts,
+    logged: set[str],
     config: TrainConfig,
     run: RunDir,
     raw_config: dict[str, Any] | None,
@@ -160,18 +217,9 @@ def _train(
     quiet: bool,
     on_step: Callable[[StepState], None] | None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
-    encoder: nn.Module | None = None,
-    dataset: Any = None,
 ) -> RunResult:
     tc = config.trainer
-    device = resolve_device(tc.device)
-    _set_threads(tc.threads, quiet)
-    rank, world = distributed.init_from_environment(device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    is_main = rank == 0
-    p = build_parts(config, device, rank, world, encoder, dataset)
-
+    is_main = p.rank == 0
     state = TrainState(config=config.model_dump(mode="json"))
     if resume:
         state = TrainState.load(run.last)
@@ -190,7 +238,7 @@ def _train(
     loggers = open_loggers(tc.loggers, run=run, config=state.config, meta=meta,
                            tracking=tc.tracking) if is_main else []  # fmt: skip
     try:
-        result = _fit(p, config, run, state, loggers, show_bar, is_main, quiet, on_step, on_epoch)
+        result = _fit(p, logged, config, run, state, loggers, show_bar, is_main, quiet, on_step, on_epoch)
     except BaseException as error:  # a sweep's pruned trial ends KILLED, anything else FAILED
         status = "KILLED" if type(error).__name__ == "TrialPruned" else "FAILED"
         for logger in loggers:
@@ -204,8 +252,9 @@ def _train(
     return result
 
 
-def _fit(p: Parts, config: TrainConfig, run: RunDir, state: TrainState, loggers: list[RunLogger],
-         show_bar: bool, is_main: bool, quiet: bool, on_step: Callable[[StepState], None] | None,
+def _fit(p: Parts, logged: set[str], config: TrainConfig, run: RunDir, state: TrainState,
+         loggers: list[RunLogger], show_bar: bool, is_main: bool, quiet: bool,
+         on_step: Callable[[StepState], None] | None,
          on_epoch: Callable[[int, dict[str, Any]], None] | None) -> RunResult:  # fmt: skip
     """The epochs from the state's next one, then the test evaluation and the run's files (rank 0)."""
     tc = config.trainer
@@ -233,14 +282,18 @@ def _fit(p: Parts, config: TrainConfig, run: RunDir, state: TrainState, loggers:
         bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
                       periodic=is_main and not quiet and not show_bar)  # fmt: skip
         log, state.global_step = train_epoch(p, tc, epoch, state.global_step, guard, bar, each_step)
-        row = _epoch_row(p, config, epoch, log, started)
+        clean_train = evaluate(p.model, p.data, p.train_idx, config, p.scale, p.device, part="train")
+        val = evaluate(p.model, p.data, p.split["val"], config, p.scale, p.device, part="val")
+        row = _epoch_row(p, epoch, log, clean_train, val, started)
+        if missing := logged - set(row):  # the names the config's monitors were checked against
+            raise RuntimeError(f"bug: the names predicted before the run, {sorted(missing)}, were not logged")
         row = distributed.broadcast_object(row)  # every rank decides (LR, best, stop) on rank 0's numbers
         state.history.append(row)
         state.epoch = epoch
 
-        monitored = _logged(row, es.monitor, "trainer.early_stopping.monitor")
+        monitored = float(row[es.monitor])
         if p.scheduler is not None and tc.scheduler.name == "plateau":
-            p.scheduler.step(_logged(row, tc.scheduler.monitor, "trainer.scheduler.monitor"))
+            p.scheduler.step(float(row[tc.scheduler.monitor]))
         if _better(monitored, state.best.get("value"), es.resolved_mode):
             state.best = {"epoch": epoch + 1, "metric": es.monitor, "value": monitored}
             state.bad_epochs = 0
@@ -266,13 +319,22 @@ def _fit(p: Parts, config: TrainConfig, run: RunDir, state: TrainState, loggers:
     distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
     if not is_main:
         return RunResult(run.path, state.history, state.best, state.stopped_early)
+    diverged = finite_divergence(state.history, _chance(p))
     if not quiet:
-        print(_stop_line(state, tc.epochs, es.patience), file=sys.stderr, flush=True)
-    return _finish(run, p, config, state)
+        print(_stop_line(state, tc.epochs, es.patience, diverged), file=sys.stderr, flush=True)
+    return _finish(run, p, config, state, diverged)
 
 
-def _stop_line(state: TrainState, epochs: int, patience: int | None) -> str:
-    """Why training ended, and what the test evaluation will use."""
+def _chance(p: Parts) -> float | None:
+    """The validation accuracy of always answering the most frequent class (None for a regression)."""
+    if not p.classifying or p.split["val"].numel() == 0:
+        return None
+    counts = torch.bincount(p.data.targets[p.split["val"]])
+    return float(counts.max()) / float(counts.sum())
+
+
+def _stop_line(state: TrainState, epochs: int, patience: int | None, diverged: str | None = None) -> str:
+    """Why training ended (and that it diverged, when it did), and what the test evaluation will use."""
     best = state.best
     chosen = (f"best {best['metric']} = {best['value']:.4g} at epoch {best['epoch']}" if best
               else "no best epoch")  # fmt: skip
@@ -281,7 +343,8 @@ def _stop_line(state: TrainState, epochs: int, patience: int | None) -> str:
         why = f"stopped early after epoch {state.epoch + 1}: no better {metric} for {patience} epochs"
     else:
         why = f"trained the epoch budget ({epochs})"
-    return f"{why}; {chosen}; evaluating that checkpoint on test and saving embeddings"
+    warning = f"; WARNING: the run diverged: {diverged} (lower trainer.lr?)" if diverged else ""
+    return f"{why}{warning}; {chosen}; evaluating that checkpoint on test and saving embeddings"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -308,7 +371,8 @@ def _set_threads(threads: int | None, quiet: bool) -> None:
               "faster", file=sys.stderr)  # fmt: skip
 
 
-def _epoch_row(p: Parts, config: TrainConfig, epoch: int, log: EpochLog, started: float) -> dict[str, Any]:
+def _epoch_row(p: Parts, epoch: int, log: EpochLog, clean_train: dict[str, float], val: dict[str, float],
+               started: float) -> dict[str, Any]:  # fmt: skip
     """One history row: the epoch's training means, weights and gradient norms, then train and val metrics
     on clean inputs, their gaps, the LR, the dropped steps and the time."""
     row: dict[str, Any] = {"epoch": epoch + 1}
@@ -316,8 +380,6 @@ def _epoch_row(p: Parts, config: TrainConfig, epoch: int, log: EpochLog, started
     row["train/grad_norm"] = log.grad_norm / max(log.steps, 1)
     row.update({f"weight/{k}": w for k, w in p.objective.weights(epoch).items()})
     row.update({f"grad_norm/{k}": v / log.term_grad_measured for k, v in log.term_grad_norms.items()})
-    clean_train = evaluate(p.model, p.data, p.train_idx, config, p.scale, p.device, part="train")
-    val = evaluate(p.model, p.data, p.split["val"], config, p.scale, p.device, part="val")
     row.update({f"train_eval/{k}": v for k, v in clean_train.items()})
     row.update({f"val/{k}": v for k, v in val.items()})
     for k in (k for k in val if k in clean_train):
@@ -327,12 +389,6 @@ def _epoch_row(p: Parts, config: TrainConfig, epoch: int, log: EpochLog, started
     row["skipped_steps"] = log.skipped
     row["seconds"] = time.perf_counter() - started
     return row
-
-
-def _logged(row: dict[str, Any], name: str, key: str) -> float:
-    if name not in row:
-        raise ConfigError(f"{key}={name!r} is not logged; choose one of {sorted(row)}")
-    return float(row[name])
 
 
 def _capture(p: Parts, state: TrainState) -> TrainState:
@@ -369,7 +425,8 @@ def _restore(p: Parts, state: TrainState, configured: set[str]) -> None:
         group["lr"] = lr  # the scheduler's current LR, not the config's initial one
 
 
-def _finish(run: RunDir, p: Parts, config: TrainConfig, state: TrainState) -> RunResult:
+def _finish(run: RunDir, p: Parts, config: TrainConfig, state: TrainState, diverged: str | None
+            ) -> RunResult:  # fmt: skip
     """Reloads the best weights, evaluates on test, saves embeddings (and two views of each split, when the
     run has views: what alignment is measured on) and metrics.json."""
     model = p.model
@@ -396,10 +453,11 @@ def _finish(run: RunDir, p: Parts, config: TrainConfig, state: TrainState) -> Ru
             "stopped_early": state.stopped_early,
             "epochs_run": len(state.history),
             "target_scale": {"mean": p.scale.mean, "sd": p.scale.sd},
+            "diverged": diverged,
         },
         run.metrics,
     )
-    return RunResult(run.path, state.history, state.best, state.stopped_early, test, model)
+    return RunResult(run.path, state.history, state.best, state.stopped_early, test, model, diverged)
 
 
 #: Without a terminal (CI, nohup, a scheduler's log), a progress line at most this often.

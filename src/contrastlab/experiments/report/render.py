@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +21,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from contrastlab._io import read_json, reading
+from contrastlab.experiments.schemas import load_result
 from contrastlab.train.checkpoint import atomic_write, read_history
 from contrastlab.train.config import flat_settings
 from contrastlab.train.rundir import RunDir
+
+DIAGNOSTICS_FILE = "a run's diagnostics.json (as contrastlab diagnose writes it)"
 
 __all__ = ["Figure", "Report", "Section", "Table", "build_report", "render_html", "write_report"]
 
@@ -160,7 +163,11 @@ def _recorded(run: Path) -> dict[str, Any]:
     import yaml
 
     files = RunDir(run)
-    return (yaml.safe_load(files.config.read_text()) or {}) if files.config.is_file() else {}
+    if not files.config.is_file():
+        return {}
+    with reading(files.config, "a run's config.yaml (as contrastlab train writes it)"):
+        recorded = yaml.safe_load(files.config.read_text(encoding="utf-8")) or {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def _config_diff(runs: dict[str, Path], ignore: tuple[str, ...] = ()) -> Section | None:
@@ -212,7 +219,7 @@ def _run_sections(run: Path) -> list[Section]:
     from contrastlab.train.diagnose import generalization_gap, load_embeddings
 
     files = RunDir(run)
-    metrics = json.loads(files.metrics.read_text())
+    metrics = load_result(files.metrics, "metrics")
     summary = Section("Summary")
     best = metrics.get("best", {})
     if best:
@@ -250,7 +257,7 @@ def _run_sections(run: Path) -> list[Section]:
     if diag_file.is_file():
         from contrastlab.experiments.verdict import flatten_numbers
 
-        diag = json.loads(diag_file.read_text())
+        diag = read_json(diag_file, DIAGNOSTICS_FILE)
         flat: dict[str, float] = {}
         flatten_numbers("", diag.get("embedding", {}), flat)
         section = Section(f"Representation diagnostics ({diag.get('split', 'val')} split)")
@@ -279,7 +286,7 @@ def _run_sections(run: Path) -> list[Section]:
 def _comparison_sections(directory: Path) -> list[Section]:
     from contrastlab.experiments.compare import plot_curves
 
-    result = json.loads((directory / "compare.json").read_text())
+    result = load_result(directory / "compare.json", "compare")
     table_rows: list[dict[str, Any]] = []
     for run in result["runs"]:
         row: dict[str, Any] = {
@@ -329,7 +336,7 @@ def _comparison_sections(directory: Path) -> list[Section]:
 def _sweep_sections(directory: Path) -> list[Section]:
     from contrastlab.experiments.sweep import plot_sweep
 
-    result = json.loads((directory / "sweep.json").read_text())
+    result = load_result(directory / "sweep.json", "sweep")
     params = list(result["params"])
     states = [t["state"] for t in result["trials"]]
     summary = Section("Summary")
@@ -387,7 +394,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
     from contrastlab.experiments.verdict import arm_run, extension_sentence
     from contrastlab.train.diagnose import load_embeddings
 
-    verdict = json.loads((directory / "verdict.json").read_text())
+    verdict = load_result(directory / "verdict.json", "verdict")
     comparisons = verdict["comparisons"]
     seeds = verdict["seeds"]
     summary = Section("Verdict")
@@ -501,7 +508,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
             if run.history.is_file():
                 histories[arm].append(read_history(run.history))
             if run.metrics.is_file():
-                best_epochs[arm].append(int(json.loads(run.metrics.read_text())["best"]["epoch"]))
+                best_epochs[arm].append(int(load_result(run.metrics, "metrics")["best"]["epoch"]))
     if histories["baseline"] and histories["treatment"]:
         curves = Section("Curves")
         curves.figures.append(
@@ -554,7 +561,7 @@ def _verdict_sections(directory: Path) -> list[Section]:
         )
         diag_file = arm_run(directory, "treatment", seed).diagnostics
         if diag_file.is_file():
-            full = json.loads(diag_file.read_text()).get("comparison", {}).get("stage_cka_matrix")
+            full = read_json(diag_file, DIAGNOSTICS_FILE).get("comparison", {}).get("stage_cka_matrix")
             if full:
                 values = np.array(full["values"], dtype=np.float64)
                 cka.figures.append(
@@ -709,7 +716,8 @@ def _plot_arm_projections(
 
 
 def _verdicts_sections(directory: Path) -> list[Section]:
-    result = json.loads((directory / "verdicts.json").read_text())
+    result = read_json(directory / "verdicts.json", "verdicts over recipes (contrastlab verdict --recipes)",
+                       keys=("aggregate",))
     agg = result["aggregate"]
     iqm, better = agg["iqm_normalised_difference"], agg["probability_of_improvement"]
     summary = Section("Across recipes")
