@@ -24,9 +24,10 @@ from contrastlab.data.splits import label_budget, scaffold_split
 from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import CheckpointError, load_checkpoint
-from contrastlab.train.config import MoCoTermConfig, TrainConfig, TrainerConfig
+from contrastlab.train.config import TrainConfig, TrainerConfig
 from contrastlab.train.objective import CLASSIFICATION_TASKS, Objective
 from contrastlab.train.rundir import RunDir
+from contrastlab.train.terms.moco import MoCoTermConfig
 
 __all__ = [
     "Parts",
@@ -143,7 +144,8 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
     objective = Objective(config.objective, classification=data.task == "classification")
     # The companions the terms need, copied from the model as it starts (before it is asked for text views).
     needs = objective.needs
-    moco = config.objective.moco or MoCoTermConfig()
+    moco = config.objective.terms().get("moco")
+    moco = moco if isinstance(moco, MoCoTermConfig) else MoCoTermConfig()
     momentum = queue = None
     if needs.momentum:
         momentum = momentum_copy(model)
@@ -225,7 +227,7 @@ def make_model(config: TrainConfig, data: Any) -> ContrastiveModel:
             )
         extra["image_shape"] = data.image_shape
     num_auxiliary = 0
-    if config.objective.auxiliary is not None:
+    if "auxiliary" in config.objective.terms():
         auxiliary = getattr(data, "auxiliary", None)
         if auxiliary is None:
             raise ValueError(

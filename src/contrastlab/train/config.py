@@ -20,26 +20,42 @@ import contextlib
 import copy
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from contrastlab._io import reading
+from contrastlab.train.terms import (
+    BUILT_IN_TERMS,
+    ContrastiveTermConfig,
+    ScheduleConfig,
+    Strict,
+    TermConfig,
+    built_in_terms,
+    get_term,
+    registered_term,
+)
+from contrastlab.train.terms.layer_supcon import LayerSupConTermConfig
+from contrastlab.train.terms.token_supcon import TokenSupConTermConfig
 
 __all__ = [
+    "CLASSIFICATION_TASKS",
     "ConfigError",
+    "ContrastiveTermConfig",
     "DataConfig",
     "ModelConfig",
     "ObjectiveConfig",
+    "ScheduleConfig",
+    "TermConfig",
     "TrainConfig",
     "TrainerConfig",
     "apply_overrides",
@@ -52,109 +68,17 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ScheduleConfig(_Strict):
-    """How a term's weight λ(epoch) evolves; epochs count from 0.
-
-    - constant: λ from the start.
-    - linear_warmup: 0 → λ linearly over ``warmup_epochs``.
-    - start_at: 0 before ``start_epoch`` (train on the task first), then λ.
-    - cosine_ramp: 0 → λ along a half cosine from ``start_epoch`` over ``warmup_epochs``.
-    """
-
-    kind: Literal["constant", "linear_warmup", "start_at", "cosine_ramp"] = "constant"
-    warmup_epochs: int = Field(default=0, ge=0)
-    start_epoch: int = Field(default=0, ge=0)
-
-
-class TermConfig(_Strict):
-    """One weighted auxiliary term. A weight of 0 switches the term off (the baseline arm)."""
-
-    weight: float = Field(default=0.0, ge=0.0)
-    schedule: ScheduleConfig = ScheduleConfig()
-    #: Target ||∇(λ·term)|| / ||∇ task|| on the shared encoder; λ then adapts (None: fixed λ).
-    auto_ratio: float | None = Field(default=None, gt=0.0)
-
-
-class ContrastiveTermConfig(TermConfig):
-    temperature: float = Field(default=0.1, gt=0.0)
-    chunk_size: int | Literal["auto"] | None = "auto"
-
-
-class SupConTermConfig(ContrastiveTermConfig):
-    base_temperature: float | None = Field(default=None, gt=0.0)
-    #: Text encoders: the pooled states of these blocks (0-based, -1 the last) join the views of each
-    #: sample (seed 004's multi-view SupCon: dropout views plus intermediate-layer [CLS]).
-    layers: list[int] | None = None
-
-
-class TokenSupConTermConfig(ContrastiveTermConfig):
-    """SupCon over token views (text encoders): the ``k`` tokens that [CLS] attends to most in the last
-    layer are each a view of their sentence; ``select: kmeans`` uses the centroids of ``clusters`` k-means
-    clusters of those tokens instead. With class labels every view of a same-class sentence is a positive."""
-
-    k: int = Field(default=16, ge=1)
-    select: Literal["attention", "kmeans"] = "attention"
-    clusters: int = Field(default=8, ge=1)
-
-
-class LayerSupConTermConfig(ContrastiveTermConfig):
-    """SupCon summed over several blocks of a text encoder: at ``level: sentence`` on each block's pooled
-    state (one view per dropout view), at ``level: token`` on each block's top-``k`` tokens."""
-
-    layers: list[int] = Field(min_length=1)
-    level: Literal["sentence", "token"] = "sentence"
-    k: int = Field(default=16, ge=1)
-
-
-class ClipTermConfig(ContrastiveTermConfig):
-    """The cross-modal CLIP term (Radford et al. 2021) between a two-tower model's views of one sample
-    (model.name=fusion: the graph and the text vectors), every other sample of the batch a negative.
-    Seed 000's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
-    ``objective.clip: {weight: λ, temperature: τ}``."""
-
-    temperature: float = Field(default=0.07, gt=0.0)
-
-
-class FocalSupConTermConfig(ContrastiveTermConfig):
-    gamma: float = Field(default=2.0, ge=0.0)
-
-
-class MarginTermConfig(TermConfig):
-    margin: float = Field(default=0.2, ge=0.0)
-
-
-class ProtectionTermConfig(TermConfig):
-    """Similarity protection (seed 003): the cosine similarity of every same-identity pair in a batch may
-    fall at most ``margin`` below its value under a frozen copy of the starting model (after
-    ``model.init_from``)."""
-
-    margin: float = Field(default=0.01, ge=0.0)
-
-
-class AuxiliaryTermConfig(TermConfig):
-    """An auxiliary regression head on the embedding, trained with MSE on the dataset's auxiliary targets
-    (seed 003's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to predict).
-    Configuring it adds the head, in both arms of a verdict (weight 0 in the baseline)."""
-
-
-class MoCoTermConfig(ContrastiveTermConfig):
-    """MoCo (He et al. 2020): view 1 through the model against view 2 through a momentum copy of it, with a
-    FIFO queue of earlier keys as extra negatives."""
-
-    temperature: float = Field(default=0.2, gt=0.0)
-    queue_size: int = Field(default=4096, ge=1)
-    momentum: float = Field(default=0.99, ge=0.0, le=1.0)
+    model_config = Strict.model_config  # every section as strict as the terms' configs
 
 
 #: The task losses that take class labels (the others regress, or "none").
 CLASSIFICATION_TASKS = ("cross_entropy", "focal", "arcface", "cosface")
 
 
-class ObjectiveConfig(_Strict):
-    """The task loss plus named weighted terms (``objective.supcon.weight``, ...)."""
+class _ObjectiveBase(_Strict):
+    """The task loss plus named weighted terms (``objective.supcon.weight``, ...): one field per built-in
+    term (``contrastlab.train.terms``, each typed with its config class), and ``custom``, the terms
+    registered with ``contrastlab.register_term``."""
 
     task: Literal["cross_entropy", "focal", "arcface", "cosface", "mse", "l1", "none"] = "cross_entropy"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -163,26 +87,13 @@ class ObjectiveConfig(_Strict):
     #: in radians, default 0.5; cosface: subtracted from the cosine, default 0.35).
     face_scale: float = Field(default=30.0, gt=0.0)
     face_margin: float | None = Field(default=None, ge=0.0)
-    supcon: SupConTermConfig | None = None
-    focal_supcon: FocalSupConTermConfig | None = None
-    margin: MarginTermConfig | None = None
-    nt_xent: ContrastiveTermConfig | None = None
-    rdrop: TermConfig | None = None
-    moco: MoCoTermConfig | None = None
-    token_supcon: TokenSupConTermConfig | None = None
-    layer_supcon: LayerSupConTermConfig | None = None
-    similarity_protection: ProtectionTermConfig | None = None
-    clip: ClipTermConfig | None = None
-    auxiliary: AuxiliaryTermConfig | None = None
-    #: Terms registered with ``contrastlab.register_term``, by name (written ``objective.<name>`` in recipes).
-    custom: dict[str, SerializeAsAny[TermConfig]] = Field(default_factory=dict)
+    if TYPE_CHECKING:  # fields added from the term registry by _objective_config
+        custom: dict[str, TermConfig]
 
     @model_validator(mode="before")
     @classmethod
     def _registered_terms(cls, data: Any) -> Any:
         """``objective.<name>`` of a registered term moves into ``custom``, validated by its config class."""
-        from contrastlab.train.terms import registered_term
-
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -201,10 +112,23 @@ class ObjectiveConfig(_Strict):
 
     def terms(self) -> dict[str, TermConfig]:
         """The configured terms by name (weight 0 included: they are logged, not optimised)."""
-        from contrastlab.train.terms import BUILT_IN_TERMS
-
         built_in = {name: term for name in BUILT_IN_TERMS if (term := getattr(self, name)) is not None}
         return {**built_in, **self.custom}
+
+
+def _objective_config() -> type[_ObjectiveBase]:
+    """``ObjectiveConfig``: the task's fields, then a field per built-in term in the registry's order (its
+    config class, None when the recipe leaves it out), then ``custom``."""
+    fields: dict[str, Any] = {name: (term.config | None, None) for name, term in built_in_terms().items()}
+    fields["custom"] = (dict[str, SerializeAsAny[TermConfig]], Field(default_factory=dict))
+    return create_model("ObjectiveConfig", __base__=_ObjectiveBase, __module__=__name__,
+                        __doc__=_ObjectiveBase.__doc__, **fields)  # fmt: skip
+
+
+if TYPE_CHECKING:
+    ObjectiveConfig = _ObjectiveBase
+else:
+    ObjectiveConfig = _objective_config()
 
 
 class ViewsConfig(_Strict):
@@ -387,7 +311,7 @@ class TrainConfig(_Strict):
     name: str = "run"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    objective: ObjectiveConfig = ObjectiveConfig()
+    objective: ObjectiveConfig = ObjectiveConfig.model_validate({})
     trainer: TrainerConfig = TrainerConfig()
 
     @field_validator("name")
@@ -399,8 +323,6 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _views_fit_terms(self) -> TrainConfig:
-        from contrastlab.train.terms import get_term
-
         needs = {name: get_term(name).needs for name in self.objective.terms()}
         most = max((n.views for n in needs.values()), default=1)
         if most > self.trainer.views.count:
@@ -435,8 +357,10 @@ class TrainConfig(_Strict):
                 f"objective term(s) {adaptive} set auto_ratio, which adapts λ from per-term gradient norms, "
                 "but trainer.term_grad_norm_every is 0 (never measured); set it >= 1 or drop auto_ratio"
             )
-        tokens, layered = self.objective.token_supcon, self.objective.layer_supcon
-        if tokens is not None and layered is not None and layered.level == "token" and tokens.k != layered.k:
+        terms = self.objective.terms()
+        tokens, layered = terms.get("token_supcon"), terms.get("layer_supcon")
+        if isinstance(tokens, TokenSupConTermConfig) and isinstance(layered, LayerSupConTermConfig) and \
+                layered.level == "token" and tokens.k != layered.k:  # fmt: skip
             raise ValueError(
                 f"objective.token_supcon.k={tokens.k} and objective.layer_supcon.k={layered.k} select tokens "
                 "once per forward; give them the same k"

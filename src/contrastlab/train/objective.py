@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.train.config import CLASSIFICATION_TASKS, ObjectiveConfig, ScheduleConfig
-from contrastlab.train.terms import BatchOutputs, Needs, Term, get_term
+from contrastlab.train.config import CLASSIFICATION_TASKS, ObjectiveConfig
+from contrastlab.train.terms import BatchOutputs, Needs, ScheduleConfig, Term, get_term
 
 if TYPE_CHECKING:
     from contrastlab.models.text import ViewRequest
@@ -32,7 +32,7 @@ def scheduled_weight(weight: float, schedule: ScheduleConfig, epoch: int) -> flo
     """λ at ``epoch`` (0-based) under ``schedule``.
 
     Example:
-        >>> from contrastlab.train.config import ScheduleConfig
+        >>> from contrastlab.train.terms import ScheduleConfig
         >>> warmup = ScheduleConfig(kind="linear_warmup", warmup_epochs=4)
         >>> [scheduled_weight(0.5, warmup, e) for e in range(5)]
         [0.125, 0.25, 0.375, 0.5, 0.5]
