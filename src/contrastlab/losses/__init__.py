@@ -24,6 +24,7 @@ from contrastlab.losses.supcon import (
     margin_contrastive,
     supcon,
 )
+from contrastlab.losses.uniformity import UniformityLoss, uniformity_loss
 
 __all__ = [
     "ClipLoss",
@@ -35,6 +36,7 @@ __all__ = [
     "RDropLoss",
     "SimilarityProtectionLoss",
     "SupConLoss",
+    "UniformityLoss",
     "clip_loss",
     "focal_supcon",
     "info_nce",
@@ -45,4 +47,5 @@ __all__ = [
     "rdrop_kl",
     "similarity_protection",
     "supcon",
+    "uniformity_loss",
 ]
