@@ -139,7 +139,7 @@ def read_curve(directory: str | Path) -> dict[str, Any]:
                 "(its verdict has not finished; `contrastlab verdict ... --resume` finishes it)"
             )
         try:
-            verdict = load_result(where / "verdict.json", "verdict")
+            verdict = load_result(where / "verdict.json", "comparisons")
             point["summary"] = summarize_verdict(verdict, curve["metric"])
         except KeyError as exc:
             raise KeyError(f"point {point['label']!r} ({where}): {exc.args[0]}") from None

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contrastlab._io import UnreadableFileError, read_json
 
-__all__ = ["load_result"]
+__all__ = ["Kind", "load_result"]
 
 
 class _Shape(BaseModel):
@@ -30,21 +30,29 @@ class _Interval(_Shape):
 
 
 class _Comparison(_Shape):
+    """What a curve reads of each comparison."""
+
     metric: str
-    higher_is_better: bool | None
     baseline: list[float]
     treatment: list[float]
-    differences: list[float]
     mean_difference: float
     ci_low: float | None
     ci_high: float | None
     confidence: float
+    verdict: str
+    call: str | None = None
+    smallest_effect: float | None = None
+
+
+class _FullComparison(_Comparison):
+    """What the report reads of each comparison (every field PairedComparison.to_dict writes)."""
+
+    higher_is_better: bool | None
+    differences: list[float]
     p_value: float
     minimum_detectable_effect: float | None
-    verdict: str
     p_adjusted: float | None = None
     family: str | None = None
-    smallest_effect: float | None = None
     equivalence_low: float | None = None
     equivalence_high: float | None = None
     alpha: float = 0.05
@@ -53,6 +61,12 @@ class _Comparison(_Shape):
     call: str
     probability_of_improvement: _Interval | None = None
     aso_epsilon: float | None = None
+
+
+class _Comparisons(_Shape):
+    """A verdict as a curve of verdicts reads it: its comparisons."""
+
+    comparisons: list[_Comparison]
 
 
 class _Sequential(_Shape):
@@ -83,7 +97,7 @@ class _Verdict(_Shape):
     alpha: float = 0.05
     sequential: _Sequential | None = None
     primary: str | None = None
-    comparisons: list[_Comparison]
+    comparisons: list[_FullComparison]
     stage_cka_baseline_vs_treatment: dict[str, list[float]] = {}
     stage_cka_mean: dict[str, float]
     extended: list[_Extension] = []
@@ -154,6 +168,7 @@ class _Curve(_Shape):
 
 _KINDS: dict[str, tuple[type[_Shape], str]] = {
     "verdict": (_Verdict, "a verdict (verdict.json, as contrastlab verdict writes it)"),
+    "comparisons": (_Comparisons, "a verdict (verdict.json, as contrastlab verdict writes it)"),
     "request": (_Request, "a verdict's request.json (as contrastlab verdict writes it)"),
     "sweep": (_Sweep, "a sweep (sweep.json, as contrastlab sweep writes it)"),
     "metrics": (_Metrics, "a run's metrics.json (as contrastlab train writes it)"),
@@ -162,9 +177,12 @@ _KINDS: dict[str, tuple[type[_Shape], str]] = {
 }
 
 
-def load_result(path: str | Path, kind: Literal["verdict", "request", "sweep", "metrics", "compare", "curve"]
-                ) -> dict[str, Any]:  # fmt: skip
-    """A result file as written (a mapping), after checking that it has the shape of its kind.
+Kind = Literal["verdict", "comparisons", "request", "sweep", "metrics", "compare", "curve"]
+
+
+def load_result(path: str | Path, kind: Kind) -> dict[str, Any]:
+    """A result file as written (a mapping), after checking that it has the shape of its kind (what its
+    readers use: "verdict" all the report shows, "comparisons" what a curve reads of a verdict).
 
     Raises:
         UnreadableFileError: the file cannot be read, is not JSON, or a field is missing or of another type

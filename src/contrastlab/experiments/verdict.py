@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from contrastlab._io import read_json
 from contrastlab.experiments.schemas import load_result
 from contrastlab.experiments.stats import (
     PairedComparison,
@@ -430,7 +431,8 @@ def _prepare(out: RunDir, request: dict[str, Any], *, overwrite: bool,
                         "--overwrite"
                     )
                 written = out.path / "verdict.json"  # the smaller verdict's, if it got that far
-                seen = len(load_result(written, "verdict")["seeds"]) if written.is_file() else 0
+                seeds = read_json(written, "a verdict", keys=("seeds",))["seeds"] if written.is_file() else []
+                seen = len(seeds) if isinstance(seeds, list) else 0
                 extended.append({"from_seeds": before["seeds"], "after_verdict": seen == before["seeds"]})
     write_json({**request, "extended": extended} if extended else request, recorded)
     return extended
