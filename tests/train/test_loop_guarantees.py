@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import contrastlab.train.terms as terms_module
+import contrastlab.train.terms.supcon as terms_module  # the supcon term calls its module's supcon
 from contrastlab.train import ConfigError, TrainingDiverged, load_checkpoint, train, validate_config
 from contrastlab.train.checkpoint import TrainState
 from contrastlab.train.objective import Objective

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-import contrastlab.train.terms as terms_module
+import contrastlab.train.terms.supcon as terms_module  # the supcon term calls its module's supcon
 from contrastlab.cli import main as cli_main
 from contrastlab.train import ConfigError, RunDir, RunDirError, load_checkpoint, train, validate_config
 from tests.train.test_trainer import TINY, _recipe, _without_time

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import contrastlab.train.terms as terms_module
+import contrastlab.train.terms.supcon as terms_module  # the supcon term calls its module's supcon
 from contrastlab.cli import main as cli_main
 from contrastlab.train import TrainingDiverged, load_checkpoint, read_history, train, validate_config
 from contrastlab.train.checkpoint import CheckpointError
