@@ -60,6 +60,7 @@ def test_your_encoder_and_term_from_python_and_the_cli(workdir):
     assert len(namespace["sweep"]["trials"]) == 2
     last = namespace["mine"].history[-1]
     assert last["weight/center"] == 0.1 and last["train/center"] >= 0
+    assert len(namespace["stopped"].history) == 2 and namespace["stopped"].stopped_early  # its callback
     treated = json.loads((workdir / "verdicts" / "center" / "verdict.json").read_text())["treatment"]
     assert treated == ["objective.center.weight=0.1"]
 

@@ -8,6 +8,8 @@ package itself: ``contrastlab.losses`` and the training API load on first use.
 from contrastlab._lazy import lazy_attributes
 
 __all__ = [
+    "Callback",
+    "Control",
     "__version__",
     "fit",
     "losses",
@@ -26,6 +28,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "losses": "contrastlab.losses",  # torch: imported when first used, so `contrastlab --help` starts fast
     "fit": "contrastlab.train.api:fit",
+    "Callback": "contrastlab.train.callbacks:Callback",
+    "Control": "contrastlab.train.callbacks:Control",
     "resume": "contrastlab.train.api:resume",
     "verdict": "contrastlab.experiments.verdict:run_verdict",
     "sweep": "contrastlab.experiments.sweep:run_sweep",

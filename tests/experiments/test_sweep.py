@@ -13,6 +13,7 @@ import optuna
 from contrastlab.cli import main as cli_main
 from contrastlab.experiments import sweep as sweep_module
 from contrastlab.experiments.sweep import parse_param, run_sweep
+from contrastlab.train.callbacks import Control
 from tests.train.test_trainer import TINY
 
 QUICK = {**TINY, "trainer": {**TINY["trainer"], "epochs": 2}}
@@ -111,12 +112,16 @@ def test_sweep__pruning_waits_for_the_first_third_of_the_epochs(tmp_path, monkey
     curves = {0.1: [0.5] * 6, 0.2: [0.5] * 6, 0.3: [0.1, 0.1, 0.9, 0.9, 0.9, 0.9], 0.4: [0.1] * 6}
     seen = {}
 
-    def fake_train(config, run_dir, *, on_epoch, **_):
+    def fake_train(config, run_dir, *, callbacks, **_):
         curve = curves[config.objective.supcon.weight]
+        control = Control()
         for epoch, value in enumerate(curve, start=1):
             seen.setdefault(config.objective.supcon.weight, []).append(epoch)
-            on_epoch(epoch, {"val/accuracy": value})
-        return type("Result", (), {"best": {"value": max(curve)}})()
+            for callback in callbacks:
+                callback.on_save({"epoch": epoch, "val/accuracy": value}, None, control)
+            if control.should_stop:
+                break
+        return type("Result", (), {"best": {"value": max(curve)}, "finished": control.finish})()
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
     recipe = tmp_path / "r.yaml"
@@ -133,10 +138,11 @@ def test_sweep__tpe_does_not_train_a_point_twice(tmp_path, monkeypatch):
     # earlier trial's value and run instead of training the same thing twice
     trained = []
 
-    def fake_train(config, run_dir, *, on_epoch, **_):
+    def fake_train(config, run_dir, *, callbacks, **_):
         trained.append(config.objective.supcon.weight)
-        on_epoch(1, {"val/accuracy": config.objective.supcon.weight})
-        return type("Result", (), {"best": {"value": config.objective.supcon.weight}})()
+        for callback in callbacks:
+            callback.on_save({"epoch": 1, "val/accuracy": config.objective.supcon.weight}, None, Control())
+        return type("Result", (), {"best": {"value": config.objective.supcon.weight}, "finished": True})()
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
     recipe = tmp_path / "r.yaml"

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from contrastlab.train import load_config, train
+from contrastlab.train.callbacks import Callback, Control
 from contrastlab.train.checkpoint import write_json
 from contrastlab.train.config import parse_scalar, recipe_name
 from contrastlab.train.loggers import finish_group, tracking_group
@@ -300,13 +301,10 @@ def run_sweep(
         trial.set_user_attr("run_dir", str(run_dir))
         print(f"[sweep] trial {trial.number}: {' '.join(trial_overrides)}", file=sys.stderr)
 
-        def report(epoch: int, row: dict[str, Any]) -> None:
-            trial.report(row[monitor], epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        result = train(config, run_dir, raw_config=raw, override_note=trial_overrides, on_epoch=report,
-                       model=model, dataset=dataset)  # fmt: skip
+        result = train(config, run_dir, raw_config=raw, override_note=trial_overrides,
+                       callbacks=[_Pruning(trial, monitor)], model=model, dataset=dataset)  # fmt: skip
+        if not result.finished:
+            raise optuna.TrialPruned()
         return float(result.best["value"])
 
     with tracking_group("sweep", out):  # the trials' MLflow runs are children of one parent, one W&B group
@@ -322,6 +320,19 @@ def run_sweep(
         files = [out / name for name in ("sweep.json", *result.get("plots", []))]
         finish_group(base.trainer, out, summary, files)
     return result
+
+
+class _Pruning(Callback):
+    """Reports the monitored value of every epoch to the trial; when Optuna's pruner says so, the run ends
+    there (its checkpoint written, no test evaluation) and the trial is PRUNED."""
+
+    def __init__(self, trial: Any, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+
+    def on_save(self, row: dict[str, Any], state: Any, control: Control) -> None:
+        self.trial.report(row[self.monitor], int(row["epoch"]))
+        if self.trial.should_prune():
+            control.stop(f"pruned by the sweep after epoch {row['epoch']}", finish=False)
 
 
 def _optimise(study: Any, rdb: Any, params: dict[str, list[Any]], objective: Any, sampler: str,

@@ -29,6 +29,7 @@ from typing import Any
 from torch import nn
 
 from contrastlab._io import reading
+from contrastlab.train.callbacks import Callback
 from contrastlab.train.config import TrainConfig, apply_overrides, load_config, validate
 from contrastlab.train.rundir import RunDir, RunDirError
 from contrastlab.train.trainer import RunResult, train
@@ -66,6 +67,7 @@ def fit(
     overwrite: bool = False,
     progress: bool | None = None,
     quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Trains a recipe (a YAML path, a mapping, or a TrainConfig; None: the defaults) into ``run_dir``.
 
@@ -81,6 +83,8 @@ def fit(
         run_dir: Where the run goes (default ``runs/<recipe name>``).
         overrides: Dotted overrides, as on the command line (``"objective.supcon.weight=0.2"``).
         resume, overwrite, progress, quiet: As :func:`contrastlab.train.train`.
+        callbacks: Your :class:`~contrastlab.train.callbacks.Callback` objects (``on_epoch_end`` may stop
+            the run through its ``control``).
 
     Returns:
         The run's result: history, best and test metrics, and the trained ``model``.
@@ -92,8 +96,8 @@ def fit(
         dataset = as_dataset(dataset, target=target, task=task)
     where = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     return train(config, where, raw_config=raw, override_note=list(overrides), resume=resume,
-                 overwrite=overwrite, progress=progress, quiet=quiet, model=model,
-                 dataset=dataset)  # fmt: skip
+                 overwrite=overwrite, progress=progress, quiet=quiet, model=model, dataset=dataset,
+                 callbacks=callbacks)  # fmt: skip
 
 
 def recorded_run(run: RunDir) -> dict[str, Any]:
@@ -140,6 +144,7 @@ def resume(
     dataset: Any = None,
     progress: bool | None = None,
     quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Continues the run in ``run_dir`` from its last checkpoint, with the config it recorded.
 
@@ -176,4 +181,4 @@ def resume(
         dataset = as_dataset(dataset)
     return train(config, run.path, raw_config=saved.get("raw", {}), resume=True,
                  override_note=list(overrides), progress=progress, quiet=quiet, model=model,
-                 dataset=dataset)  # fmt: skip
+                 dataset=dataset, callbacks=callbacks)  # fmt: skip

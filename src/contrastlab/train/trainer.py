@@ -24,6 +24,15 @@ from torch import nn
 from contrastlab import distributed, plugins
 from contrastlab.models import ContrastiveModel
 from contrastlab.train.build import Parts, build_parts
+from contrastlab.train.callbacks import (
+    Callback,
+    Control,
+    EarlyStopping,
+    EpochLines,
+    PlateauStep,
+    StepHooks,
+    Trackers,
+)
 from contrastlab.train.checkpoint import (
     TrainState,
     atomic_write,
@@ -38,7 +47,7 @@ from contrastlab.train.checkpoint import (
 from contrastlab.train.config import ConfigError, TrainConfig
 from contrastlab.train.evaluate import evaluate, metric_names, predict, predict_views
 from contrastlab.train.guard import Guard, TrainingDiverged, finite_divergence
-from contrastlab.train.loggers import RunLogger, check_trackers, finish_run, open_loggers
+from contrastlab.train.loggers import check_trackers, open_loggers
 from contrastlab.train.loop import EpochLog, StepState, dry_step, train_epoch
 from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
@@ -56,6 +65,8 @@ class RunResult:
     model: ContrastiveModel | None = None
     #: Why the run diverged although every step stayed finite (guard.finite_divergence), else None.
     diverged: str | None = None
+    #: False when a callback ended the run without its test evaluation (a pruned sweep trial).
+    finished: bool = True
 
 
 def overridden_weights(overrides: Sequence[str]) -> set[str]:
@@ -87,6 +98,7 @@ def train(
     override_note: list[str] | None = None,
     progress: bool | None = None,
     quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
     on_step: Callable[[StepState], None] | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
@@ -105,9 +117,12 @@ def train(
         override_note: The overrides that produced ``config``, for the record.
         progress: Show a progress bar (default: when stderr is a terminal; otherwise one line per epoch).
         quiet: Neither bar nor epoch lines (a caller such as ``contrastlab verdict`` shows its own).
-        on_step: Called after every optimiser step.
+        callbacks: Your :class:`~contrastlab.train.callbacks.Callback` objects, called after the built-in
+            ones (early stopping, the plateau scheduler, the trackers, the epoch lines); one may stop the
+            run through its ``control``.
+        on_step: Called after every optimiser step (a function; ``callbacks`` for more).
         on_epoch: Called with (epoch, history row) after each epoch is checkpointed; an exception it raises
-            (e.g. a sweep pruning the trial) ends the run there, its files intact.
+            ends the run there, its files intact.
         overwrite: Start afresh where a run exists, removing it first (else that is an error).
         model: Your encoder instead of ``model.name`` (a copy is trained; see ContrastiveModel for the
             contract); the task and projection heads are added. Resume a run with the same encoder.
@@ -136,9 +151,9 @@ def train(
     # Everything that can fail before training (data, model, one batch, the metric names the config uses)
     # fails here, before the run directory is created, locked or cleared.
     p, logged = _prepare(config, quiet, model, dataset)
+    hooks = [*callbacks, *([StepHooks(on_step, on_epoch)] if on_step or on_epoch else [])]
     if not is_main:
-        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, on_step,
-                      on_epoch)  # fmt: skip
+        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, hooks)
     with run.lock():
         if resume:
             run.remove_temporaries()
@@ -150,8 +165,7 @@ def train(
         elif run.holds_run():
             _check_run_dir(run, resume=False, overwrite=overwrite)  # another process may have started one
             run.clear()
-        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, on_step,
-                      on_epoch)  # fmt: skip
+        return _train(p, logged, config, run, raw_config, resume, override_note, progress, quiet, hooks)
 
 
 def _check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
@@ -215,8 +229,7 @@ def _train(
     override_note: list[str] | None,
     progress: bool | None,
     quiet: bool,
-    on_step: Callable[[StepState], None] | None,
-    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+    callbacks: list[Callback],
 ) -> RunResult:
     tc = config.trainer
     is_main = p.rank == 0
@@ -235,49 +248,45 @@ def _train(
         write_json({k: v.tolist() for k, v in p.split.items()}, run.split)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and is_main and not quiet
-    loggers = open_loggers(tc.loggers, run=run, config=state.config, meta=meta,
-                           tracking=tc.tracking) if is_main else []  # fmt: skip
-    try:
-        result = _fit(p, logged, config, run, state, loggers, show_bar, is_main, quiet, on_step, on_epoch)
-    except BaseException as error:  # a sweep's pruned trial ends KILLED, anything else FAILED
-        status = "KILLED" if type(error).__name__ == "TrialPruned" else "FAILED"
-        for logger in loggers:
-            logger.close(status)
-        raise
+    around: list[Callback] = [EarlyStopping(tc.early_stopping.monitor, tc.early_stopping.patience)]
+    if p.scheduler is not None and tc.scheduler.name == "plateau":
+        around.append(PlateauStep(p.scheduler, tc.scheduler.monitor))
     if is_main:
-        metrics = {f"test.{k}": v for k, v in result.test.items()}
-        if result.best:
-            metrics[f"best.{result.best['metric']}"] = float(result.best["value"])
-        finish_run(loggers, run, metrics)
+        around.append(Trackers(open_loggers(tc.loggers, run=run, config=state.config, meta=meta,
+                                            tracking=tc.tracking), run))  # fmt: skip
+        if not show_bar and not quiet:
+            around.append(EpochLines(tc.epochs, list(p.objective.term_cfgs), _epoch_line))
+    around += callbacks
+    try:
+        result = _fit(p, logged, config, run, state, around, show_bar, quiet)
+    except BaseException:
+        for callback in around:
+            callback.on_fit_end(None, "FAILED")
+        raise
+    for callback in around:
+        callback.on_fit_end(result, "FINISHED" if result.finished else "KILLED")
     return result
 
 
 def _fit(p: Parts, logged: set[str], config: TrainConfig, run: RunDir, state: TrainState,
-         loggers: list[RunLogger], show_bar: bool, is_main: bool, quiet: bool,
-         on_step: Callable[[StepState], None] | None,
-         on_epoch: Callable[[int, dict[str, Any]], None] | None) -> RunResult:  # fmt: skip
+         callbacks: list[Callback], show_bar: bool, quiet: bool) -> RunResult:  # fmt: skip
     """The epochs from the state's next one, then the test evaluation and the run's files (rank 0)."""
     tc = config.trainer
+    is_main = p.rank == 0
+    control = Control()
 
-    def each_step(step: StepState) -> None:  # every optimiser step's loss, parts, weights, gradient norms
-        if loggers:
-            scalars = {"step/loss": step.loss, "step/grad_norm": step.grad_norm,
-                       **{f"step/{k}": v for k, v in step.parts.items()},
-                       **{f"step/weight/{k}": v for k, v in step.weights.items()},
-                       **{f"step/grad_norm/{k}": v for k, v in step.term_grad_norms.items()}}  # fmt: skip
-            for logger in loggers:
-                logger.step(step.global_step, scalars)
-        if on_step is not None:
-            on_step(step)
+    def each_step(step: StepState) -> None:
+        for callback in callbacks:
+            callback.on_step_end(step, control)
 
     es = tc.early_stopping
     temperatures = [t for term in config.objective.terms().values()
                     if (t := getattr(term, "temperature", None)) is not None]  # fmt: skip
     guard = Guard(tc.max_consecutive_skips, temperatures)
-    # A run that stopped early (its checkpoint says so) stays stopped on resume, unless a new patience lets
-    # it go on: it finishes exactly as the uninterrupted run did.
-    state.stopped_early = es.patience is not None and state.bad_epochs >= es.patience
-    for epoch in range(state.epoch + 1, tc.epochs if not state.stopped_early else 0):
+    for callback in callbacks:  # a run that stopped early stays stopped on resume (EarlyStopping says so)
+        callback.on_fit_start(state, control)
+    state.stopped_early = control.should_stop
+    for epoch in range(state.epoch + 1, tc.epochs if not control.should_stop else 0):
         started = time.perf_counter()
         bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
                       periodic=is_main and not quiet and not show_bar)  # fmt: skip
@@ -292,8 +301,6 @@ def _fit(p: Parts, logged: set[str], config: TrainConfig, run: RunDir, state: Tr
         state.epoch = epoch
 
         monitored = float(row[es.monitor])
-        if p.scheduler is not None and tc.scheduler.name == "plateau":
-            p.scheduler.step(float(row[tc.scheduler.monitor]))
         if _better(monitored, state.best.get("value"), es.resolved_mode):
             state.best = {"epoch": epoch + 1, "metric": es.monitor, "value": monitored}
             state.bad_epochs = 0
@@ -302,26 +309,24 @@ def _fit(p: Parts, logged: set[str], config: TrainConfig, run: RunDir, state: Tr
                                 run.best)  # fmt: skip
         else:
             state.bad_epochs += 1
-        state.stopped_early = es.patience is not None and state.bad_epochs >= es.patience
-
+        for callback in callbacks:  # what they change (LR, the stop) is saved with the epoch
+            callback.on_epoch_end(row, state, control)
+        state.stopped_early = control.should_stop
         if is_main:  # only rank 0 writes
             _capture(p, state).save(run.last)
             write_history(state.history, run.history)
-            for logger in loggers:
-                logger.epoch(epoch + 1, state.global_step, row)
-            if not show_bar and not quiet:
-                print(_epoch_line(row, tc.epochs, list(p.objective.term_cfgs)), file=sys.stderr, flush=True)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, row)
-        if state.stopped_early:
+        for callback in callbacks:
+            callback.on_save(row, state, control)
+        if control.should_stop:
             break
 
     distributed.barrier()  # rank 0's checkpoints are on disk before anyone reads them
-    if not is_main:
-        return RunResult(run.path, state.history, state.best, state.stopped_early)
+    state.stopped_early = control.should_stop
+    if not is_main or not control.finish:
+        return RunResult(run.path, state.history, state.best, state.stopped_early, finished=control.finish)
     diverged = finite_divergence(state.history, _chance(p))
     if not quiet:
-        print(_stop_line(state, tc.epochs, es.patience, diverged), file=sys.stderr, flush=True)
+        print(_stop_line(state, tc.epochs, control.reason, diverged), file=sys.stderr, flush=True)
     return _finish(run, p, config, state, diverged)
 
 
@@ -333,16 +338,12 @@ def _chance(p: Parts) -> float | None:
     return float(counts.max()) / float(counts.sum())
 
 
-def _stop_line(state: TrainState, epochs: int, patience: int | None, diverged: str | None = None) -> str:
+def _stop_line(state: TrainState, epochs: int, reason: str, diverged: str | None = None) -> str:
     """Why training ended (and that it diverged, when it did), and what the test evaluation will use."""
     best = state.best
     chosen = (f"best {best['metric']} = {best['value']:.4g} at epoch {best['epoch']}" if best
               else "no best epoch")  # fmt: skip
-    if state.stopped_early:
-        metric = best.get("metric")
-        why = f"stopped early after epoch {state.epoch + 1}: no better {metric} for {patience} epochs"
-    else:
-        why = f"trained the epoch budget ({epochs})"
+    why = reason or f"trained the epoch budget ({epochs})"
     warning = f"; WARNING: the run diverged: {diverged} (lower trainer.lr?)" if diverged else ""
     return f"{why}{warning}; {chosen}; evaluating that checkpoint on test and saving embeddings"
 
