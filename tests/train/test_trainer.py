@@ -231,9 +231,9 @@ def test_console__each_epoch_line_shows_every_term_and_the_end_says_why(tmp_path
 
 
 def test_console__without_a_terminal_progress_appears_during_the_epoch(tmp_path, capsys, monkeypatch):
-    import contrastlab.train.trainer as trainer_module
+    import contrastlab.train.progress as progress_module
 
-    monkeypatch.setattr(trainer_module, "PROGRESS_SECONDS", 0.0)  # every step, for the test
+    monkeypatch.setattr(progress_module, "PROGRESS_SECONDS", 0.0)  # every step, for the test
     raw = {**TINY, "trainer": {**TINY["trainer"], "epochs": 1}}
     train(validate_config(raw), tmp_path / "r", progress=False)
     lines = [line for line in capsys.readouterr().err.splitlines() if ": step " in line]

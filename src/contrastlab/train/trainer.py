@@ -49,6 +49,7 @@ from contrastlab.train.evaluate import evaluate, metric_names, predict, predict_
 from contrastlab.train.guard import Guard, TrainingDiverged, finite_divergence
 from contrastlab.train.loggers import check_trackers, open_loggers
 from contrastlab.train.loop import EpochLog, StepState, dry_step, train_epoch
+from contrastlab.train.progress import epoch_line, progress_bar
 from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "resolve_device", "train"]
@@ -255,7 +256,7 @@ def _train(
         around.append(Trackers(open_loggers(tc.loggers, run=run, config=state.config, meta=meta,
                                             tracking=tc.tracking), run))  # fmt: skip
         if not show_bar and not quiet:
-            around.append(EpochLines(tc.epochs, list(p.objective.term_cfgs), _epoch_line))
+            around.append(EpochLines(tc.epochs, list(p.objective.term_cfgs), epoch_line))
     around += callbacks
     try:
         result = _fit(p, logged, config, run, state, around, show_bar, quiet)
@@ -288,7 +289,7 @@ def _fit(p: Parts, logged: set[str], config: TrainConfig, run: RunDir, state: Tr
     state.stopped_early = control.should_stop
     for epoch in range(state.epoch + 1, tc.epochs if not control.should_stop else 0):
         started = time.perf_counter()
-        bar = partial(_progress, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
+        bar = partial(progress_bar, desc=f"epoch {epoch + 1}/{tc.epochs}", show=show_bar,
                       periodic=is_main and not quiet and not show_bar)  # fmt: skip
         log, state.global_step = train_epoch(p, tc, epoch, state.global_step, guard, bar, each_step)
         clean_train = evaluate(p.model, p.data, p.train_idx, config, p.scale, p.device, part="train")
@@ -459,50 +460,3 @@ def _finish(run: RunDir, p: Parts, config: TrainConfig, state: TrainState, diver
         run.metrics,
     )
     return RunResult(run.path, state.history, state.best, state.stopped_early, test, model, diverged)
-
-
-#: Without a terminal (CI, nohup, a scheduler's log), a progress line at most this often.
-PROGRESS_SECONDS = 60.0
-
-
-def _progress(items: list[Any], desc: str, show: bool, periodic: bool = False) -> Any:
-    """A tqdm bar on a terminal; otherwise, when ``periodic``, a line every PROGRESS_SECONDS with the
-    step, the rate and the time left; else nothing."""
-    if show:
-        from tqdm import tqdm
-
-        return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
-    return _Periodic(items, desc) if periodic else _Quiet(items)
-
-
-class _Quiet(list):  # type: ignore[type-arg]
-    def set_postfix(self, *_: Any, **__: Any) -> None:
-        pass
-
-
-class _Periodic(_Quiet):
-    """Iterates the items, printing "desc: step i/n, r steps/s, about t left" every PROGRESS_SECONDS."""
-
-    def __init__(self, items: list[Any], desc: str) -> None:
-        super().__init__(items)
-        self.desc = desc
-
-    def __iter__(self) -> Any:
-        started = last = time.perf_counter()
-        for i, item in enumerate(super().__iter__()):
-            yield item
-            now = time.perf_counter()
-            if now - last >= PROGRESS_SECONDS:
-                last = now
-                rate = (i + 1) / (now - started)
-                left = (len(self) - i - 1) / rate
-                print(f"{self.desc}: step {i + 1}/{len(self)}, {rate:.3g} steps/s, about {left:.0f} s left",
-                      file=sys.stderr, flush=True)  # fmt: skip
-
-
-def _epoch_line(row: dict[str, Any], epochs: int, terms: Sequence[str] = ()) -> str:
-    """The epoch's row in one line: the loss, the task and every term, the validation metrics, the LR."""
-    wanted = {"train/loss", "train/task", *(f"train/{t}" for t in terms), "lr", "skipped_steps"}
-    keys = [k for k in row if k in wanted or k.startswith("val/")]
-    shown = ", ".join(f"{k}={row[k]:.4g}" for k in keys if isinstance(row[k], float | int))
-    return f"epoch {row['epoch']}/{epochs}: {shown}"
