@@ -109,17 +109,7 @@ def recorded_run(run: RunDir) -> dict[str, Any]:
     """
     import yaml
 
-    try:
-        exists, started = run.path.exists(), run.config.is_file()
-    except OSError as exc:  # e.g. a directory that cannot be searched
-        raise RunDirError(f"{run.path} cannot be read ({exc.strerror or exc})") from None
-    if not exists:
-        raise RunDirError(f"{run.path} does not exist: there is no run to resume (contrastlab train starts "
-                          "one)")  # fmt: skip
-    if not started:
-        raise RunDirError(f"{run.path} holds no run to resume: nothing was saved there yet (no config.yaml; "
-                          "a run stopped before its first save, or not a run directory); contrastlab train "
-                          "starts it again")  # fmt: skip
+    run.check_started()
     with reading(run.config, "a run's config.yaml (as contrastlab train writes it)", error=RunDirError):
         saved = yaml.safe_load(run.config.read_text(encoding="utf-8"))
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):

@@ -111,6 +111,24 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def check_started(self) -> None:
+        """That a run was started here and saved its config.yaml: what resuming it needs first.
+
+        Raises:
+            RunDirError: the directory does not exist or cannot be read, or nothing was saved in it yet.
+        """
+        try:
+            exists, started = self.path.exists(), self.config.is_file()
+        except OSError as exc:  # e.g. a directory that cannot be searched
+            raise RunDirError(f"{self.path} cannot be read ({exc.strerror or exc})") from None
+        if not exists:
+            raise RunDirError(f"{self.path} does not exist: there is no run to resume (contrastlab train "
+                              "starts one)")  # fmt: skip
+        if not started:
+            raise RunDirError(f"{self.path} holds no run to resume: nothing was saved there yet (no "
+                              "config.yaml; a run stopped before its first save, or not a run directory); "
+                              "contrastlab train starts it again")  # fmt: skip
+
     def check_creatable(self) -> None:
         """That the run directory exists as a directory, or can be made: no part of its path is a file.
 

@@ -177,12 +177,8 @@ def _check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             where one exists without ``overwrite``.
     """
     run.check_creatable()
-    if resume and not run.last.is_file() and not run.config.is_file():
-        if not run.path.exists():
-            raise RunDirError(f"{run.path} does not exist: there is no run to resume (contrastlab train "
-                              "starts one)")  # fmt: skip
-        raise RunDirError(f"{run.path} holds no run to resume (no config.yaml, no checkpoint): nothing was "
-                          "saved there yet; contrastlab train starts it again")  # fmt: skip
+    if resume and not run.last.is_file():
+        run.check_started()
     if not resume and not overwrite and run.holds_run():
         raise RunDirError(
             f"{run.path} already holds a run; resume it (contrastlab resume {run.path}), choose "
