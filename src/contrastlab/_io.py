@@ -25,6 +25,7 @@ __all__ = [
     "cache_root",
     "is_temporary",
     "load_cache",
+    "ragged_row",
     "read_json",
     "reading",
     "save_cache",
@@ -162,3 +163,14 @@ def read_json(path: Path, expected: str, *, keys: tuple[str, ...] = ()) -> dict[
     if missing:
         raise UnreadableFileError(f"{path} is not {expected} (it has no {', '.join(map(repr, missing))})")
     return loaded
+
+
+def ragged_row(rows: list[dict[Any, Any]]) -> int | None:
+    """The first row (from 1) of ``csv.DictReader`` rows with more fields than the header (a ``None`` key)
+    or fewer (``None`` values), or None when every row fits.
+
+    Example:
+        >>> ragged_row([{"a": "1", "b": "2"}, {"a": "1", "b": None}])
+        2
+    """
+    return next((i + 1 for i, row in enumerate(rows) if None in row or None in row.values()), None)

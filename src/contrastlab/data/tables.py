@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contrastlab._io import UnreadableFileError, reading
+from contrastlab._io import UnreadableFileError, ragged_row, reading
 
 __all__ = ["as_dataset", "check_finite_features", "class_codes", "read_csv", "read_table"]
 
@@ -41,7 +41,7 @@ def read_csv(path: str | Path, *, columns: Sequence[str], encoding: str = "utf-8
     missing = [c for c in columns if c not in header]
     if missing:
         raise ValueError(f"{source} has no column(s) {missing}; its columns are {header}")
-    ragged = next((i + 1 for i, row in enumerate(rows) if None in row or None in row.values()), None)
+    ragged = ragged_row(rows)
     if ragged is not None:
         more = "more" if None in rows[ragged - 1] else "fewer"
         raise ValueError(f"row {ragged} of {source} has {more} fields than its header ({len(header)}); quote "

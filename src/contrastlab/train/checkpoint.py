@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from contrastlab._io import UnreadableFileError, atomic_write, reading
+from contrastlab._io import UnreadableFileError, atomic_write, ragged_row, reading
 
 __all__ = [
     "FORMAT",
@@ -183,7 +183,7 @@ def read_history(path: Path) -> list[dict[str, float | str]]:
         except ValueError:
             return text
 
-    ragged = next((i + 1 for i, row in enumerate(rows) if None in row or None in row.values()), None)
+    ragged = ragged_row(rows)
     if ragged is not None:
         raise UnreadableFileError(f"{path} is not {expected} (row {ragged} has another number of fields than "
                                   "the header)")  # fmt: skip
