@@ -1,0 +1,40 @@
+"""Result directories written by an earlier version load and render exactly as they did when written.
+
+The directories under ``golden/`` (one of each kind: a single verdict, one extended after it was written, a
+sequential one, verdicts over two recipes, a curve) were trained and rendered by the commit that added them
+(``python -m tests.experiments.golden.regenerate``); users hold such files, and a change to how a verdict
+is stored or read must keep reading them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.experiments.golden.regenerate import HERE, KINDS, ROOT, rendered, table
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(autouse=True)
+def _at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the verdicts record their recipes relative to the repository root
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_golden__report_shows_what_it_showed_when_written(kind):
+    expected = json.loads((HERE / f"{kind}.expected" / "report.json").read_text())
+    assert rendered(HERE / kind) == expected
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if (HERE / k / "verdict.json").is_file()])
+def test_golden__cli_table_is_what_it_was_when_written(kind):
+    assert table(HERE / kind) == (HERE / f"{kind}.expected" / "table.txt").read_text()
+
+
+def test_golden__every_kind_is_committed():
+    assert all((HERE / kind).is_dir() for kind in KINDS)
+    assert not [p for p in HERE.rglob("*.pt")], "checkpoints do not belong in the golden set"
+    assert os.path.getsize(HERE / "single" / "verdict.json") > 0
