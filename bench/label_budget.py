@@ -16,17 +16,17 @@ margin) and a section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench._harness import minutes_between, write_section
 from contrastlab.experiments.curve import CurvePoint, plot_curve, read_curve, write_curve
-from contrastlab.experiments.stats import percent
+from contrastlab.experiments.results import Verdict
+from contrastlab.experiments.stats import PairedComparison, percent
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "bench" / "figures"
@@ -147,15 +147,15 @@ def _fill(args: list[str], runs: Path) -> list[str]:
     return [a.replace("{runs}", str(runs)) for a in args]
 
 
-def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> dict[str, Any]:
-    """The point's verdict.json, running (or resuming) the verdict unless it is finished."""
+def run_point(curve: Curve, point: Point, out: Path, runs: Path) -> Verdict:
+    """The point's verdict, running (or resuming) it unless it is finished."""
     if not (out / "verdict.json").is_file():
         treatments = [curve.treatment] if isinstance(curve.treatment, str) else list(curve.treatment)
         command = ["verdict", curve.recipe, *point.overrides,
                    *(a for t in _fill(treatments, runs) for a in ("--treatment", t)),
                    *point.verdict, "--smallest-effect", curve.smallest_effect, "--out", str(out)]  # fmt: skip
         _cli([*command, "--resume"] if out.is_dir() else command)
-    return json.loads((out / "verdict.json").read_text())
+    return Verdict.from_json(out)
 
 
 def wall_minutes(out: Path) -> float:
@@ -163,14 +163,15 @@ def wall_minutes(out: Path) -> float:
     return max(minutes_between(config.parent, out / "verdict.json") for config in out.glob("*/seed*/config.yaml"))
 
 
-def _interval(s: dict[str, Any]) -> str:
-    low, high = s["ci"]
-    if low is None or high is None:
+def _interval(c: PairedComparison) -> str:
+    if not (math.isfinite(c.ci_low) and math.isfinite(c.ci_high)):
         return ""
-    return f"{percent(s['confidence'])} CI {low:+.4f} to {high:+.4f}"
+    return f"{percent(c.confidence)} CI {c.ci_low:+.4f} to {c.ci_high:+.4f}"
 
 
-def render(key: str, curve: Curve, points: list[tuple[Point, dict[str, Any]]], seconds: float) -> str:
+def render(key: str, curve: Curve, points: list[tuple[Point, PairedComparison, float]], seconds: float) -> str:
+    """The curve's section of RESULTS.md: per point (its comparison and wall minutes) both arms, the
+    paired difference with its interval, and the call."""
     lines = [
         f"<!-- label_budget:{key} -->",
         f"## Label budget: {curve.title}",
@@ -185,12 +186,10 @@ def render(key: str, curve: Curve, points: list[tuple[Point, dict[str, Any]]], s
         f"| {curve.x_label} | {curve.arms[0]} | {curve.arms[1]} | difference | call | wall |",
         "|---|---|---|---|---|---|",
     ]
-    for point, s in points:
-        cells = [
-            f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f}" for v in (s["baseline"], s["treatment"])
-        ]
-        lines.append(f"| {point.label} (n={s['n']} pairs) | {cells[0]} | {cells[1]} | "
-                     f"{s['difference']:+.4f} ({_interval(s)}) | {s['call']} | {s['wall']:.0f} min |")  # fmt: skip
+    for point, c, wall in points:
+        cells = [f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f}" for v in (c.baseline, c.treatment)]
+        lines.append(f"| {point.label} (n={c.n} pairs) | {cells[0]} | {cells[1]} | "
+                     f"{c.mean_difference:+.4f} ({_interval(c)}) | {c.call()} | {wall:.0f} min |")  # fmt: skip
     lines += ["", f"<!-- /label_budget:{key} -->"]
     return "\n".join(lines)
 
@@ -217,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                                         arms=curve.arms, notes=curve.notes,
                                         points=[CurvePoint(p.label, p.x, f"point{i}")
                                                 for i, p in enumerate(curve.points)]).parent)  # fmt: skip
-        points = [(point, {**p["summary"], "wall": wall_minutes(Path(p["path"]))})
-                  for point, p in zip(curve.points, record["points"], strict=True)]  # fmt: skip
+        points = [(point, p.comparison, wall_minutes(p.path))
+                  for point, p in zip(curve.points, record.points, strict=True)]  # fmt: skip
         text = render(key, curve, points, time.perf_counter() - started)
         print(text)
         print(f"report: contrastlab report {runs / key}")

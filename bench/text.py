@@ -56,8 +56,9 @@ def _build(case: str, mode: str, batches: int) -> Callable[[], None]:
 
     from contrastlab.data import get_dataset
     from contrastlab.train import validate_config
-    from contrastlab.train.build import forward_views, make_model, param_groups
+    from contrastlab.train.build import forward_views, make_model
     from contrastlab.train.objective import Objective
+    from contrastlab.train.optim import param_groups
 
     torch.set_num_threads(2)
     _, objective_terms, views = CASES[case]

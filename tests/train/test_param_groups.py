@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from contrastlab.models import ContrastiveModel, build_model
-from contrastlab.train.build import param_groups
 from contrastlab.train.config import TrainerConfig
+from contrastlab.train.optim import param_groups
 
 
 def _graph_batch(num_features: int, num_edge_features: int) -> Any:

@@ -131,8 +131,8 @@ def test_accumulation__two_micro_batches_of_12_train_exactly_like_one_batch_of_2
 
 def test_param_groups__layer_decay_head_lr_and_freezing(tmp_path):
     from contrastlab.models import build_model
-    from contrastlab.train.build import param_groups
     from contrastlab.train.config import TrainerConfig
+    from contrastlab.train.optim import param_groups
 
     model = build_model("mlp", num_features=4, num_outputs=2, hidden_dims=[8, 8], embedding_dim=4,
                         projection_dim=4, dropout=0.0)  # fmt: skip

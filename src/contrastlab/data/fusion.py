@@ -1,4 +1,4 @@
-"""Paired graph + text datasets for two-tower fusion models (seed 000's graph+text band-gap regressor).
+"""Paired graph + text datasets for two-tower fusion models (the fusion study's band-gap regressor).
 
 Each record is one sample seen by two modalities: a graph (for the graph tower) and a short text (for the
 text tower). Built in, offline:

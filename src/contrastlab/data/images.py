@@ -88,22 +88,13 @@ def fashion_mnist(
         seed: Draws the per-class subsets, the validation share and the poses.
         pose_degrees: Rotate each image by an angle drawn uniformly from ±``pose_degrees`` (a "pose" the
             identity must not depend on); the angle / ``pose_degrees`` in [-1, 1] is the dataset's
-            ``auxiliary`` target, for an auxiliary pose head (seed 003). 0: upright images, no target.
+            ``auxiliary`` target, for an auxiliary pose head (the identity study). 0: upright, no target.
 
     Raises:
         FileNotFoundError: the Debian package is not installed (with the apt line).
         ValueError: bad class numbers, or no class left to train on.
     """
-    folder = Path(os.environ.get("CONTRASTLAB_FASHION_MNIST", FASHION_DIR))
-    files = {name: folder / f"{name}-idx{3 if 'images' in name else 1}-ubyte.gz"
-             for name in ("train-images", "train-labels", "t10k-images", "t10k-labels")}  # fmt: skip
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"Fashion-MNIST files not found ({missing[0]}); install Debian's package: "
-            "apt-get install dataset-fashion-mnist (or set CONTRASTLAB_FASHION_MNIST to a folder of the "
-            "idx files)"
-        )
+    files = _fashion_files()
     if not 0.0 <= pose_degrees <= 180.0:
         raise ValueError(f"pose_degrees={pose_degrees}; expected 0..180")
     held = sorted(holdout_classes if holdout_classes is not None else [7, 8, 9])
@@ -149,6 +140,25 @@ def fashion_mnist(
         predefined_split=split, open_set=frozenset({"test"}),
         identity_names=[CLASSES[c] for c in known + held], auxiliary=auxiliary, image_shape=(1, 28, 28),
     )  # fmt: skip
+
+
+def _fashion_files() -> dict[str, Path]:
+    """Fashion-MNIST's four idx files, from Debian's package (or ``CONTRASTLAB_FASHION_MNIST``).
+
+    Raises:
+        FileNotFoundError: one is missing (with the apt line).
+    """
+    folder = Path(os.environ.get("CONTRASTLAB_FASHION_MNIST", FASHION_DIR))
+    files = {name: folder / f"{name}-idx{3 if 'images' in name else 1}-ubyte.gz"
+             for name in ("train-images", "train-labels", "t10k-images", "t10k-labels")}  # fmt: skip
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST files not found ({missing[0]}); install Debian's package: "
+            "apt-get install dataset-fashion-mnist (or set CONTRASTLAB_FASHION_MNIST to a folder of the "
+            "idx files)"
+        )
+    return files
 
 
 def rotate_images(images: Tensor, degrees: Tensor) -> Tensor:

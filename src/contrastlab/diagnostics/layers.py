@@ -1,6 +1,6 @@
 """CKA between the named stages of two models on the same inputs, from forward hooks.
 
-This is how seed 000 judged whether fusion survived to the last layer: the same inputs through twin
+This is how the fusion study judged whether fusion survived to the last layer: the same inputs through twin
 models (or two checkpoints of one), stage by stage. Activations are flattened per sample (per-token
 outputs pooled first, when the caller says how) and streamed
 batch by batch into :class:`StreamingLinearCKA`, so memory does not grow with the number of inputs.

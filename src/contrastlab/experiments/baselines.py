@@ -29,6 +29,7 @@ The linear models pick their regularisation (C, or ridge's alpha) on the validat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,11 +37,11 @@ import numpy as np
 import torch
 
 from contrastlab.data import get_dataset
-from contrastlab.train.build import make_split
+from contrastlab.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.checkpoint import write_json, write_yaml
 from contrastlab.train.config import TrainConfig
-from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.rundir import RunDir, fitted_metrics
+from contrastlab.train.split import make_split
 
 __all__ = [
     "BASELINES",
@@ -421,3 +422,30 @@ def run_baseline(kind: str, config: TrainConfig, run_dir: str | Path, *, seed: i
     if kind == "peptide_rf":
         return peptide_forest(config, run_dir, n_estimators=n_estimators, seed=seed)
     return BASELINES[kind](config, run_dir, seed=seed)
+
+
+def run_baselines(config: TrainConfig, runs_dir: str | Path, *, kinds: Sequence[str] = (), seeds: int = 1,
+                  name: str | None = None, report: Callable[[str], None] = print,
+                  **options: Any) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """Each baseline of ``kinds`` (default: :func:`default_baselines` for the recipe's data) at ``seeds``
+    seeds (the recipe's ``trainer.seed`` + 0, 1, ...), each into ``runs_dir/<name>_<kind>[_seed<k>]``;
+    ``report`` gets a line per run and, over several seeds, each baseline's mean ± sd. Returns each
+    baseline's test metrics, one value per seed. ``options``: :func:`run_baseline`'s."""
+    import statistics
+
+    if not kinds:
+        kinds = default_baselines(config, get_dataset(config.data.name, **config.data.options))
+    found: dict[str, dict[str, list[float]]] = {}
+    for kind in kinds:
+        prefix = f"{name or config.name}_{kind}"
+        tests = found.setdefault(kind, {})
+        for k in range(seeds):
+            run_dir = Path(runs_dir) / (f"{prefix}_seed{k}" if seeds > 1 else prefix)
+            metrics = run_baseline(kind, config, run_dir, seed=config.trainer.seed + k, **options)
+            report(f"{run_dir}: test " + ", ".join(f"{m}={v:.4f}" for m, v in metrics["test"].items()))
+            for m, v in metrics["test"].items():
+                tests.setdefault(m, []).append(v)
+        if seeds > 1:
+            summary = [f"{m}={statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" for m, v in tests.items()]
+            report(f"{kind}: mean ± sd over seeds: " + ", ".join(summary))
+    return found

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from contrastlab._io import read_json
+from contrastlab.experiments.results import ComparedRun, RunComparison
 from contrastlab.experiments.schemas import load_result
 from contrastlab.train.checkpoint import read_history, write_json
 from contrastlab.train.diagnose import generalization_gap
 from contrastlab.train.rundir import RunDir
 
-__all__ = ["compare_runs", "format_comparison", "plot_curves"]
+__all__ = ["compare_runs", "plot_curves"]
 
 _DIAGNOSTICS = ("probes.logistic.accuracy", "probes.knn1_accuracy", "clustering.ari", "geometry.uniformity",
                 "geometry.rankme")  # fmt: skip
@@ -26,7 +27,7 @@ def _dig(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = None) -> dict[str, Any]:
+def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = None) -> RunComparison:
     """Collects each run's best, final and test metrics, its train/val gap and (when ``contrastlab
     diagnose`` has run) its main diagnostics; writes ``compare.json`` and ``curves.png`` to ``out_dir``.
 
@@ -52,28 +53,23 @@ def compare_runs(run_dirs: list[str | Path], *, out_dir: str | Path | None = Non
             for m, entry in generalization_gap(history).items()
             if "final" in entry
         }
-        row: dict[str, Any] = {
-            "run": name,
-            "path": str(run_dir),
-            "epochs": metrics["epochs_run"],
-            "best": metrics["best"],
-            "test": metrics["test"],
-            "final_val": {k[4:]: v for k, v in metrics["final"].items() if k.startswith("val/")},
-            "gap": gap,
-        }
-        diag_file = files.diagnostics
-        if diag_file.is_file():
-            diag = read_json(diag_file, "a run's diagnostics.json", keys=("embedding",))["embedding"]
-            row["diagnostics"] = {k: v for k in _DIAGNOSTICS if (v := _dig(diag, k)) is not None}
-        runs.append(row)
-    result: dict[str, Any] = {"runs": runs}
-    if out_dir is not None:
-        out = Path(out_dir)
-        write_json(result, out / "compare.json")
-        if importlib.util.find_spec("matplotlib") is not None:
-            plot_curves(histories, str(out / "curves.png"))
-            result["plots"] = ["curves.png"]
-    return result
+        diagnostics = None
+        if files.diagnostics.is_file():
+            diag = read_json(files.diagnostics, "a run's diagnostics.json", keys=("embedding",))["embedding"]
+            diagnostics = {k: v for k in _DIAGNOSTICS if (v := _dig(diag, k)) is not None}
+        final_val = {k[4:]: v for k, v in metrics["final"].items() if k.startswith("val/")}
+        runs.append(ComparedRun(run=name, path=str(run_dir), epochs=metrics["epochs_run"],
+                                best=metrics["best"], test=metrics["test"], final_val=final_val, gap=gap,
+                                diagnostics=diagnostics))  # fmt: skip
+    if out_dir is None:
+        return RunComparison(runs)
+    out = Path(out_dir)
+    write_json(RunComparison(runs).to_dict(), out / "compare.json")
+    plots = []
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot_curves(histories, str(out / "curves.png"))
+        plots.append("curves.png")
+    return RunComparison(runs, plots)
 
 
 def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str | BinaryIO) -> None:
@@ -108,23 +104,3 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str | BinaryIO
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def format_comparison(result: dict[str, Any]) -> str:
-    """One row per run: best monitored metric, test metrics, final val metrics, gaps, diagnostics."""
-    keys: list[str] = []
-    table = []
-    for run in result["runs"]:
-        flat = {"best": f"{run['best'].get('value', float('nan')):.4g} @ {run['best'].get('epoch')}"}
-        flat.update({f"test.{k}": f"{v:.4g}" for k, v in run["test"].items()})
-        flat.update({f"gap.{k}": f"{v:+.3g}" for k, v in run["gap"].items()})
-        flat.update({f"diag.{k.split('.', 1)[1].replace('.', '_')}": f"{v:.4g}"
-                     for k, v in run.get("diagnostics", {}).items()})  # fmt: skip
-        keys += [k for k in flat if k not in keys]
-        table.append((run["run"], flat))
-    header = ["run", *keys]
-    rows = [header] + [[name, *(flat.get(k, "") for k in keys)] for name, flat in table]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

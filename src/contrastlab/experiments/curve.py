@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from contrastlab.experiments.schemas import load_result
-from contrastlab.experiments.stats import percent
+from contrastlab.experiments.stats import PairedComparison, percent
 from contrastlab.train.checkpoint import atomic_write
 
-__all__ = ["CurvePoint", "plot_curve", "read_curve", "summarize_verdict", "write_curve"]
+__all__ = ["Curve", "CurvePoint", "CurveVerdict", "plot_curve", "read_curve", "write_curve"]
 
 CURVE_FILE = "curve.json"
 
@@ -92,45 +92,42 @@ def write_curve(
     return path
 
 
-def summarize_verdict(verdict: dict[str, Any], metric: str) -> dict[str, Any]:
-    """One metric's arms, paired difference, interval and call from a verdict.json.
+@dataclass(frozen=True)
+class CurveVerdict:
+    """A point of a curve read back: where it sits, its verdict's directory and that verdict's comparison of
+    the curve's metric."""
 
-    Example:
-        >>> v = {"comparisons": [{"metric": "test.accuracy", "baseline": [0.7, 0.8], "treatment": [0.8, 0.8],
-        ...      "mean_difference": 0.05, "ci_low": -0.1, "ci_high": 0.2, "confidence": 0.95,
-        ...      "verdict": "no detectable effect", "smallest_effect": 0.01}]}
-        >>> s = summarize_verdict(v, "test.accuracy")
-        >>> s["n"], round(s["baseline_mean"], 3), s["treatment_mean"], s["ci"], s["call"]
-        (2, 0.75, 0.8, (-0.1, 0.2), 'no detectable effect')
-
-    Raises:
-        KeyError: the verdict did not compare ``metric`` (the message lists what it compared).
-    """
-    found = [c for c in verdict["comparisons"] if c["metric"] == metric]
-    if not found:
-        have = ", ".join(c["metric"] for c in verdict["comparisons"])
-        raise KeyError(f"the verdict has no comparison of {metric!r}; it compared {have}")
-    c = found[0]
-    base, treated = [float(v) for v in c["baseline"]], [float(v) for v in c["treatment"]]
-    return {
-        "n": len(base), "baseline": base, "treatment": treated,
-        "baseline_mean": statistics.fmean(base), "treatment_mean": statistics.fmean(treated),
-        "difference": float(c["mean_difference"]), "ci": (c["ci_low"], c["ci_high"]),
-        "confidence": float(c["confidence"]), "call": c.get("call") or c["verdict"],
-        "verdict": c["verdict"], "smallest_effect": c.get("smallest_effect"),
-    }  # fmt: skip
+    label: str
+    x: float
+    verdict: str  # as curve.json names it (relative to the curve's directory, or absolute)
+    path: Path
+    comparison: PairedComparison
 
 
-def read_curve(directory: str | Path) -> dict[str, Any]:
-    """``curve.json`` with each point's verdict summarized (:func:`summarize_verdict` of the curve's
-    metric) under the point's ``summary``, and the verdict directory it was read from under ``path``.
+@dataclass(frozen=True)
+class Curve:
+    """A curve of verdicts as :func:`read_curve` reads it."""
+
+    title: str
+    metric: str
+    x_label: str
+    arms: tuple[str, str]
+    notes: str
+    points: list[CurveVerdict]
+
+
+def read_curve(directory: str | Path) -> Curve:
+    """``curve.json`` with each point's verdict read, its comparison of the curve's metric at hand.
 
     Raises:
         FileNotFoundError: no curve.json, or a point whose verdict has not finished (names the point).
         KeyError: a point's verdict did not compare the curve's metric.
     """
+    from contrastlab.experiments.results import Verdict
+
     root = Path(directory)
     curve = load_result(root / CURVE_FILE, "curve")
+    points = []
     for point in curve["points"]:
         where = root / point["verdict"]
         if not (where / "verdict.json").is_file():
@@ -139,12 +136,13 @@ def read_curve(directory: str | Path) -> dict[str, Any]:
                 "(its verdict has not finished; `contrastlab verdict ... --resume` finishes it)"
             )
         try:
-            verdict = load_result(where / "verdict.json", "comparisons")
-            point["summary"] = summarize_verdict(verdict, curve["metric"])
+            comparison = Verdict.from_json(where).comparison(curve["metric"])
         except KeyError as exc:
             raise KeyError(f"point {point['label']!r} ({where}): {exc.args[0]}") from None
-        point["path"] = str(where)
-    return curve
+        points.append(CurveVerdict(point["label"], float(point["x"]), point["verdict"], where, comparison))
+    arms = curve["arms"]
+    return Curve(curve["title"], curve["metric"], curve["x_label"], (arms[0], arms[1]),
+                 curve.get("notes", ""), points)  # fmt: skip
 
 
 def _fit_right(fig: Any, ax: Any, texts: list[Any]) -> None:
@@ -162,7 +160,7 @@ def _fit_right(fig: Any, ax: Any, texts: list[Any]) -> None:
         ax.set_xlim(low, ax.transScale.inverted().transform((b, 0.0))[0])
 
 
-def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
+def plot_curve(curve: Curve, path: str | Path | BinaryIO) -> None:
     """Left: each arm's seeds (dots) and mean (line) per point. Right: the paired difference with each
     verdict's interval, the equivalence margin shaded, each point labelled with its call.
 
@@ -176,10 +174,10 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
 
     from contrastlab.metrics import direction
 
-    points = curve["points"]
-    xs = [float(p["x"]) for p in points]
-    labels = [p["label"] for p in points]
-    arms, metric = curve["arms"], curve["metric"]
+    points = curve.points
+    xs = [p.x for p in points]
+    labels = [p.label for p in points]
+    arms, metric = curve.arms, curve.metric
     log = max(xs) / min(xs) >= 10
     spread = (max(xs) - min(xs)) or 1.0
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -188,11 +186,10 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
         return x * (1.0 + (k - 0.5) * 0.06) if log else x + (k - 0.5) * 0.02 * spread
 
     for k, (arm, color) in enumerate(zip(arms, ("#5d6678", "#1f5fa8"), strict=True)):
-        key = ("baseline", "treatment")[k]
-        for x, p in zip(xs, points, strict=True):
-            s = p["summary"]
-            left.scatter([shifted(x, k)] * s["n"], s[key], color=color, s=12, alpha=0.45)
-        means = [p["summary"][f"{key}_mean"] for p in points]
+        values = [(p.comparison.baseline, p.comparison.treatment)[k] for p in points]
+        for x, seeds in zip(xs, values, strict=True):
+            left.scatter([shifted(x, k)] * len(seeds), seeds, color=color, s=12, alpha=0.45)
+        means = [statistics.fmean(seeds) for seeds in values]
         left.plot([shifted(x, k) for x in xs], means, "o-", color=color, label=arm)
     higher = direction(metric)
     for ax in (left, right):
@@ -200,25 +197,24 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
             ax.set_xscale("log")
             ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(xs, labels, fontsize=8.5)
-        ax.set_xlabel(curve["x_label"])
+        ax.set_xlabel(curve.x_label)
     better = "" if higher is None else " (higher is better)" if higher else " (lower is better)"
     left.set_ylabel(metric + better)
     left.legend(frameon=False)
     left.set_title("each seed (dots) and the mean (line)", fontsize=10, loc="left")
-    margins = [p["summary"]["smallest_effect"] for p in points if p["summary"]["smallest_effect"]]
+    margins = [p.comparison.smallest_effect for p in points if p.comparison.smallest_effect]
     delta = margins[0] if margins else None
     if delta:
         right.axhspan(-delta, delta, color="#dbe7f6")
     right.axhline(0.0, color="black", linewidth=0.8)
     calls = []
     for x, p in zip(xs, points, strict=True):
-        s = p["summary"]
-        low, high = s["ci"]
-        if low is not None and high is not None:
-            right.plot([x, x], [low, high], color="#1f5fa8", linewidth=2.2)
-        right.plot([x], [s["difference"]], "o", color="#1f5fa8")
-        calls.append(right.annotate(f"{s['call']}\n(n={s['n']}, {percent(s['confidence'])} CI)",
-                                    (x, s["difference"]), textcoords="offset points", xytext=(8, 0),
+        c = p.comparison
+        if math.isfinite(c.ci_low) and math.isfinite(c.ci_high):
+            right.plot([x, x], [c.ci_low, c.ci_high], color="#1f5fa8", linewidth=2.2)
+        right.plot([x], [c.mean_difference], "o", color="#1f5fa8")
+        calls.append(right.annotate(f"{c.call()}\n(n={c.n}, {percent(c.confidence)} CI)",
+                                    (x, c.mean_difference), textcoords="offset points", xytext=(8, 0),
                                     fontsize=7.5, va="center"))  # fmt: skip
     if log:
         right.set_xlim(min(xs) / 1.6, max(xs) * 3.6)
@@ -228,7 +224,7 @@ def plot_curve(curve: dict[str, Any], path: str | Path | BinaryIO) -> None:
     right.set_ylabel(f"{arms[1]} - {arms[0]}{side}")
     shaded = f"\nshaded: the equivalence margin ±{delta:g}" if delta else ""
     right.set_title(f"paired difference and the verdict's interval{shaded}", fontsize=10, loc="left")
-    fig.suptitle(curve["title"], fontsize=10)
+    fig.suptitle(curve.title, fontsize=10)
     fig.tight_layout()
     _fit_right(fig, right, calls)
     if isinstance(path, str | Path):

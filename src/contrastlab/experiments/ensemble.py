@@ -27,12 +27,13 @@ from tqdm import tqdm
 
 from contrastlab._io import read_json
 from contrastlab.experiments.schemas import load_result
-from contrastlab.train.build import TargetScale, make_model
+from contrastlab.metrics import classification_metrics, dataset_regression_metrics
+from contrastlab.train.build import make_model
 from contrastlab.train.checkpoint import load_checkpoint, write_json, write_yaml
 from contrastlab.train.diagnose import dataset_of, run_config
 from contrastlab.train.evaluate import predict
-from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.rundir import RunDir, RunDirError, fitted_metrics
+from contrastlab.train.split import TargetScale
 
 SPLIT_FILE = "a run's split.json (as contrastlab train writes it)"
 
@@ -69,23 +70,8 @@ def ensemble_runs(
         RunDirError: ``out`` holds a run or ensemble and ``overwrite`` is off.
     """
     members = [Path(r) for r in runs]
-    if len({m.resolve() for m in members}) != len(members) or len(members) < 2:
-        raise ValueError(f"an ensemble needs two or more distinct runs; got {[str(m) for m in members]}")
-    for m in members:
-        if not RunDir(m).is_complete() or not RunDir(m).best.is_file():
-            raise ValueError(f"{m} is not a finished run (no metrics.json or checkpoints/best.pt); an "
-                             "ensemble averages finished runs")  # fmt: skip
-    configs = [run_config(m) for m in members]
+    configs, split = _checked_members(members)
     first = configs[0]
-    split = read_json(RunDir(members[0]).split, SPLIT_FILE)
-    for m, config in zip(members[1:], configs[1:], strict=True):
-        if config.data != first.data or config.objective.task != first.objective.task:
-            raise ValueError(f"{m} was trained on other data settings or another task than {members[0]} "
-                             f"(data {config.data.model_dump()} task {config.objective.task!r}); an ensemble "
-                             "averages runs of one task on one dataset")  # fmt: skip
-        if read_json(RunDir(m).split, SPLIT_FILE) != split:
-            raise ValueError(f"{m} used another split than {members[0]} (split.json differs); an ensemble "
-                             "averages predictions for the same rows")  # fmt: skip
     data = dataset if dataset is not None else dataset_of(first)
     open_set = list(getattr(data, "open_set", ()))
     if first.objective.task == "none" or open_set:
@@ -127,6 +113,29 @@ def ensemble_runs(
             np.savez(target.path / "predictions" / f"{part}.npz", **arrays)
         write_json(result, target.metrics)  # last: the ensemble is complete
     return result
+
+
+def _checked_members(members: list[Path]) -> tuple[list[Any], dict[str, Any]]:
+    """The members' configs and their one split, after refusing fewer than two distinct finished runs, and
+    runs of other data, another task or another split."""
+    if len({m.resolve() for m in members}) != len(members) or len(members) < 2:
+        raise ValueError(f"an ensemble needs two or more distinct runs; got {[str(m) for m in members]}")
+    for m in members:
+        if not RunDir(m).is_complete() or not RunDir(m).best.is_file():
+            raise ValueError(f"{m} is not a finished run (no metrics.json or checkpoints/best.pt); an "
+                             "ensemble averages finished runs")  # fmt: skip
+    configs = [run_config(m) for m in members]
+    first = configs[0]
+    split = read_json(RunDir(members[0]).split, SPLIT_FILE)
+    for m, config in zip(members[1:], configs[1:], strict=True):
+        if config.data != first.data or config.objective.task != first.objective.task:
+            raise ValueError(f"{m} was trained on other data settings or another task than {members[0]} "
+                             f"(data {config.data.model_dump()} task {config.objective.task!r}); an ensemble "
+                             "averages runs of one task on one dataset")  # fmt: skip
+        if read_json(RunDir(m).split, SPLIT_FILE) != split:
+            raise ValueError(f"{m} used another split than {members[0]} (split.json differs); an ensemble "
+                             "averages predictions for the same rows")  # fmt: skip
+    return configs, split
 
 
 def _refuse_existing(target: RunDir, overwrite: bool) -> bool:

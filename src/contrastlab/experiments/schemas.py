@@ -104,6 +104,31 @@ class _Verdict(_Shape):
     diverged: list[_Diverged] = []
 
 
+class _RecipeCall(_Shape):
+    recipe: str
+    metric: str
+    mean_difference: float
+    p_value: float
+    p_holm_recipes: float
+    verdict: str
+    call: str
+    sentence: str
+    treatment: list[str]
+    baseline: list[str]
+    seeds: int
+
+
+class _Aggregate(_Shape):
+    iqm_normalised_difference: _Interval
+    probability_of_improvement: _Interval
+    recipes: int
+
+
+class _Verdicts(_Shape):
+    per_recipe: list[_RecipeCall]
+    aggregate: _Aggregate
+
+
 class _Request(_Shape):
     recipe: str | dict[str, Any]
     treatment: list[str]
@@ -169,6 +194,7 @@ class _Curve(_Shape):
 _KINDS: dict[str, tuple[type[_Shape], str]] = {
     "verdict": (_Verdict, "a verdict (verdict.json, as contrastlab verdict writes it)"),
     "comparisons": (_Comparisons, "a verdict (verdict.json, as contrastlab verdict writes it)"),
+    "verdicts": (_Verdicts, "verdicts over recipes (verdicts.json, as contrastlab verdict --recipes writes)"),
     "request": (_Request, "a verdict's request.json (as contrastlab verdict writes it)"),
     "sweep": (_Sweep, "a sweep (sweep.json, as contrastlab sweep writes it)"),
     "metrics": (_Metrics, "a run's metrics.json (as contrastlab train writes it)"),
@@ -177,7 +203,7 @@ _KINDS: dict[str, tuple[type[_Shape], str]] = {
 }
 
 
-Kind = Literal["verdict", "comparisons", "request", "sweep", "metrics", "compare", "curve"]
+Kind = Literal["verdict", "comparisons", "verdicts", "request", "sweep", "metrics", "compare", "curve"]
 
 
 def load_result(path: str | Path, kind: Kind) -> dict[str, Any]:

@@ -23,10 +23,8 @@ Beyond the t-test:
   user stop trying. With δ the words are helped / hurt / equivalent / inconclusive; a significant
   difference smaller than δ is "equivalent" (its sentence says it is real but smaller than δ);
 - the probability of improvement P(treatment better than baseline), over every pair of seeds as in rliable
-  (Agarwal et al. 2021), with a percentile bootstrap interval over seeds;
-- Almost Stochastic Order (Dror et al. 2019) via deepsig: ε_min, the share of the score distributions that
-  violates "treatment stochastically dominates baseline" (below 0.2, the recommended threshold, the
-  treatment is almost stochastically better), with no normality assumption;
+  (Agarwal et al. 2021), with a percentile bootstrap interval over seeds, and Almost Stochastic Order (Dror
+  et al. 2019): ε_min, with no normality assumption (both in :mod:`contrastlab.experiments.dominance`);
 - planning: how many seeds a paired t-test needs to detect δ at 80% power, from the observed spread;
 - sequential seeds (:class:`SequentialPlan`): seed pairs are added until the call is decided or a budget is
   spent; each of the K planned looks tests at α/K (Bonferroni's inequality over the looks), so stopping at
@@ -44,34 +42,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
+from contrastlab.experiments.dominance import Interval, almost_stochastic_order, probability_of_improvement
+from contrastlab.metrics import direction
+
 __all__ = [
-    "ASO_THRESHOLD",
     "WEAK_BELOW",
+    "Call",
+    "Interval",
     "PairedComparison",
     "SequentialPlan",
     "adjust_family",
-    "almost_stochastic_order",
+    "compare_arms",
     "holm_adjust",
-    "improvement_share",
     "paired_comparison",
     "percent",
-    "probability_of_improvement",
     "seeds_needed",
 ]
 
 #: A verdict from fewer seeds is called weak in its sentence (its interval is wide and its power low).
 WEAK_BELOW = 5
 
-#: ε_min below this: the treatment is almost stochastically better (deepsig's recommended threshold).
-ASO_THRESHOLD = 0.2
-
-Verdict = Literal[
+#: What a comparison concludes of one metric.
+Call = Literal[
     "helped", "hurt", "no detectable effect", "increased", "decreased", "equivalent", "inconclusive"
 ]
 
@@ -88,6 +86,9 @@ def percent(level: float) -> str:
 
 @dataclass(frozen=True)
 class PairedComparison:
+    """One metric's paired comparison: both arms' values per seed, the difference, its interval, the tests
+    and the call. :meth:`to_dict` is what verdict.json holds of it, :meth:`from_dict` reads that back."""
+
     metric: str
     higher_is_better: bool | None  # None: a diagnostic with no better direction (e.g. uniformity)
     baseline: list[float]
@@ -100,7 +101,7 @@ class PairedComparison:
     t_statistic: float
     p_value: float
     minimum_detectable_effect: float
-    verdict: Verdict
+    verdict: Call
     p_adjusted: float | None = None  # Holm-adjusted within its family, when one was applied
     family: str | None = None
     #: Equivalence (TOST), with the smallest effect that matters: δ, the larger one-sided p, its interval.
@@ -110,6 +111,11 @@ class PairedComparison:
     equivalence_low: float | None = None
     equivalence_high: float | None = None
     alpha: float = 0.05
+    #: P(treatment better than baseline) over every pair of runs, with its bootstrap interval (metrics with
+    #: a better direction, in a verdict).
+    probability_of_improvement: Interval | None = None
+    #: Almost Stochastic Order's ε_min (a verdict's primary metric).
+    aso_epsilon: float | None = None
 
     @property
     def n(self) -> int:
@@ -155,7 +161,7 @@ class PairedComparison:
                 f"no detectable effect: {effect}; with these seeds only effects of about "
                 f"±{self.minimum_detectable_effect:.3g} or larger were detectable (80% power)"
             )
-            if self.p_adjusted is not None and self.p_value < 0.05 <= self.p_adjusted:
+            if self.p_adjusted is not None and self.p_value < self.alpha <= self.p_adjusted:
                 text += "; the interval excludes 0 before, not after, the correction for many metrics"
         else:
             text = f"{self.verdict}: {effect}"
@@ -166,20 +172,43 @@ class PairedComparison:
     def call(self) -> str:
         """The verdict with what qualifies it: "no detectable effect after Holm" when the interval excludes 0
         (the test rejects before the correction for many metrics) but not after it."""
-        if self.p_adjusted is not None and self.p_value < 0.05 <= self.p_adjusted:
+        if self.p_adjusted is not None and self.p_value < self.alpha <= self.p_adjusted:
             return f"{self.verdict} after Holm"
         return self.verdict
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: an unbounded interval end is None."""
-        out = {**asdict(self), "n": self.n, "sentence": self.sentence(), "call": self.call()}
-        for key in ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic", "equivalence_low",
-                    "equivalence_high"):  # fmt: skip
-            if out[key] is None:
-                continue
-            if not math.isfinite(out[key]):
+        """Plain data for JSON: an unbounded interval end is None; the sentence and the call are written
+        beside the numbers for readers of the file."""
+        out = asdict(self)
+        extras = {key: out.pop(key) for key in ("probability_of_improvement", "aso_epsilon")}
+        out.update({"n": self.n, "sentence": self.sentence(), "call": self.call()})
+        out.update({key: value for key, value in extras.items() if value is not None})
+        for key in _UNBOUNDED:
+            if out[key] is not None and not math.isfinite(out[key]):
                 out[key] = None
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairedComparison:
+        """A comparison from what :meth:`to_dict` wrote (the sentence and call are derived again; fields a
+        newer version added are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        unbounded = {"ci_low": -math.inf, "ci_high": math.inf, "minimum_detectable_effect": math.inf,
+                     "t_statistic": math.nan}  # fmt: skip
+        if values.get("smallest_effect") is not None:  # TOST ran: a missing end is an unbounded one
+            unbounded.update({"equivalence_low": -math.inf, "equivalence_high": math.inf})
+        for key, value in unbounded.items():
+            if values.get(key) is None:
+                values[key] = value
+        if values.get("probability_of_improvement") is not None:
+            values["probability_of_improvement"] = Interval(**values["probability_of_improvement"])
+        return cls(**values)
+
+
+#: The fields JSON writes as None when they are infinite (an unbounded interval; no spread to test with).
+_UNBOUNDED = ("ci_low", "ci_high", "minimum_detectable_effect", "t_statistic", "equivalence_low",
+              "equivalence_high")  # fmt: skip
 
 
 def paired_comparison(
@@ -227,45 +256,39 @@ def paired_comparison(
     if smallest_effect is not None and not (math.isfinite(smallest_effect) and smallest_effect > 0):
         raise ValueError(f"smallest_effect={smallest_effect!r}; expected a positive number ({metric} units)")
     d = t - b
-    n, mean, sd = d.shape[0], float(d.mean()), float(d.std(ddof=1))
-    se = sd / math.sqrt(n)
-    t_crit = float(stats.t.ppf((1 + confidence) / 2, n - 1))
-    if float(np.ptp(d)) > 1e-6 * abs(mean):
-        t_stat = mean / se
-        p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
-        low, high = mean - t_crit * se, mean + t_crit * se
-    else:
-        # Every seed moved by the same amount (up to float noise): typical of a discrete metric (one test
-        # sample more or less) over few seeds. The t-test is undefined there (its p would be ~0 from the
-        # noise alone); the exact sign-flip test is not: all n signs alike has p = 2 / 2^n. Inverted, it
-        # rejects every other value of the mean when 2 / 2^n < 1 - confidence, and none otherwise.
-        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        p_value = 1.0 if mean == 0 else min(1.0, 2.0 / 2**n)
-        se = 0.0
-        low, high = (mean, mean) if 2.0 / 2**n < 1 - confidence else (-math.inf, math.inf)
+    n, mean = d.shape[0], float(d.mean())
+    t_stat, p_value, se, low, high = _paired_t(d, confidence)
     mde = float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
-    equivalence = _tost(mean, se, n, smallest_effect, alpha) if smallest_effect is not None else None
-    p_eq = equivalence[0] if equivalence is not None else None
+    p_eq = eq_low = eq_high = None
+    if smallest_effect is not None:
+        p_eq, eq_low, eq_high = _tost(mean, se, n, smallest_effect, alpha)
     return PairedComparison(
-        metric=metric,
-        higher_is_better=higher_is_better,
-        baseline=b.tolist(),
-        treatment=t.tolist(),
-        differences=d.tolist(),
-        mean_difference=mean,
-        ci_low=low,
-        ci_high=high,
-        confidence=confidence,
-        t_statistic=float(t_stat),
-        p_value=p_value,
-        minimum_detectable_effect=mde,
-        verdict=_call(mean, p_value, alpha, higher_is_better, p_eq),
-        smallest_effect=smallest_effect,
-        p_equivalence=p_eq,
-        equivalence_low=equivalence[1] if equivalence is not None else None,
-        equivalence_high=equivalence[2] if equivalence is not None else None,
-        alpha=alpha,
-    )
+        metric=metric, higher_is_better=higher_is_better, baseline=b.tolist(), treatment=t.tolist(),
+        differences=d.tolist(), mean_difference=mean, ci_low=low, ci_high=high, confidence=confidence,
+        t_statistic=t_stat, p_value=p_value, minimum_detectable_effect=mde,
+        verdict=_call(mean, p_value, alpha, higher_is_better, p_eq), smallest_effect=smallest_effect,
+        p_equivalence=p_eq, equivalence_low=eq_low, equivalence_high=eq_high, alpha=alpha,
+    )  # fmt: skip
+
+
+def _paired_t(d: np.ndarray, confidence: float) -> tuple[float, float, float, float, float]:
+    """The paired t-test of the per-seed differences ``d``: (t, two-sided p, standard error, interval).
+
+    When every seed moved by the same amount (up to float noise; typical of a discrete metric, one test
+    sample more or less, over few seeds) the t-test is undefined (its p would be ~0 from the noise alone);
+    the exact sign-flip test is not: all n signs alike has p = 2 / 2^n. Inverted, it rejects every other
+    value of the mean when 2 / 2^n < 1 - confidence, and none otherwise; the standard error is then 0.
+    """
+    n, mean = d.shape[0], float(d.mean())
+    if float(np.ptp(d)) > 1e-6 * abs(mean):
+        se = float(d.std(ddof=1)) / math.sqrt(n)
+        t_stat = mean / se
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * se
+        return t_stat, float(2 * stats.t.sf(abs(t_stat), df=n - 1)), se, mean - half, mean + half
+    t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    p_value = 1.0 if mean == 0 else min(1.0, 2.0 / 2**n)
+    low, high = (mean, mean) if 2.0 / 2**n < 1 - confidence else (-math.inf, math.inf)
+    return t_stat, p_value, 0.0, low, high
 
 
 def _tost(mean: float, se: float, n: int, delta: float, alpha: float) -> tuple[float, float, float]:
@@ -286,7 +309,7 @@ def _tost(mean: float, se: float, n: int, delta: float, alpha: float) -> tuple[f
 
 
 def _call(mean: float, p_value: float, alpha: float, higher_is_better: bool | None,
-          p_equivalence: float | None = None) -> Verdict:  # fmt: skip
+          p_equivalence: float | None = None) -> Call:  # fmt: skip
     if p_equivalence is not None:
         if p_equivalence < alpha:
             return "equivalent"
@@ -335,68 +358,39 @@ def adjust_family(
     ]  # fmt: skip
 
 
-def probability_of_improvement(
-    baseline: Sequence[float],
-    treatment: Sequence[float],
-    *,
-    higher_is_better: bool = True,
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """P(treatment better than baseline): over every (treatment run, baseline run) pair, the share in which
-    the treatment is better, ties counting half (the Mann-Whitney U statistic over n·m, rliable's
-    probability of improvement), with a percentile bootstrap interval that resamples each arm's seeds.
+def compare_arms(
+    per_arm: dict[str, list[dict[str, float]]], *, smallest_effect: dict[str, float] | None = None,
+    alpha: float = 0.05, primary: str | None = None,
+) -> list[PairedComparison]:  # fmt: skip
+    """Paired comparisons of every metric both arms have at every seed, in two Holm-corrected families: the
+    task metrics (the question asked) and the diagnostics (names starting ``diagnostics.``). Directions
+    come from :mod:`contrastlab.metrics`. Each metric with a better direction carries the probability of
+    improvement (with its interval); the primary metric also ASO's ε_min (a bootstrap of about 2 s).
 
-    Returns:
-        (estimate, low, high).
-
-    Example:
-        >>> probability_of_improvement([0.1, 0.2, 0.3], [0.25, 0.35, 0.45])[0]
-        0.8888888888888888
+    Args:
+        per_arm: ``{"baseline": rows, "treatment": rows}``, one row (metric -> value) per seed, paired.
     """
-    b, t = np.asarray(baseline, dtype=np.float64), np.asarray(treatment, dtype=np.float64)
-    if b.ndim != 1 or t.ndim != 1 or b.size < 1 or t.size < 1:
-        raise ValueError("baseline and treatment must be non-empty lists of values")
-    estimate = float(improvement_share(b, t, higher_is_better))
-    rng = np.random.default_rng(seed)
-    resampled = b[rng.integers(0, b.size, (n_boot, b.size))], t[rng.integers(0, t.size, (n_boot, t.size))]
-    boot = improvement_share(*resampled, higher_is_better)
-    tail = (1 - confidence) / 2
-    return estimate, float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
-
-
-def improvement_share(baseline: np.ndarray, treatment: np.ndarray,
-                      higher_is_better: bool = True) -> np.ndarray:  # fmt: skip
-    """The share of (treatment run, baseline run) pairs in which the treatment is better, ties counting half.
-
-    Shape:
-        - baseline: (..., m); treatment: (..., n) (leading dimensions broadcast); returns (...).
-    """
-    diff = (treatment[..., :, None] - baseline[..., None, :]) * (1.0 if higher_is_better else -1.0)
-    wins: np.ndarray = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
-    return wins
-
-
-def almost_stochastic_order(
-    baseline: Sequence[float], treatment: Sequence[float], *, higher_is_better: bool = True, seed: int = 0,
-    confidence: float = 0.95, num_comparisons: int = 1,
-) -> float:  # fmt: skip
-    """ε_min of "the treatment stochastically dominates the baseline" (Dror et al. 2019, via deepsig):
-    0 is total dominance, 0.5 none; below :data:`ASO_THRESHOLD` the treatment is almost stochastically
-    better. ``num_comparisons`` applies deepsig's Bonferroni correction. Identical score distributions
-    (nothing to order) give 0.5."""
-    import warnings
-
-    from deepsig import aso
-
-    sign = 1.0 if higher_is_better else -1.0
-    t = (sign * np.asarray(treatment, dtype=np.float64)).tolist()
-    b = (sign * np.asarray(baseline, dtype=np.float64)).tolist()
-    with warnings.catch_warnings():  # identical distributions: deepsig warns of 0/0 and returns 0.5
-        warnings.filterwarnings("ignore", message="Division by zero encountered in violation ratio")
-        return float(aso(t, b, confidence_level=confidence, num_comparisons=num_comparisons,
-                         num_bootstrap_iterations=500, show_progress=False, seed=seed))  # fmt: skip
+    families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
+    deltas = smallest_effect or {}
+    for name in per_arm["baseline"][0]:
+        if not all(name in row for rows in per_arm.values() for row in rows):
+            continue
+        families["diagnostic" if name.startswith("diagnostics.") else "task"].append(
+            paired_comparison([r[name] for r in per_arm["baseline"]], [r[name] for r in per_arm["treatment"]],
+                              metric=name, higher_is_better=direction(name), alpha=alpha,
+                              confidence=1 - alpha, smallest_effect=deltas.get(name))
+        )  # fmt: skip
+    out = []
+    for family, members in families.items():
+        for c in adjust_family(members, family=family, alpha=alpha):
+            if c.higher_is_better is not None:
+                pair = (c.baseline, c.treatment)
+                share = Interval(*probability_of_improvement(*pair, higher_is_better=c.higher_is_better))
+                aso = (almost_stochastic_order(*pair, higher_is_better=c.higher_is_better)
+                       if c.metric == primary else None)  # fmt: skip
+                c = replace(c, probability_of_improvement=share, aso_epsilon=aso)
+            out.append(c)
+    return out
 
 
 def seeds_needed(sd: float, smallest_effect: float, *, alpha: float = 0.05, power: float = 0.8,

@@ -25,6 +25,7 @@ Every worker returns when the whole study is finished, each writing the same ``s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -32,17 +33,19 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from contrastlab.experiments.results import SweepResult, SweepTrial
 from contrastlab.train import load_config, train
 from contrastlab.train.callbacks import Callback, Control
 from contrastlab.train.checkpoint import write_json
-from contrastlab.train.config import parse_scalar, recipe_name
+from contrastlab.train.keys import Override, parse_scalar
 from contrastlab.train.loggers import finish_group, tracking_group
+from contrastlab.train.recipes import recipe_name
 
-__all__ = ["parse_param", "prune_after", "run_sweep"]
+__all__ = ["parse_param", "prune_after", "run_each_once", "run_sweep"]
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
@@ -128,6 +131,23 @@ def _open_study(url: str, *, name: str, shared: bool, **study_options: Any) -> t
                 raise
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
+
+
+def run_each_once(storage: str, name: str, points: list[dict[str, Any]],
+                  run: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
+    """Calls ``run(point)`` for every point exactly once across all the processes that share ``storage``
+    (an Optuna RDB URL) and ``name``, the sweep's mechanism: each point is a trial claimed row-locked, with
+    heartbeats, so a point whose worker died is run again after :data:`GRACE_SECONDS`. Returns when every
+    point has run (in this process or another). A verdict shares its seed pairs among workers this way.
+    """
+    study, rdb = _open_study(storage, name=name, shared=True, direction="minimize")
+    choices = {key: list(dict.fromkeys(p[key] for p in points)) for key in points[0]}
+
+    def objective(trial: Any) -> float:
+        run({key: trial.suggest_categorical(key, values) for key, values in choices.items()})  # as enqueued
+        return 0.0
+
+    _run_grid(study, rdb, points, objective, shared=True)
 
 
 def _point(trial: Any) -> dict[str, Any]:
@@ -248,8 +268,9 @@ def run_sweep(
     prune: bool = True,
     model: Any = None,
     dataset: Any = None,
-) -> dict[str, Any]:
-    """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one). ``model`` and
+) -> SweepResult:
+    """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one; ``print`` the result
+    for a summary). ``model`` and
     ``dataset``: your encoder and data for every trial (as in :func:`contrastlab.fit`).
 
     Raises:
@@ -285,41 +306,49 @@ def run_sweep(
             rdb.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
 
     def objective(trial: optuna.Trial) -> float:
-        values = {key: trial.suggest_categorical(key, choices) for key, choices in params.items()}
-        trial_overrides = [*(overrides or []), *(f"{k}={v}" for k, v in values.items())]
-        earlier = _same_point(trial)
-        if earlier is not None:  # TPE draws a categorical point again: its value, not a second training
-            trial.set_user_attr("same_as", earlier.number)
-            trial.set_user_attr("run_dir", earlier.user_attrs.get("run_dir"))
-            print(f"[sweep] trial {trial.number}: the point of trial {earlier.number}, not trained again",
-                  file=sys.stderr)  # fmt: skip
-            if earlier.state == optuna.trial.TrialState.PRUNED:
-                raise optuna.TrialPruned()
-            return float(earlier.value)
-        config, raw = load_config(recipe, trial_overrides)
-        run_dir = out / "trials" / f"trial{trial.number:03d}"
-        trial.set_user_attr("run_dir", str(run_dir))
-        print(f"[sweep] trial {trial.number}: {' '.join(trial_overrides)}", file=sys.stderr)
-
-        result = train(config, run_dir, raw_config=raw, override_note=trial_overrides,
-                       callbacks=[_Pruning(trial, monitor)], model=model, dataset=dataset)  # fmt: skip
-        if not result.finished:
-            raise optuna.TrialPruned()
-        return float(result.best["value"])
+        return _trial(trial, recipe, params, overrides or [], out, monitor, model, dataset)
 
     with tracking_group("sweep", out):  # the trials' MLflow runs are children of one parent, one W&B group
         _optimise(study, rdb, params, objective, sampler, trials, storage is not None)
         result = _summary(study, params, monitor, mode)
-        write_json(result, out / "sweep.json")
+        write_json(result.to_dict(), out / "sweep.json")
         if importlib.util.find_spec("matplotlib") is not None:
             plot_sweep(result, str(out / "heatmap.png"))
-            result["plots"] = ["heatmap.png"]
-        best = result.get("best") or {}
-        summary = {"best_value": best.get("value"), "monitor": monitor,
-                   "best_params": json.dumps(best.get("params", {}))}  # fmt: skip
-        files = [out / name for name in ("sweep.json", *result.get("plots", []))]
-        finish_group(base.trainer, out, summary, files)
+            result = dataclasses.replace(result, plots=["heatmap.png"])
+        best = result.best
+        summary = {"best_value": None if best is None else best.value, "monitor": monitor,
+                   "best_params": json.dumps({} if best is None else best.params)}  # fmt: skip
+        finish_group(base.trainer, out, summary, [out / name for name in ("sweep.json", *result.plots)])
     return result
+
+
+def _trial(trial: Any, recipe: str | Path | dict[str, Any], params: dict[str, list[Any]],
+           overrides: list[str], out: Path, monitor: str, model: Any, dataset: Any) -> float:  # fmt: skip
+    """Trains one trial's point (the recipe with the point's overrides) into ``out/trials``; its best
+    monitored value. A point an earlier trial already ran (TPE draws categorical points again) gives that
+    trial's value instead of a second training."""
+    import optuna
+
+    values = {key: trial.suggest_categorical(key, choices) for key, choices in params.items()}
+    trial_overrides = [*overrides, *(str(Override.of(k, v)) for k, v in values.items())]
+    earlier = _same_point(trial)
+    if earlier is not None:
+        trial.set_user_attr("same_as", earlier.number)
+        trial.set_user_attr("run_dir", earlier.user_attrs.get("run_dir"))
+        print(f"[sweep] trial {trial.number}: the point of trial {earlier.number}, not trained again",
+              file=sys.stderr)  # fmt: skip
+        if earlier.state == optuna.trial.TrialState.PRUNED:
+            raise optuna.TrialPruned()
+        return float(earlier.value)
+    config, raw = load_config(recipe, trial_overrides)
+    run_dir = out / "trials" / f"trial{trial.number:03d}"
+    trial.set_user_attr("run_dir", str(run_dir))
+    print(f"[sweep] trial {trial.number}: {' '.join(trial_overrides)}", file=sys.stderr)
+    result = train(config, run_dir, raw_config=raw, override_note=trial_overrides,
+                   callbacks=[_Pruning(trial, monitor)], model=model, dataset=dataset)  # fmt: skip
+    if not result.finished:
+        raise optuna.TrialPruned()
+    return float(result.best["value"])
 
 
 class _Pruning(Callback):
@@ -354,20 +383,17 @@ def _optimise(study: Any, rdb: Any, params: dict[str, list[Any]], objective: Any
             study.optimize(objective, n_trials=remaining, callbacks=[stop])
 
 
-def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) -> dict[str, Any]:
+def _summary(study: Any, params: dict[str, list[Any]], monitor: str, mode: str) -> SweepResult:
     import optuna
 
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        rows.append({"number": t.number, "state": t.state.name, "params": t.params, "value": t.value,
-                     "last_reported": t.intermediate_values.get(max(t.intermediate_values, default=0)),
-                     "run_dir": t.user_attrs.get("run_dir"),
-                     "same_as": t.user_attrs.get("same_as")})  # fmt: skip
-    complete = [r for r in rows if r["state"] == optuna.trial.TrialState.COMPLETE.name]
-    best = None
-    if complete:
-        best = (min if mode == "min" else max)(complete, key=lambda r: r["value"])
-    return {"monitor": monitor, "mode": mode, "params": params, "trials": rows, "best": best}
+    rows = [SweepTrial(number=t.number, state=t.state.name, params=t.params, value=t.value,
+                       last_reported=t.intermediate_values.get(max(t.intermediate_values, default=0)),
+                       run_dir=t.user_attrs.get("run_dir"), same_as=t.user_attrs.get("same_as"))
+            for t in study.get_trials(deepcopy=False)]  # fmt: skip
+    complete = [r for r in rows if r.state == optuna.trial.TrialState.COMPLETE.name]
+    pick = min if mode == "min" else max
+    best = pick(complete, key=lambda r: float(r.value or 0.0)) if complete else None
+    return SweepResult(monitor, mode, params, rows, best)
 
 
 def colour_range(values: Any, least: float = 0.05) -> tuple[float, float]:
@@ -393,7 +419,7 @@ def colour_range(values: Any, least: float = 0.05) -> tuple[float, float]:
     return middle - span / 2, middle + span / 2
 
 
-def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
+def plot_sweep(result: SweepResult, path: str | BinaryIO) -> None:
     """The monitored metric over the swept values: a line for one parameter, a heatmap (the λ x τ grid)
     for two or more (rows and columns are the first two parameters; a cell shows the best completed trial
     over any further parameters, "pruned" where none completed)."""
@@ -403,28 +429,28 @@ def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    params: dict[str, list[Any]] = result["params"]
-    better = max if result["mode"] == "max" else min
-    complete = [t for t in result["trials"] if t["state"] == "COMPLETE" and set(params) <= set(t["params"])]
+    params = result.params
+    better = max if result.mode == "max" else min
+    complete = [t for t in result.trials if t.state == "COMPLETE" and set(params) <= set(t.params)]
     keys = list(params)
     if len(keys) == 1:
         (key, values) = next(iter(params.items()))
-        best = [[t["value"] for t in complete if t["params"][key] == v] for v in values]
+        best = [[t.value for t in complete if t.value is not None and t.params[key] == v] for v in values]
         xs = [i for i, b in enumerate(best) if b]
         fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(values), 3.2))
         ax.plot(xs, [better(best[i]) for i in xs], marker="o")
         ax.set_xticks(range(len(values)), [str(v) for v in values])
         ax.set_xlabel(key)
-        ax.set_ylabel(f"best {result['monitor']}")
+        ax.set_ylabel(f"best {result.monitor}")
     else:
         (k_rows, rows), (k_cols, cols) = (keys[0], params[keys[0]]), (keys[1], params[keys[1]])
         grid = np.full((len(rows), len(cols)), np.nan)
         for trial in complete:
-            i, j = rows.index(trial["params"][k_rows]), cols.index(trial["params"][k_cols])
-            grid[i, j] = trial["value"] if np.isnan(grid[i, j]) else better(grid[i, j], trial["value"])
+            i, j = rows.index(trial.params[k_rows]), cols.index(trial.params[k_cols])
+            grid[i, j] = trial.value if np.isnan(grid[i, j]) else better(grid[i, j], trial.value)
         fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(cols), 1.2 + 0.8 * len(rows)))
         low, high = colour_range(grid)
-        im = ax.imshow(grid, cmap="viridis" if result["mode"] == "max" else "viridis_r", vmin=low, vmax=high)
+        im = ax.imshow(grid, cmap="viridis" if result.mode == "max" else "viridis_r", vmin=low, vmax=high)
         ax.set_xticks(range(len(cols)), [str(c) for c in cols])
         ax.set_yticks(range(len(rows)), [str(r) for r in rows])
         ax.set_xlabel(k_cols)
@@ -434,7 +460,7 @@ def plot_sweep(result: dict[str, Any], path: str | BinaryIO) -> None:
                 label = "pruned" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
                 ax.text(j, i, label, ha="center", va="center", color="white", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(f"best {result['monitor']}")
+    ax.set_title(f"best {result.monitor}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

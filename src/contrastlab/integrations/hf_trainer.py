@@ -1,8 +1,9 @@
 """Contrastive terms in Hugging Face's ``Trainer`` (the ``text`` extra).
 
 ``ContrastiveMixin`` changes one method, ``compute_loss``: the batch goes through the model ``views``
-times (dropout makes each pass a different view of every example, seed 004's recipe), the model's own task
-loss is averaged over the passes, and contrastlab's objective terms on the passes' pooled last hidden states
+times (dropout makes each pass a different view of every example, the text-views study's recipe), the
+model's own task loss is averaged over the passes, and contrastlab's objective terms on the passes' pooled
+last hidden states
 (labelled by ``labels``) are added: by default ``weight`` times SupCon, or any terms of a recipe's
 ``objective:`` section (``contrastive_objective={"supcon": {...}, "rdrop": {...}}``; the task stays the
 model's own, so ``task`` is ``none``). Mix it into your own Trainer subclass, or use ``ContrastiveTrainer``::

@@ -5,11 +5,13 @@ it drops into ``SentenceTransformerTrainer(loss=...)`` or ``model.fit``; the com
 (tiled: exact at any batch size in memory that grows with the batch, not its square; ``gather_distributed``
 for negatives from every process).
 
-- :class:`InfoNCELoss`: (anchor, positive, *hard negatives) columns, each anchor against every positive and
-  every hard negative of the batch: what ``MultipleNegativesRankingLoss`` computes (its ``scale`` is
-  ``1 / temperature``), in one call at batch sizes its cached variant has to split into mini-batches.
-- :class:`SupConLoss`: two or more views per row (columns) and a label per row: Khosla et al.'s SupCon.
-- :class:`CLIPLoss`: (anchor, positive) pairs, both directions averaged (CLIP's symmetric InfoNCE).
+- :class:`SentenceInfoNCELoss`: (anchor, positive, *hard negatives) columns, each anchor against every
+  positive and every hard negative of the batch: what ``MultipleNegativesRankingLoss`` computes (its
+  ``scale`` is ``1 / temperature``), in one call at batch sizes its cached variant has to split into
+  mini-batches.
+- :class:`SentenceSupConLoss`: two or more views per row (columns) and a label per row: Khosla et al.'s
+  SupCon.
+- :class:`SentenceClipLoss`: (anchor, positive) pairs, both directions averaged (CLIP's symmetric InfoNCE).
 
 In a training step the encoder's activations, not the loss, fill memory as the batch grows. With
 ``mini_batch_size=m`` each loss uses gradient caching (Gao et al. 2021, "Scaling Deep Contrastive Learning
@@ -20,11 +22,11 @@ masks) and back-propagates its share. Same value and gradients as the batch in o
 of activations; about one more forward pass. SupCon and CLIP get it too.
 
 >>> import torch
->>> from contrastlab.integrations.sentence_transformers import InfoNCELoss
+>>> from contrastlab.integrations.sentence_transformers import SentenceInfoNCELoss
 >>> class Tiny(torch.nn.Module):  # stands in for a SentenceTransformer
 ...     def forward(self, features):
 ...         return {"sentence_embedding": features["x"]}
->>> loss = InfoNCELoss(Tiny(), temperature=0.05)
+>>> loss = SentenceInfoNCELoss(Tiny(), temperature=0.05)
 >>> columns = [{"x": torch.eye(4)}, {"x": torch.eye(4)}]
 >>> round(float(loss(columns, torch.zeros(4))), 4)  # each anchor equals its positive and nothing else
 0.0
@@ -40,8 +42,24 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.losses import clip_loss, info_nce, supcon
+from contrastlab.losses.supcon import SUPCON_TEMPERATURE
 
-__all__ = ["CLIPLoss", "InfoNCELoss", "SupConLoss"]
+__all__ = ["SentenceClipLoss", "SentenceInfoNCELoss", "SentenceSupConLoss"]
+
+#: The names these losses had in 0.1.0 (the same names as contrastlab.losses' own modules: a reader
+#: could not tell them apart); they still import, with a DeprecationWarning.
+_RENAMED = {"InfoNCELoss": "SentenceInfoNCELoss", "SupConLoss": "SentenceSupConLoss",
+            "CLIPLoss": "SentenceClipLoss"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        import warnings
+
+        warnings.warn(f"contrastlab.integrations.sentence_transformers.{name} is now {_RENAMED[name]}",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _ColumnsLoss(nn.Module):
@@ -150,22 +168,24 @@ def _replay(model: nn.Module, features: list[dict[str, Tensor]], states: list[li
     return hook
 
 
-class InfoNCELoss(_ColumnsLoss):
+class SentenceInfoNCELoss(_ColumnsLoss):
     """InfoNCE over (anchor, positive, *hard negatives) columns; ``MultipleNegativesRankingLoss`` with
     ``scale = 1 / temperature`` computes the same value."""
 
     def compute(self, columns: list[Tensor], labels: Tensor | None) -> Tensor:
         if len(columns) < 2:
-            raise ValueError(f"InfoNCELoss needs (anchor, positive[, negatives]) columns, got {len(columns)}")
+            raise ValueError(
+                f"SentenceInfoNCELoss needs (anchor, positive[, negatives]) columns, got {len(columns)}"
+            )
         negatives = torch.cat(columns[2:]) if len(columns) > 2 else None
         return info_nce(columns[0], columns[1], negatives=negatives, temperature=self.temperature,
                         chunk_size=self.chunk_size, gather_distributed=self.gather_distributed)  # fmt: skip
 
 
-class SupConLoss(_ColumnsLoss):
+class SentenceSupConLoss(_ColumnsLoss):
     """SupCon over the rows' views (each text column a view of the row) and their labels."""
 
-    default_temperature = 0.1
+    default_temperature = SUPCON_TEMPERATURE
 
     def compute(self, columns: list[Tensor], labels: Tensor | None) -> Tensor:
         views = torch.stack(columns, dim=1)  # (N, V, D)
@@ -173,11 +193,11 @@ class SupConLoss(_ColumnsLoss):
                       gather_distributed=self.gather_distributed)  # fmt: skip
 
 
-class CLIPLoss(_ColumnsLoss):
+class SentenceClipLoss(_ColumnsLoss):
     """CLIP's symmetric InfoNCE over (anchor, positive) pairs."""
 
     def compute(self, columns: list[Tensor], labels: Tensor | None) -> Tensor:
         if len(columns) != 2:
-            raise ValueError(f"CLIPLoss needs (anchor, positive) columns, got {len(columns)}")
+            raise ValueError(f"SentenceClipLoss needs (anchor, positive) columns, got {len(columns)}")
         return clip_loss(columns[0], columns[1], temperature=self.temperature, chunk_size=self.chunk_size,
                          gather_distributed=self.gather_distributed)  # fmt: skip

@@ -32,6 +32,7 @@ from contrastlab.losses._tiled import (
 )
 
 __all__ = [
+    "SUPCON_TEMPERATURE",
     "FocalSupConLoss",
     "MarginContrastiveLoss",
     "SupConLoss",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 ContrastMode = Literal["all", "one"]
+
+#: SupCon's default temperature τ wherever SupCon is offered (these losses, a recipe's ``objective.supcon``,
+#: the sentence-transformers loss): 0.1, the value Khosla et al. train with.
+SUPCON_TEMPERATURE = 0.1
 
 
 def flatten_views(
@@ -126,7 +131,7 @@ def supcon(
     features: Tensor,
     labels: Tensor | None = None,
     *,
-    temperature: float = 0.07,
+    temperature: float = SUPCON_TEMPERATURE,
     base_temperature: float | None = None,
     contrast_mode: ContrastMode = "all",
     normalize: bool = True,
@@ -148,7 +153,7 @@ def supcon(
         labels: Integer class of each sample; None makes each sample its own class.
         temperature: τ > 0.
         base_temperature: τ_base, the reference implementation's rescaling; None means τ (factor 1). The
-            SupContrast code defaults to 0.07, which equals None at the default τ = 0.07.
+            SupContrast code sets τ_base = 0.07 (its default τ): pass 0.07 to reproduce its scale at any τ.
         contrast_mode: "all" uses every view as an anchor; "one" only the first view (the reference's
             ``contrast_mode='one'``), still contrasted against all views.
         normalize: L2-normalise rows first.
@@ -205,7 +210,7 @@ def focal_supcon(
     features: Tensor,
     labels: Tensor | None = None,
     *,
-    temperature: float = 0.07,
+    temperature: float = SUPCON_TEMPERATURE,
     gamma: float = 2.0,
     normalize: bool = True,
     chunk_size: ChunkSize = "auto",
@@ -371,7 +376,7 @@ class SupConLoss(nn.Module):
     def __init__(
         self,
         *,
-        temperature: float = 0.07,
+        temperature: float = SUPCON_TEMPERATURE,
         base_temperature: float | None = None,
         contrast_mode: ContrastMode = "all",
         normalize: bool = True,
@@ -419,7 +424,7 @@ class FocalSupConLoss(nn.Module):
     def __init__(
         self,
         *,
-        temperature: float = 0.07,
+        temperature: float = SUPCON_TEMPERATURE,
         gamma: float = 2.0,
         normalize: bool = True,
         chunk_size: ChunkSize = "auto",

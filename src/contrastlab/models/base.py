@@ -37,7 +37,7 @@ class ModelOutput:
         - extras: further views of each sample from the same forward (text encoders, on request), through
           the projection head and L2-normalised: "layer:i" (N, P), "tokens:i" and "clusters" (N, k, P),
           with their masks "tokens_mask" and "clusters_mask" (N, k) bool.
-        - auxiliary: (N, A), the auxiliary regression head's output (seed 003's pose), when the model has one.
+        - auxiliary: (N, A), the auxiliary regression head's output (the identity study's pose), if any.
     """
 
     logits: Tensor
@@ -78,7 +78,8 @@ class ContrastiveModel(nn.Module):
         projection_dim: P.
         head: "linear", or "cosine" (logits are cosines between the embedding and each class's weight
             vector: what ArcFace / CosFace margins act on).
-        num_auxiliary: Width of an auxiliary regression head on the embedding (seed 003's pose head); 0: none.
+        num_auxiliary: Width of an auxiliary regression head on the embedding (the identity study's pose
+            head); 0: none.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""A two-tower graph + text model joined by cross-modal attention (seed 000's fusion regressor).
+"""A two-tower graph + text model joined by cross-modal attention (the fusion study's fusion regressor).
 
 The graph tower is GINE (edge-aware GIN, :mod:`contrastlab.models.graph`); the text tower a local Hugging
 Face encoder (:class:`~contrastlab.models.text.TextEncoder`: the built-in MiniLM, any folder, LoRA or
@@ -26,6 +26,7 @@ objective.clip=null``) answers whether the text adds anything, with stage CKA on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -116,31 +117,12 @@ class FusionEncoder(nn.Module):
         text_tower: bool = True,
     ) -> None:
         super().__init__()
-        if not hidden_dims:
-            raise ValueError("model.hidden_dims must list at least one graph block width")
+        _check_options(hidden_dims, middle_fusion_layers, embedding_dim, middle_fusion_hidden_dim,
+                       middle_fusion_num_heads, cross_modal_num_heads)  # fmt: skip
         depth = len(hidden_dims)
-        bad = [i for i in middle_fusion_layers if not -depth <= i < depth]
-        if bad:
-            raise ValueError(
-                f"model.options.middle_fusion_layers={list(middle_fusion_layers)}: {bad} are not graph "
-                f"blocks (this graph tower has blocks 0..{depth - 1}; negative indices count from the top)"
-            )
-        for name, heads, width in (
-            ("middle_fusion_num_heads", middle_fusion_num_heads, middle_fusion_hidden_dim),
-            ("cross_modal_num_heads", cross_modal_num_heads, embedding_dim),
-        ):
-            if heads < 1 or width % heads:
-                raise ValueError(f"model.options.{name}={heads} must be >= 1 and divide the width {width}")
         text_options = dict(text or {})
         freeze = bool(text_options.pop("freeze", False))
-        unknown = sorted(set(text_options) - {"path", "pooling", "max_length", "lora", "dropout"})
-        if unknown:
-            raise ValueError(
-                f"model.options.text: unknown key(s) {unknown}; expected some of path, pooling, max_length, "
-                "lora, dropout, freeze"
-            )
-        if freeze and text_options.get("lora") is not None:
-            raise ValueError("model.options.text: freeze=true would freeze the LoRA adapters too; choose one")
+        _check_text_options(text_options, freeze)
         g_drop = dropout if graph_dropout is None else graph_dropout
 
         # graph tower
@@ -263,3 +245,37 @@ class FusionEncoder(nn.Module):
         pair = self.cross_norm(pair + self.cross_dropout(h))
         fused = self.stages["fused"](self.fuse(pair.flatten(1)))
         return EncoderOutput(fused, {"graph": g, "text": t})
+
+
+def _check_options(hidden_dims: list[int], middle_fusion_layers: Sequence[int], embedding_dim: int,
+                   middle_fusion_hidden_dim: int, middle_fusion_num_heads: int,
+                   cross_modal_num_heads: int) -> None:  # fmt: skip
+    """Refuses an empty graph tower, fusion after blocks it does not have, and head counts that do not
+    divide their attention's width."""
+    if not hidden_dims:
+        raise ValueError("model.hidden_dims must list at least one graph block width")
+    depth = len(hidden_dims)
+    bad = [i for i in middle_fusion_layers if not -depth <= i < depth]
+    if bad:
+        raise ValueError(
+            f"model.options.middle_fusion_layers={list(middle_fusion_layers)}: {bad} are not graph "
+            f"blocks (this graph tower has blocks 0..{depth - 1}; negative indices count from the top)"
+        )
+    for name, heads, width in (
+        ("middle_fusion_num_heads", middle_fusion_num_heads, middle_fusion_hidden_dim),
+        ("cross_modal_num_heads", cross_modal_num_heads, embedding_dim),
+    ):
+        if heads < 1 or width % heads:
+            raise ValueError(f"model.options.{name}={heads} must be >= 1 and divide the width {width}")
+
+
+def _check_text_options(text_options: dict[str, Any], freeze: bool) -> None:
+    """Refuses text-tower options the text encoder does not take, and a frozen tower with adapters."""
+    unknown = sorted(set(text_options) - {"path", "pooling", "max_length", "lora", "dropout"})
+    if unknown:
+        raise ValueError(
+            f"model.options.text: unknown key(s) {unknown}; expected some of path, pooling, max_length, "
+            "lora, dropout, freeze"
+        )
+    if freeze and text_options.get("lora") is not None:
+        raise ValueError("model.options.text: freeze=true would freeze the LoRA adapters too; choose one")

@@ -6,7 +6,7 @@ to top: the input embedding, each message-passing or attention block, and the re
 
 Pooling is named in the config: ``mean``, ``sum``, ``max``, ``attention`` (a learned gate, Li et al.
 2016), ``set`` (a set-transformer pooling by multihead attention, Lee et al. 2019), or a list of them whose
-outputs are concatenated (seed 002's hierarchical pooling) before a linear map to the embedding.
+outputs are concatenated (the peptide study's hierarchical pooling) before a linear map to the embedding.
 
 GINE can also read whole-molecule descriptors beside the graph (``model.options.descriptors: rdkit``,
 Chemprop's ``rdkit_2d`` features; ``morgan``, ``morgan_count`` or a list of kinds, see

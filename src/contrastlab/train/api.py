@@ -30,7 +30,8 @@ from torch import nn
 
 from contrastlab._io import reading
 from contrastlab.train.callbacks import Callback
-from contrastlab.train.config import TrainConfig, apply_overrides, load_config, validate
+from contrastlab.train.config import TrainConfig, load_config, validate
+from contrastlab.train.recipes import apply_overrides
 from contrastlab.train.rundir import RunDir, RunDirError
 from contrastlab.train.trainer import RunResult, train
 

@@ -1,6 +1,7 @@
-"""From a config to the objects a run needs: data split, target scaling, the model (built-in or yours),
-optimiser groups, scheduler, augmentations, the objective and the companions its terms need (a momentum
-encoder and its queue, a frozen reference), and the model inputs of a batch. :func:`build_parts` calls
+"""From a config to the objects a run needs: the data with its split and target scale (``split.py``), the
+model (built-in or yours), the optimiser and its schedule (``optim.py``), the batch sampler,
+augmentations, the objective and the companions its terms need (a momentum encoder and its queue, a frozen
+reference), and the model inputs of a batch. :func:`build_parts` calls
 them in order and gives the loop (``loop.py``) everything it trains with, as :class:`Parts`.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,33 +19,30 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab import distributed
-from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_dataset, stratified_split
-from contrastlab.data.splits import label_budget, scaffold_split
+from contrastlab.data import ClassBalancedBatchSampler, RandomBatchSampler, get_dataset
 from contrastlab.losses import MemoryQueue, momentum_copy
 from contrastlab.models import ContrastiveModel, ModelOutput, build_model
 from contrastlab.train.checkpoint import CheckpointError, load_checkpoint
 from contrastlab.train.config import TrainConfig, TrainerConfig
 from contrastlab.train.objective import CLASSIFICATION_TASKS, Objective
+from contrastlab.train.optim import make_scheduler, param_groups
 from contrastlab.train.rundir import RunDir
+from contrastlab.train.split import TargetScale, make_split
 from contrastlab.train.terms.moco import MoCoTermConfig
 
 __all__ = [
     "Parts",
-    "TargetScale",
     "augment_view",
     "batch_inputs",
     "build_parts",
     "check_batch_size",
-    "check_param_groups",
     "check_task",
     "forward_views",
     "load_pretrained_encoder",
     "make_augmentation",
     "make_model",
-    "make_scheduler",
-    "make_split",
+    "make_sampler",
     "own_model",
-    "param_groups",
     "seed_everything",
     "view_generator",
 ]
@@ -126,14 +123,7 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
     model = model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, tc), weight_decay=tc.weight_decay)
     check_batch_size(tc.batch_size, int(train_idx.shape[0]), world)
-    if tc.sampler.name == "class_balanced":
-        if data.task != "classification":
-            raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
-        sampler: Any = ClassBalancedBatchSampler(
-            data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class, seed=tc.resolved_order_seed
-        )
-    else:
-        sampler = RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.resolved_order_seed)
+    sampler = make_sampler(tc, data, train_idx)
     steps_per_epoch = max(1, math.ceil(len(sampler) / tc.accumulate))
     # Under torchrun each rank holds 1/W of every batch: the gradients are averaged over ranks once per
     # optimiser step and the contrastive terms gather negatives from every rank, which together give
@@ -170,6 +160,17 @@ def build_parts(config: TrainConfig, device: torch.device, rank: int, world: int
         device=device, amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp), rank=rank,
         world=world,
     )  # fmt: skip
+
+
+def make_sampler(tc: TrainerConfig, data: Any, train_idx: Tensor) -> Any:
+    """The batches of the training rows: class-balanced (``m_per_class`` rows of each class drawn) or
+    random, in the order the run's order seed fixes."""
+    if tc.sampler.name == "class_balanced":
+        if data.task != "classification":
+            raise ValueError("trainer.sampler.name=class_balanced needs a classification dataset")
+        return ClassBalancedBatchSampler(data.targets[train_idx], tc.batch_size, tc.sampler.m_per_class,
+                                         seed=tc.resolved_order_seed)  # fmt: skip
+    return RandomBatchSampler(train_idx.shape[0], tc.batch_size, seed=tc.resolved_order_seed)
 
 
 def check_batch_size(batch_size: int, train_rows: int, world: int = 1) -> None:
@@ -356,83 +357,6 @@ def load_pretrained_encoder(model: ContrastiveModel, source: str | Path) -> None
         ) from e
 
 
-def make_split(config: TrainConfig, data: Any) -> dict[str, Tensor]:
-    """Train/val/test indices: stratified random, the dataset's own split (``data.split: dataset``, with val
-    carved from its train part when it has no val part of its own), or by molecular scaffold
-    (``data.split: scaffold``).
-
-    Raises:
-        ValueError: no split of its own with ``data.split=dataset``; an empty train, val or test part (test
-            may be empty only when ``data.test_fraction=0`` asks for that).
-    """
-    dc = config.data
-    stratify = data.task == "classification"
-    if dc.split == "dataset":
-        own = getattr(data, "predefined_split", None)
-        if not own or "train" not in own:
-            raise ValueError(
-                f"data.split=dataset but dataset {config.data.name!r} has no split of its own; use "
-                "data.split=random (a recipe: `data: {split: random, val_fraction: 0.1, test_fraction: 0.1}`)"
-            )
-        split = {"train": own["train"], "val": own.get("val"), "test": own.get("test")}
-        if split["val"] is None:
-            part = own["train"]
-            inner = stratified_split(
-                data.targets[part], val_fraction=dc.val_fraction, test_fraction=0.0, seed=dc.split_seed,
-                stratify=stratify,
-            )  # fmt: skip
-            split["train"], split["val"] = part[inner["train"]], part[inner["val"]]
-        where = f"dataset {config.data.name!r}'s own split (data.split=dataset)"
-    elif dc.split == "scaffold":
-        if not hasattr(data, "scaffolds"):
-            raise ValueError(f"data.split=scaffold needs molecules; dataset {config.data.name!r} has none "
-                             "(use data.split=random)")  # fmt: skip
-        split = scaffold_split(data.scaffolds(), val_fraction=dc.val_fraction, test_fraction=dc.test_fraction)
-        where = (f"the scaffold split of dataset {config.data.name!r} ({len(data.targets)} rows, "
-                 f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
-    else:
-        split = stratified_split(
-            data.targets, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction, seed=dc.split_seed,
-            stratify=stratify,
-        )  # fmt: skip
-        where = (f"the random split of dataset {config.data.name!r} ({len(data.targets)} rows, "
-                 f"data.val_fraction={dc.val_fraction}, data.test_fraction={dc.test_fraction})")  # fmt: skip
-    if dc.train_labels is not None:  # a label budget: fewer training rows, val and test as they were
-        split["train"] = label_budget(split["train"], data.targets, dc.train_labels, seed=dc.split_seed,
-                                      classification=stratify)  # fmt: skip
-    if dc.max_rows_per_split is not None:  # a seeded draw of each part, so every class can appear
-        g = torch.Generator().manual_seed(dc.split_seed)
-        split = {k: v if v is None or v.numel() <= dc.max_rows_per_split else
-                 v[torch.randperm(v.numel(), generator=g)[: dc.max_rows_per_split]].sort().values
-                 for k, v in split.items()}  # fmt: skip
-    for name in ("train", "val", "test"):
-        rows = split[name]
-        if (rows is None or rows.numel() == 0) and not (name == "test" and dc.split != "dataset"
-                                                         and dc.test_fraction == 0):  # fmt: skip
-            raise ValueError(f"{where} has no {name} rows; a run needs train, val and test rows")
-    return {k: v for k, v in split.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class TargetScale:
-    """Regression targets are trained on as ``(y - mean) / sd`` (training split statistics)."""
-
-    mean: float = 0.0
-    sd: float = 1.0
-
-    @classmethod
-    def fit(cls, config: TrainConfig, data: Any, train_idx: Tensor) -> TargetScale:
-        unlabelled = config.objective.task == "none"  # a pretraining corpus may have no targets at all
-        if data.task != "regression" or not config.data.standardize_targets or unlabelled:
-            return cls()
-        y = data.targets[train_idx].double()
-        sd = float(y.std()) if y.numel() > 1 else 1.0
-        return cls(float(y.mean()), sd if sd > 0 else 1.0)
-
-    def encode(self, y: Tensor) -> Tensor:
-        return (y - self.mean) / self.sd if y.is_floating_point() else y
-
-
 def batch_inputs(
     data: Any, idx: Tensor, device: torch.device, transform: Any = None, generator: Any = None
 ) -> Any:
@@ -485,97 +409,6 @@ def make_augmentation(config: TrainConfig, data: Any) -> Any:
     from contrastlab.views.graph import build_augmentation
 
     return build_augmentation(spec, "trainer.views.augment")
-
-
-def param_groups(model: ContrastiveModel, cfg: TrainerConfig) -> list[dict[str, Any]]:
-    """AdamW groups built from ``model.named_parameters()``, so that no trainable parameter is left out.
-
-    Each parameter is assigned by name: encoder layer i from the top (``model.encoder_layers()``) trains at
-    ``lr · layer_decay^i`` and is frozen below the last ``freeze_all_but_last`` layers; encoder parameters
-    outside every layer (a Graphormer's degree and distance embeddings, DeBERTa's relative-position table:
-    tensors every block shares) form the group ``encoder.shared`` at ``lr``, frozen only when the whole
-    encoder is (``freeze_all_but_last=0``); everything else (task, projection and auxiliary heads) is
-    ``head`` at ``head_lr``. A parameter two layers share belongs to the upper one. Parameters the model
-    froze itself (a LoRA model's base weights) stay frozen. Each group lists its ``param_names``.
-
-    Raises:
-        RuntimeError: a trainable parameter is in no group or in two (a bug: the message names them).
-    """
-    layers = model.encoder_layers()
-    layer_of: dict[int, int] = {}
-    for i, layer in enumerate(layers):  # bottom to top: a shared parameter ends in the upper layer
-        for p in layer.parameters():
-            layer_of[id(p)] = i
-    frozen_below = None if cfg.freeze_all_but_last is None else len(layers) - cfg.freeze_all_but_last
-    groups: dict[str, dict[str, Any]] = {}
-
-    def add(group: str, lr: float, name: str, p: nn.Parameter) -> None:
-        entry = groups.setdefault(group, {"params": [], "param_names": [], "lr": lr, "name": group})
-        entry["params"].append(p)
-        entry["param_names"].append(name)
-
-    for name, p in model.named_parameters():
-        if not name.startswith("encoder."):
-            if p.requires_grad:
-                add("head", cfg.head_lr or cfg.lr, name, p)
-            continue
-        at = layer_of.get(id(p))
-        shared_frozen = at is None and frozen_below is not None and frozen_below >= len(layers)
-        if shared_frozen or (at is not None and frozen_below is not None and at < frozen_below):
-            p.requires_grad_(False)
-        if not p.requires_grad:
-            continue
-        if at is None:
-            add("encoder.shared", cfg.lr, name, p)
-        else:
-            add(f"encoder.{at}", cfg.lr * cfg.layer_decay ** (len(layers) - 1 - at), name, p)
-    order = [f"encoder.{i}" for i in reversed(range(len(layers)))] + ["encoder.shared", "head"]
-    result = [groups[g] for g in order if g in groups]
-    check_param_groups(model, result)
-    return result
-
-
-def check_param_groups(model: nn.Module, groups: Sequence[dict[str, Any]]) -> None:
-    """Every parameter with ``requires_grad`` is in exactly one group, and no frozen one is in any.
-
-    Raises:
-        RuntimeError: naming the parameters left out, listed twice, or frozen but optimised.
-    """
-    names = {id(p): n for n, p in model.named_parameters()}
-    seen: dict[int, int] = {}
-    for group in groups:
-        for p in group["params"]:
-            seen[id(p)] = seen.get(id(p), 0) + 1
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
-    twice = [names.get(k, "?") for k, c in seen.items() if c > 1]
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and id(p) in seen]
-    if missing or twice or frozen:
-        raise RuntimeError(
-            "optimiser parameter groups do not cover the model exactly: "
-            + "; ".join(f"{what}: {found[:10]}" for what, found in (
-                ("trainable but in no group (they would never train)", missing),
-                ("in more than one group", twice), ("frozen but optimised", frozen)) if found)
-        )
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, steps_per_epoch: int) -> Any:
-    s = cfg.scheduler
-    if s.name == "warmup_cosine":
-        warmup, total = s.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    if s.name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=s.mode or "min",  # always resolved for "plateau" by TrainConfig's validation
-            factor=s.factor, patience=s.patience, min_lr=s.min_lr
-        )
-    return None
 
 
 def forward_views(model: nn.Module, x: Any, views: int, one_stage: bool) -> list[ModelOutput]:

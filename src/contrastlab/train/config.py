@@ -16,13 +16,11 @@ Components are named from registries (dataset, model, loss terms), never by impo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -33,7 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from contrastlab._io import reading
+from contrastlab.train.keys import ConfigError
+from contrastlab.train.recipes import apply_overrides, read_recipe
 from contrastlab.train.terms import (
     BUILT_IN_TERMS,
     ContrastiveTermConfig,
@@ -58,13 +57,8 @@ __all__ = [
     "TermConfig",
     "TrainConfig",
     "TrainerConfig",
-    "apply_overrides",
     "load_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A recipe or override that does not validate; the message names every bad key."""
 
 
 class _Strict(BaseModel):
@@ -414,65 +408,6 @@ def validate(raw: dict[str, Any]) -> TrainConfig:
         raise ConfigError(_format_errors(exc)) from None
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"objective.supcon.weight=0.2"`` → (["objective", "supcon", "weight"], 0.2); values parse as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.path=value (e.g. trainer.epochs=5)")
-    key, value = text.split("=", 1)
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key segment")
-    try:
-        return key.split("."), parse_scalar(value)
-    except ConfigError as exc:
-        raise ConfigError(f"override {text!r}: {exc}") from None
-
-
-#: Words YAML 1.1 turns into booleans that are ordinary values here (trainer.amp=off).
-_YAML11_BOOLEANS = {"on", "off", "yes", "no", "y", "n"}
-
-
-def parse_scalar(text: str) -> Any:
-    """A command-line value: YAML (numbers, true/false, null, lists), except that "1e-3" is a number and
-    "off"/"on"/"yes"/"no" stay words, as a user typing them means.
-
-    Example:
-        >>> [parse_scalar(v) for v in ("0.2", "1e-3", "off", "true", "[1, 2]", "")]
-        [0.2, 0.001, 'off', True, [1, 2], None]
-    """
-    if text == "":
-        return None
-    if text.strip().lower() in _YAML11_BOOLEANS:
-        return text.strip()
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError as exc:  # "[1" (unclosed), "!!python/object:os.system" (a tag we never load)
-        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-        raise ConfigError(
-            f"the value {text!r} is not valid YAML ({problem}); quote it, e.g. key='[1, 2]' for a list"
-        ) from None
-    if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; users mean the number
-        with contextlib.suppress(ValueError):
-            parsed = float(parsed)
-    return parsed
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Returns a copy of ``raw`` with each dotted override set (intermediate mappings are created)."""
-    out = copy.deepcopy(raw)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' holds {child!r}, not a mapping")
-            node = child
-        node[path[-1]] = value
-    return out
-
-
 def load_config(
     path: str | Path | dict[str, Any] | None, overrides: list[str] | None = None
 ) -> tuple[TrainConfig, dict[str, Any]]:
@@ -487,106 +422,6 @@ def load_config(
     if isinstance(path, dict):
         raw = copy.deepcopy(path)
     else:
-        raw = _read_recipe(Path(path)) if path is not None else {}
+        raw = read_recipe(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     return validate(raw), raw
-
-
-def recipe_name(recipe: str | Path | dict[str, Any] | None) -> str:
-    """What a recipe is called: its ``name`` (a mapping's, default "run"), or its file's stem.
-
-    Example:
-        >>> recipe_name("recipes/blobs_supcon.yaml"), recipe_name({"name": "mine"}), recipe_name({})
-        ('blobs_supcon', 'mine', 'run')
-    """
-    if isinstance(recipe, dict):
-        return str(recipe.get("name") or "run")
-    return Path(recipe).stem if recipe is not None else "run"
-
-
-def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{dotted key: leaf}`` (an empty mapping is a leaf); a recipe's keys as the
-    command line writes them.
-
-    Example:
-        >>> flat_settings({"trainer": {"lr": 0.1, "views": {}}, "name": "x"})
-        {'trainer.lr': 0.1, 'trainer.views': {}, 'name': 'x'}
-    """
-    if not (isinstance(settings, dict) and settings):
-        return {prefix: settings}
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        out.update(flat_settings(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def extended_recipe(recipe: str | Path | dict[str, Any]) -> Path | None:
-    """The recipe file that a recipe file extends (its ``extends:``, relative to it); None when it extends
-    none, and for a mapping given from Python (which cannot extend a file).
-
-    Raises:
-        ConfigError: the recipe cannot be read, or names no single file.
-    """
-    if isinstance(recipe, dict):
-        return None
-    path = Path(recipe)
-    parent = _load_recipe_file(path).get("extends")
-    if parent is None:
-        return None
-    if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
-    return path.parent / parent
-
-
-def _load_recipe_file(path: Path) -> dict[str, Any]:
-    """One recipe file's mapping, as written (its ``extends`` not followed).
-
-    Raises:
-        ConfigError: the file cannot be read, is not YAML, is empty or holds no mapping of settings.
-    """
-    with reading(f"recipe {str(path)!r}", "a YAML recipe (a mapping of settings)", error=ConfigError):
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if loaded is None or loaded == {}:  # an empty file would train the built-in defaults
-        raise ConfigError(
-            f"recipe {str(path)!r} is empty (no settings); a recipe names at least its data, e.g. "
-            "`data: {name: blobs}` (contrastlab config prints every setting with its default)"
-        )
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
-    wrong = [key for key in loaded if not isinstance(key, str)]
-    if wrong:
-        raise ConfigError(f"{path}: setting names are words, got {wrong[0]!r}")
-    return loaded
-
-
-def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A recipe's mapping; ``extends: other.yaml`` (relative to the recipe) is read first and this recipe's
-    settings are merged over it, mapping by mapping. A recipe that names another dataset (``data.name``) or
-    model (``model.name``) than the one it extends does not inherit that one's ``options``."""
-    if path.resolve() in seen:
-        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
-        raise ConfigError(f"recipes extend each other in a cycle: {chain}")
-    raw = _load_recipe_file(path)
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
-    base = _read_recipe(path.parent / parent, (*seen, path.resolve()))
-    for part in ("data", "model"):  # options belong to the dataset (model) named: another name starts afresh
-        mine, theirs = raw.get(part), base.get(part)
-        if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("name", theirs.get("name")) != \
-                theirs.get("name"):  # fmt: skip
-            base = {**base, part: {k: v for k, v in theirs.items() if k != "options"}}
-    return _merge(base, raw)
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: nested mappings merge, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out

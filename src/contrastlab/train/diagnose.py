@@ -25,8 +25,8 @@ from contrastlab.train.checkpoint import load_checkpoint, read_history, write_js
 from contrastlab.train.config import TrainConfig, validate
 from contrastlab.train.rundir import RunDir
 
-__all__ = ["dataset_of", "diagnose_file", "diagnose_run", "generalization_gap", "load_embeddings",
-           "run_config"]
+__all__ = ["dataset_of", "diagnose_file", "diagnose_run", "format_diagnostics", "generalization_gap",
+           "load_embeddings", "run_config"]
 
 
 def load_embeddings(path: str | Path, *, key: str = "embedding") -> tuple[np.ndarray, np.ndarray | None]:
@@ -143,8 +143,6 @@ def diagnose_run(
 ) -> dict[str, Any]:
     """Diagnostics of a trained run (and, with ``against``, how it differs from another run). ``model`` and
     ``dataset``: the encoder and data the runs were trained with from Python (``contrastlab.fit``)."""
-    from contrastlab.train.build import batch_inputs, make_model, own_model
-
     run = Path(run_dir)
     files = RunDir(run)
     emb_file = files.embedding_file(split)
@@ -169,53 +167,54 @@ def diagnose_run(
         result["plots"] = [f"projection_{split}.png"]
 
     if against is not None:
-        other = Path(against)
-        other_files = RunDir(other)
-        other_emb, _ = load_embeddings(other_files.embedding_file(split))
-        expected = "a run's split.json (as contrastlab train writes it)"
-        rows = read_json(files.split, expected)
-        same_rows = rows == read_json(other_files.split, expected)
-        if not same_rows or other_emb.shape[0] != emb.shape[0]:
-            raise ValueError(
-                f"{run} and {other} did not use the same {split} split; CKA needs the same inputs"
-            )
-        point, lo, hi = bootstrap_cka(emb, other_emb, n_boot=200, seed=0)
-        comparison: dict[str, Any] = {
-            "against": str(other),
-            "embedding_cka": {
-                "linear": point,
-                "ci95": [lo, hi],
-                "linear_debiased": linear_cka(emb, other_emb, debiased=True),
-            },
-        }
-        from contrastlab.diagnostics.layers import layer_cka, plot_cka_heatmap
-
-        if model is not None:
-            train_rows = torch.tensor(rows["train"])
-            model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, run_config(other)))
-        else:
-            model_a, model_b = make_model(config, data), make_model(run_config(other), data)
-        model_a.load_state_dict(load_checkpoint(files.best)["model"])
-        model_b.load_state_dict(load_checkpoint(other_files.best)["model"])
-        idx = torch.tensor(rows[split])
-        cpu = torch.device("cpu")
-        batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
-        # The stages both models have (the graph tower alone lacks the fusion model's text stages).
-        shared = set(_stage_names(model_b))
-        stages = [name for name in _stage_names(model_a) if name in shared]
-        pool = getattr(model_a.encoder, "pool_stage", None)  # text: masked mean over each text's tokens
-        matrix = layer_cka(model_a, model_b, batches, layers_a=stages, pool=pool)
-        labels = [_stage_label(name) for name in stages]
-        comparison["stage_cka"] = {label: float(matrix[i, i]) for i, label in enumerate(labels)}
-        comparison["stage_cka_matrix"] = {"stages": labels, "values": matrix.tolist()}
-        if plots and importlib.util.find_spec("matplotlib") is not None:
-            plot_cka_heatmap(
-                matrix, labels, labels, str(run / "cka_against.png"), title=f"{run.name} vs {other.name}"
-            )
-            result.setdefault("plots", []).append("cka_against.png")
-        result["comparison"] = comparison
+        result["comparison"] = _compare_with(run, Path(against), split, emb, config, data, model, plots,
+                                             result)  # fmt: skip
     write_json(result, files.diagnostics)
     return result
+
+
+def _compare_with(run: Path, other: Path, split: str, emb: np.ndarray, config: Any, data: Any, model: Any,
+                  plots: bool, result: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """How ``run`` differs from ``other`` on the same ``split``: the embeddings' CKA (with a bootstrap
+    interval) and the CKA of every stage pair of the two models on the split's inputs."""
+    from contrastlab.diagnostics.layers import layer_cka, plot_cka_heatmap
+    from contrastlab.train.build import batch_inputs, make_model, own_model
+
+    files, other_files = RunDir(run), RunDir(other)
+    other_emb, _ = load_embeddings(other_files.embedding_file(split))
+    expected = "a run's split.json (as contrastlab train writes it)"
+    rows = read_json(files.split, expected)
+    if rows != read_json(other_files.split, expected) or other_emb.shape[0] != emb.shape[0]:
+        raise ValueError(f"{run} and {other} did not use the same {split} split; CKA needs the same inputs")
+    point, lo, hi = bootstrap_cka(emb, other_emb, n_boot=200, seed=0)
+    comparison: dict[str, Any] = {
+        "against": str(other),
+        "embedding_cka": {"linear": point, "ci95": [lo, hi],
+                          "linear_debiased": linear_cka(emb, other_emb, debiased=True)},
+    }  # fmt: skip
+    if model is not None:
+        train_rows = torch.tensor(rows["train"])
+        model_a, model_b = (own_model(model, c, data, train_rows) for c in (config, run_config(other)))
+    else:
+        model_a, model_b = make_model(config, data), make_model(run_config(other), data)
+    model_a.load_state_dict(load_checkpoint(files.best)["model"])
+    model_b.load_state_dict(load_checkpoint(other_files.best)["model"])
+    idx = torch.tensor(rows[split])
+    cpu = torch.device("cpu")
+    batches = [batch_inputs(data, idx[i : i + 512], cpu) for i in range(0, len(idx), 512)]
+    # The stages both models have (the graph tower alone lacks the fusion model's text stages).
+    shared = set(_stage_names(model_b))
+    stages = [name for name in _stage_names(model_a) if name in shared]
+    pool = getattr(model_a.encoder, "pool_stage", None)  # text: masked mean over each text's tokens
+    matrix = layer_cka(model_a, model_b, batches, layers_a=stages, pool=pool)
+    labels = [_stage_label(name) for name in stages]
+    comparison["stage_cka"] = {label: float(matrix[i, i]) for i, label in enumerate(labels)}
+    comparison["stage_cka_matrix"] = {"stages": labels, "values": matrix.tolist()}
+    if plots and importlib.util.find_spec("matplotlib") is not None:
+        plot_cka_heatmap(matrix, labels, labels, str(run / "cka_against.png"),
+                         title=f"{run.name} vs {other.name}")  # fmt: skip
+        result.setdefault("plots", []).append("cka_against.png")
+    return comparison
 
 
 def dataset_of(config: TrainConfig) -> Any:
@@ -250,3 +249,22 @@ def diagnose_file(
     result = {"file": str(path), "embedding": summarize(emb, targets, task=task)}  # type: ignore[arg-type]
     write_json(result, Path(f"{path}.diagnostics.json"))
     return result
+
+
+def format_diagnostics(result: dict[str, Any]) -> str:
+    """A diagnostics result as a flat two-column table of every number in it (the stage-pair CKA matrix
+    aside), indented two spaces."""
+
+    def rows(prefix: str, value: object) -> list[tuple[str, str]]:
+        if isinstance(value, dict):
+            return [r for k, v in value.items() for r in rows(f"{prefix}.{k}" if prefix else str(k), v)]
+        if isinstance(value, float):
+            return [(prefix, f"{value:.4f}")]
+        if isinstance(value, int):
+            return [(prefix, str(value))]
+        return []
+
+    parts = ("embedding", "generalization", "comparison")
+    table = [r for key in parts for r in rows(key, result.get(key, {})) if "stage_cka_matrix" not in r[0]]
+    width = max((len(k) for k, _ in table), default=0)
+    return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in table)

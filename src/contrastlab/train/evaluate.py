@@ -8,11 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from contrastlab.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.models import ContrastiveModel, ModelOutput
-from contrastlab.train.build import TargetScale, augment_view, batch_inputs, view_generator
+from contrastlab.train.build import augment_view, batch_inputs, view_generator
 from contrastlab.train.config import TrainConfig
-from contrastlab.train.metrics import classification_metrics, dataset_regression_metrics
 from contrastlab.train.objective import task_loss
+from contrastlab.train.split import TargetScale
 
 __all__ = ["VERIFICATION_MAX", "VERIFICATION_METRICS", "evaluate", "metric_names", "predict", "predict_views"]
 

@@ -47,6 +47,7 @@ from contrastlab.train.checkpoint import (
 from contrastlab.train.config import ConfigError, TrainConfig
 from contrastlab.train.evaluate import evaluate, metric_names, predict, predict_views
 from contrastlab.train.guard import Guard, TrainingDiverged, finite_divergence
+from contrastlab.train.keys import Override
 from contrastlab.train.loggers import check_trackers, open_loggers
 from contrastlab.train.loop import EpochLog, StepState, dry_step, train_epoch
 from contrastlab.train.progress import epoch_line, progress_bar
@@ -78,12 +79,7 @@ def overridden_weights(overrides: Sequence[str]) -> set[str]:
         >>> sorted(overridden_weights(["trainer.epochs=9", "objective.supcon.weight=0.1", "objective.x={}"]))
         ['supcon', 'x']
     """
-    names = set()
-    for text in overrides:
-        path = text.split("=", 1)[0].split(".")
-        if path[0] == "objective" and (len(path) == 2 or (len(path) == 3 and path[2] == "weight")):
-            names.add(path[1])
-    return names
+    return {term for text in overrides if (term := Override.parse(text).term) is not None}
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:

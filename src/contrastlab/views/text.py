@@ -1,7 +1,7 @@
 """Text views: more than one representation of a sentence from one transformer forward.
 
-Seed 004's ideas, as functions on a transformer's hidden states (the text encoder calls them; they need
-torch only):
+The text-views study's ideas, as functions on a transformer's hidden states (the text encoder calls them;
+they need torch only):
 
 - Dropout views come from the trainer: ``trainer.views.count: 2`` with ``mode: one_stage`` (the batch
   duplicated inside one forward) or ``two_stage`` (two forwards). Dropout masks are drawn from torch's
@@ -117,7 +117,7 @@ def _assign(tokens: Tensor, mask: Tensor, clusters: int, iterations: int) -> Ten
 def cluster_tokens(
     tokens: Tensor, mask: Tensor, clusters: int, iterations: int = 10
 ) -> tuple[Tensor, Tensor]:
-    """Seed 004's cluster views: k-means on each sentence's tokens, one view per centroid.
+    """The text-views study's cluster views: k-means on each sentence's tokens, one view per centroid.
 
     Assignments are computed without gradient; the centroids are means of the assigned token states, so
     gradients flow back to the tokens. Empty clusters (a short sentence) are masked out.

@@ -57,11 +57,10 @@ def rendered(directory: Path) -> dict[str, Any]:
 
 def table(directory: Path) -> str | None:
     """What ``contrastlab verdict`` prints for the verdict in ``directory`` (None for other kinds)."""
-    from contrastlab.experiments.schemas import load_result
-    from contrastlab.experiments.verdict import format_verdict
+    from contrastlab.experiments.results import Verdict
 
     path = directory / "verdict.json"
-    return format_verdict(load_result(path, "verdict")) + "\n" if path.is_file() else None
+    return str(Verdict.from_json(path)) + "\n" if path.is_file() else None
 
 
 def write_expected(directory: Path) -> None:

@@ -1,5 +1,6 @@
 """An auxiliary regression head on the embedding, trained with MSE on the dataset's auxiliary targets
-    (seed 003's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to predict).
+    (the identity study's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to
+    predict).
     Configuring it adds the head, in both arms of a verdict (weight 0 in the baseline)."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ ORDER = 110
 
 class AuxiliaryTermConfig(TermConfig):
     """An auxiliary regression head on the embedding, trained with MSE on the dataset's auxiliary targets
-    (seed 003's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to predict).
+    (the identity study's pose term; ``fashion_mnist`` with ``pose_degrees`` gives each image a rotation to
+    predict).
     Configuring it adds the head, in both arms of a verdict (weight 0 in the baseline)."""
 
 

@@ -1,6 +1,6 @@
 """The cross-modal CLIP term (Radford et al. 2021) between a two-tower model's views of one sample
     (model.name=fusion: the graph and the text vectors), every other sample of the batch a negative.
-    Seed 000's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
+    The fusion study's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
     ``objective.clip: {weight: λ, temperature: τ}``."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ORDER = 100
 class ClipTermConfig(ContrastiveTermConfig):
     """The cross-modal CLIP term (Radford et al. 2021) between a two-tower model's views of one sample
     (model.name=fusion: the graph and the text vectors), every other sample of the batch a negative.
-    Seed 000's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
+    The fusion study's ``--use_contrastive_loss 1 --contrastive_loss_weight λ --contrastive_temperature τ`` is
     ``objective.clip: {weight: λ, temperature: τ}``."""
 
     temperature: float = Field(default=0.07, gt=0.0)

@@ -1,6 +1,6 @@
-"""Similarity protection (seed 003): the cosine similarity of every same-identity pair in a batch may
-    fall at most ``margin`` below its value under a frozen copy of the starting model (after
-    ``model.init_from``)."""
+"""Similarity protection (the identity study): the cosine similarity of every same-identity pair in a
+batch may fall at most ``margin`` below its value under a frozen copy of the starting model (after
+``model.init_from``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ ORDER = 90
 
 
 class ProtectionTermConfig(TermConfig):
-    """Similarity protection (seed 003): the cosine similarity of every same-identity pair in a batch may
-    fall at most ``margin`` below its value under a frozen copy of the starting model (after
+    """Similarity protection (the identity study): the cosine similarity of every same-identity pair in a
+    batch may fall at most ``margin`` below its value under a frozen copy of the starting model (after
     ``model.init_from``)."""
 
     margin: float = Field(default=0.01, ge=0.0)

@@ -1,5 +1,5 @@
 """SupCon (Khosla et al. 2020) over the views of each sample, every same-label row a positive; with
-``layers``, the pooled states of those blocks of a text encoder join the views (seed 004)."""
+``layers``, the pooled states of those blocks of a text encoder join the views (the text-views study)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from contrastlab.losses import supcon
+from contrastlab.losses.supcon import SUPCON_TEMPERATURE
 from contrastlab.train.terms.base import BatchOutputs, ContrastiveTermConfig, Needs, Term, stacked_views
 
 if TYPE_CHECKING:
@@ -21,9 +22,10 @@ ORDER = 10
 
 
 class SupConTermConfig(ContrastiveTermConfig):
+    temperature: float = Field(default=SUPCON_TEMPERATURE, gt=0.0)
     base_temperature: float | None = Field(default=None, gt=0.0)
     #: Text encoders: the pooled states of these blocks (0-based, -1 the last) join the views of each
-    #: sample (seed 004's multi-view SupCon: dropout views plus intermediate-layer [CLS]).
+    #: sample (the text-views study's multi-view SupCon: dropout views plus intermediate-layer [CLS]).
     layers: list[int] | None = None
 
 

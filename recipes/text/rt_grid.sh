@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Seed 004's comparison at small scale on Rotten Tomatoes, from the CLI: the classic baselines, then CE,
+# The text-views study's comparison at small scale on Rotten Tomatoes, from the CLI: the classic baselines, then CE,
 # CE + R-Drop, CE + SupCon and the best token-level setting (k and weight chosen on validation with seed 0
-# from the seed's grid), each trained with seeds 0..SEEDS-1 on one split (a seed gives every arm the same
+# from the study's grid), each trained with seeds 0..SEEDS-1 on one split (a seed gives every arm the same
 # initial weights), then one comparison and a mean ± sd table of test accuracy.
-#   RUNS=runs/seed004 SEEDS=3 recipes/text/seed004_grid.sh
+#   RUNS=runs/rt_grid SEEDS=3 recipes/text/rt_grid.sh
 # (TOKEN_K=8,16 TOKEN_WEIGHTS=0.5 narrows the token-level grid: each point is one more run.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-runs="${RUNS:-runs/seed004}"
+runs="${RUNS:-runs/rt_grid}"
 seeds="${SEEDS:-3}"
 cl="${CONTRASTLAB:-contrastlab}"
 here=recipes/text

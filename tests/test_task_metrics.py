@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score, r2_score, roc_auc_score
 
-from contrastlab.train.metrics import auprc, auroc, classification_metrics, regression_metrics, subset_metrics
+from contrastlab.metrics import auprc, auroc, classification_metrics, regression_metrics, subset_metrics
 
 
 @pytest.mark.parametrize("seed", range(6))
