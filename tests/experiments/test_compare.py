@@ -23,6 +23,9 @@ def test_compare__table_json_and_curves_for_two_runs(tmp_path, capsys):
     result = json.loads((out / "compare.json").read_text())
     assert [r["run"] for r in result["runs"]] == ["with_supcon", "baseline"]
     assert "diagnostics" in result["runs"][1] and "diagnostics" not in result["runs"][0]
+    from contrastlab.experiments.results import RunComparison
+
+    assert RunComparison.from_json(out).to_dict() == result  # compare.json into the typed result and back
     assert (out / "curves.png").stat().st_size > 10_000
 
 

@@ -64,6 +64,9 @@ def test_sweep__grid_from_the_cli_writes_trials_json_and_heatmap(tmp_path, capsy
         assert "weight/supcon" in history  # each trial is a normal run directory
     assert result["best"]["value"] == max(t["value"] for t in result["trials"] if t["state"] == "COMPLETE")
     assert (out / "heatmap.png").stat().st_size > 0
+    from contrastlab.experiments.results import SweepResult
+
+    assert SweepResult.from_json(out).to_dict() == result  # sweep.json reads into the typed result and back
 
 
 def test_sweep__resume_runs_only_the_missing_points(tmp_path):
