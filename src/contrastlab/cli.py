@@ -210,6 +210,30 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipes(args: argparse.Namespace) -> int:
+    """The built-in recipes as a table (name, data, model, purpose), or one recipe's file."""
+    from contrastlab.train.recipes import builtin_recipes, find_recipe
+
+    if args.show is not None:
+        if args.name is None:
+            print("error: recipes show needs a NAME (contrastlab recipes lists them)", file=sys.stderr)
+            return 2
+        print(find_recipe(args.name).read_text(encoding="utf-8"), end="")
+        return 0
+    rows = []
+    for name, recipe in builtin_recipes().items():
+        settings = recipe.settings()
+        data, model = settings.get("data", {}), settings.get("model", {})
+        rows.append((name, str(data.get("name", "")), str(model.get("name", "mlp")), recipe.purpose))
+    head = ("name", "data", "model", "what it is for")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    for r in [head, *rows]:
+        line = "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True))
+        print(f"{line}  {r[3][: max(20, 110 - len(line))]}".rstrip())
+    print("\none in full: contrastlab recipes show NAME; train one: contrastlab train NAME [overrides]")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     """The fully resolved configuration, every default included, as the run would record it."""
     import yaml
@@ -410,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the datasets (details of one: datasets NAME)")
     p.add_argument("name", nargs="?", help="one dataset, in full")
     p.set_defaults(fn=_datasets)
+
+    p = sub.add_parser("recipes", help="list the built-in recipes (one in full: recipes show NAME)")
+    p.add_argument("show", nargs="?", choices=["show"], help="print one recipe's file")
+    p.add_argument("name", nargs="?", help="the recipe to show")
+    p.set_defaults(fn=_recipes)
     for name, example in EXAMPLES.items():  # every command's --help ends with an example and shows defaults
         command = sub.choices[name]
         command.epilog = f"example:\n  {example}"
@@ -448,6 +477,7 @@ EXAMPLES = {
     "baseline": "contrastlab baseline recipes/solubility_scratch.yaml --kind fingerprint_rf --seeds 3",
     "config": "contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5",
     "datasets": "contrastlab datasets rotten_tomatoes",
+    "recipes": "contrastlab recipes show blobs_supcon",
 }
 
 

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from contrastlab.train.keys import ConfigError
-from contrastlab.train.recipes import apply_overrides, read_recipe
+from contrastlab.train.recipes import apply_overrides, find_recipe, read_recipe
 from contrastlab.train.terms import (
     BUILT_IN_TERMS,
     ContrastiveTermConfig,
@@ -422,6 +422,6 @@ def load_config(
     if isinstance(path, dict):
         raw = copy.deepcopy(path)
     else:
-        raw = read_recipe(Path(path)) if path is not None else {}
+        raw = read_recipe(find_recipe(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     return validate(raw), raw

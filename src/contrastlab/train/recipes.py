@@ -1,10 +1,17 @@
 """Reading recipes: a YAML file (``extends: base.yaml`` read first and merged under it), its name, the recipe
 it extends, and overrides (``key.path=value``) set on its settings. :func:`~contrastlab.train.config.
-load_config` validates the result."""
+load_config` validates the result.
+
+The built-in recipes ship inside the package (``contrastlab/recipes``, :func:`builtin_recipes`): a recipe
+given by name (``blobs_supcon``, ``text/rt_supcon``) is found there from any folder, and so is an
+``extends:`` that names no file beside the extending recipe.
+"""
 
 from __future__ import annotations
 
 import copy
+import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +20,67 @@ import yaml
 from contrastlab._io import reading
 from contrastlab.train.keys import ConfigError, Override
 
-__all__ = ["apply_overrides", "extended_recipe", "read_recipe", "recipe_name"]
+__all__ = ["BuiltinRecipe", "apply_overrides", "builtin_recipes", "extended_recipe", "find_recipe",
+           "read_recipe", "recipe_name"]  # fmt: skip
+
+#: Where the built-in recipes live inside the package.
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@dataclass(frozen=True)
+class BuiltinRecipe:
+    """A recipe that ships with contrastlab: its name (its path under ``contrastlab/recipes`` without
+    ``.yaml``), file, and what its header comment says it is for."""
+
+    name: str
+    path: Path
+
+    @property
+    def purpose(self) -> str:
+        """The recipe's first comment line (its header says what it is for)."""
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("#"):
+                return line.lstrip("# ").strip()
+            if line.strip():
+                break
+        return ""
+
+    def settings(self) -> dict[str, Any]:
+        """The recipe's settings with what it extends merged in (not validated)."""
+        return read_recipe(self.path)
+
+
+def builtin_recipes() -> dict[str, BuiltinRecipe]:
+    """Every built-in recipe by name, sorted (``blobs_supcon``, ``fusion/mp_gap_clip``, ``text/rt_ce``)."""
+    found = sorted(RECIPES_DIR.rglob("*.yaml"))
+    return {(n := p.relative_to(RECIPES_DIR).with_suffix("").as_posix()): BuiltinRecipe(n, p) for p in found}
+
+
+def find_recipe(recipe: str | Path, *, beside: Path | None = None) -> Path:
+    """The recipe file ``recipe`` names: a path (relative to ``beside``'s folder when given, else to the
+    working directory; ``.yaml`` may be left out) when that file exists, else a built-in recipe by name
+    (``blobs_supcon``, with or without ``.yaml``; ``text/rt_supcon`` or, when unambiguous, ``rt_supcon``;
+    ``recipes/...`` as the repository writes it).
+
+    Raises:
+        ConfigError: neither a file nor a built-in recipe (with the closest built-in names).
+    """
+    path = (beside.parent / recipe) if beside is not None else Path(recipe)
+    for candidate in (path, path.with_name(f"{path.name}.yaml")) if not path.suffix else (path,):
+        if candidate.is_file():
+            return candidate
+    builtins = builtin_recipes()
+    name = Path(recipe).as_posix().removesuffix(".yaml").removesuffix(".yml").removeprefix("recipes/")
+    by_stem = {r.path.stem: r for r in builtins.values()}
+    stems = [r.path.stem for r in builtins.values()]
+    if name in builtins:
+        return builtins[name].path
+    if name in by_stem and stems.count(name) == 1:
+        return by_stem[name].path
+    close = difflib.get_close_matches(name, [*builtins, *stems], n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+    raise ConfigError(f"recipe {str(path)!r} does not exist, and no built-in recipe is named {name!r}{hint} "
+                      "(contrastlab recipes lists the built-in ones)")  # fmt: skip
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -55,13 +122,13 @@ def extended_recipe(recipe: str | Path | dict[str, Any]) -> Path | None:
     """
     if isinstance(recipe, dict):
         return None
-    path = Path(recipe)
+    path = find_recipe(recipe)
     parent = _load_recipe_file(path).get("extends")
     if parent is None:
         return None
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
-    return path.parent / parent
+    return find_recipe(parent, beside=path)
 
 
 def _load_recipe_file(path: Path) -> dict[str, Any]:
@@ -98,7 +165,7 @@ def read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: extends must name one recipe file, got {parent!r}")
-    base = read_recipe(path.parent / parent, (*seen, path.resolve()))
+    base = read_recipe(find_recipe(parent, beside=path), (*seen, path.resolve()))
     for part in ("data", "model"):  # options belong to the dataset (model) named: another name starts afresh
         mine, theirs = raw.get(part), base.get(part)
         if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("name", theirs.get("name")) != \
