@@ -182,11 +182,8 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    """The registry as a table that fits 100 columns (name, task, size, installed); ``datasets NAME``
-    shows one dataset in full (its description, options and how to install it)."""
-    import textwrap
-
-    from contrastlab.data import list_datasets
+    """The registry as a table that fits 100 columns; ``datasets NAME`` shows one dataset in full."""
+    from contrastlab.data.catalog import dataset_table, list_datasets
 
     found = list_datasets()
     if args.name is not None:
@@ -194,25 +191,16 @@ def _datasets(args: argparse.Namespace) -> int:
         if not match:
             print(f"error: no dataset named {args.name!r}; contrastlab datasets lists them", file=sys.stderr)
             return 2
-        d = match[0]
-        print(f"{d.name} ({d.task}, {d.size}; {'installed' if d.installed() else 'not installed'})")
-        print(textwrap.fill(d.description, 100, initial_indent="  ", subsequent_indent="  "))
-        print(f"  install: {d.requires or 'built in'}")
+        print(match[0].details())
         return 0
-    rows = [(d.name, d.task, d.size, "yes" if d.installed() else "no") for d in found]
-    head = ("name", "task", "size", "installed")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    for r in [head, *rows]:
-        name, task, size, installed = r
-        line = f"{name.ljust(widths[0])}  {task.ljust(widths[1])}  {size[: 100 - widths[0] - widths[1] - 17]}"
-        print(f"{line.ljust(100 - 11)}  {installed}".rstrip())
+    print(dataset_table(found))
     print("\ndetails and the install line: contrastlab datasets NAME")
     return 0
 
 
 def _recipes(args: argparse.Namespace) -> int:
     """The built-in recipes as a table (name, data, model, purpose), or one recipe's file."""
-    from contrastlab.train.recipes import builtin_recipes, find_recipe
+    from contrastlab.train.recipes import find_recipe, recipe_table
 
     if args.show is not None:
         if args.name is None:
@@ -220,16 +208,7 @@ def _recipes(args: argparse.Namespace) -> int:
             return 2
         print(find_recipe(args.name).read_text(encoding="utf-8"), end="")
         return 0
-    rows = []
-    for name, recipe in builtin_recipes().items():
-        settings = recipe.settings()
-        data, model = settings.get("data", {}), settings.get("model", {})
-        rows.append((name, str(data.get("name", "")), str(model.get("name", "mlp")), recipe.purpose))
-    head = ("name", "data", "model", "what it is for")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    for r in [head, *rows]:
-        line = "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True))
-        print(f"{line}  {r[3][: max(20, 110 - len(line))]}".rstrip())
+    print(recipe_table())
     print("\none in full: contrastlab recipes show NAME; train one: contrastlab train NAME [overrides]")
     return 0
 

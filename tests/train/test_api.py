@@ -221,3 +221,25 @@ def test_register_model__a_factory_that_chooses_its_own_width_gets_heads_of_that
     result = contrastlab.fit(recipe, run_dir=tmp_path / "r", quiet=True,
                              overrides=["model.name=narrow_for_test", "trainer.epochs=1"])  # fmt: skip
     assert result.model is not None and result.model.head.in_features == 16
+
+
+def test_every_entry_point_takes_a_dataframe_with_target_as_fit_does(tmp_path):
+    # Seen failing before: contrastlab.verdict and contrastlab.sweep rejected target= (and then asked for it).
+    frame = _frame()
+    short = ["trainer.epochs=1"]
+    run = contrastlab.fit(RECIPE, dataset=frame, target="label", run_dir=tmp_path / "fit", overrides=short,
+                          progress=False, quiet=True)  # fmt: skip
+    verdict = contrastlab.verdict(RECIPE, treatment=["objective.supcon.weight=0.5"], seeds=2, overrides=short,
+                                  out_dir=tmp_path / "v", dataset=frame, target="label", progress=False)
+    assert verdict.comparison("test.accuracy").n == 2
+    swept = contrastlab.sweep(RECIPE, {"objective.supcon.weight": [0.1, 0.3]}, out_dir=tmp_path / "s",
+                              overrides=short, dataset=frame, target="label", prune=False)  # fmt: skip
+    assert [t.state for t in swept.trials] == ["COMPLETE", "COMPLETE"]
+    resumed = contrastlab.resume(run.run_dir, ["trainer.epochs=2"], dataset=frame, target="label",
+                                 progress=False, quiet=True)  # fmt: skip
+    assert len(resumed.history) == 2
+    from contrastlab.experiments.ensemble import ensemble_runs
+
+    members = [tmp_path / "v" / "baseline" / f"seed{k}" for k in (0, 1)]
+    ensembled = ensemble_runs(members, tmp_path / "ens", dataset=frame, target="label", progress=False)
+    assert "accuracy" in ensembled["test"]

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from contrastlab.errors import UnknownNameError
 
-__all__ = ["DatasetInfo", "check_options", "get_dataset", "list_datasets", "register_dataset"]
+__all__ = ["DatasetInfo", "check_options", "dataset_table", "get_dataset", "list_datasets",
+           "register_dataset"]
 
 Task = Literal["classification", "regression"]
 
@@ -57,6 +58,27 @@ class DatasetInfo:
         return all(importlib.util.find_spec(p) is not None for p in self.needs) and all(
             Path(f).is_file() for f in self.files
         )
+
+    def details(self) -> str:
+        """The dataset in full: name, task, size, whether installed, its description and install line."""
+        import textwrap
+
+        state = "installed" if self.installed() else "not installed"
+        text = textwrap.fill(self.description, 100, initial_indent="  ", subsequent_indent="  ")
+        install = self.requires or "built in"
+        return f"{self.name} ({self.task}, {self.size}; {state})\n{text}\n  install: {install}"
+
+
+def dataset_table(found: list[DatasetInfo]) -> str:
+    """The datasets as a table that fits 100 columns: name, task, size (cut to fit) and installed."""
+    rows = [(d.name, d.task, d.size, "yes" if d.installed() else "no") for d in found]
+    head = ("name", "task", "size", "installed")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = []
+    for name, task, size, installed in [head, *rows]:
+        line = f"{name.ljust(widths[0])}  {task.ljust(widths[1])}  {size[: 100 - widths[0] - widths[1] - 17]}"
+        lines.append(f"{line.ljust(100 - 11)}  {installed}".rstrip())
+    return "\n".join(lines)
 
 
 #: name -> (what it is, its loader or the "module:function" path of a built-in one)

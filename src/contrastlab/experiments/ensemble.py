@@ -48,6 +48,8 @@ def ensemble_runs(
     *,
     overwrite: bool = False,
     dataset: Any = None,
+    target: str | None = None,
+    task: str | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Averages the predictions of finished ``runs`` on their shared split; writes the ensemble's run
@@ -58,7 +60,8 @@ def ensemble_runs(
             the same data settings and the same split.
         out: The ensemble's run directory.
         overwrite: Replace an ensemble or run already in ``out`` (otherwise it is refused).
-        dataset: The dataset the runs were trained on, when it was passed from Python.
+        dataset, target, task: The data the runs were trained on, when passed from Python (as
+            :func:`contrastlab.fit` takes them).
         progress: A bar over the members as each is rebuilt and run (default: on a terminal).
 
     Returns:
@@ -72,15 +75,19 @@ def ensemble_runs(
     members = [Path(r) for r in runs]
     configs, split = _checked_members(members)
     first = configs[0]
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset, target=target, task=task)
     data = dataset if dataset is not None else dataset_of(first)
     open_set = list(getattr(data, "open_set", ()))
     if first.objective.task == "none" or open_set:
         raise ValueError(f"{members[0]} has no task predictions to average (objective.task "
                          f"{first.objective.task!r}, open-set parts {open_set})")  # fmt: skip
-    target = RunDir(out)
-    if target.path.resolve() in {m.resolve() for m in members}:
-        raise ValueError(f"--out {target.path} is one of the members; write the ensemble elsewhere")
-    _refuse_existing(target, overwrite)  # before the predictions; again under the lock
+    dest = RunDir(out)
+    if dest.path.resolve() in {m.resolve() for m in members}:
+        raise ValueError(f"--out {dest.path} is one of the members; write the ensemble elsewhere")
+    _refuse_existing(dest, overwrite)  # before the predictions; again under the lock
     rows = {part: torch.tensor(split[part], dtype=torch.long) for part in PARTS}
     # (members, N) predictions in the targets' units, or (members, N, C) class probabilities
     parts = [part for part in PARTS if rows[part].numel()]
@@ -99,19 +106,19 @@ def ensemble_runs(
         "members": [{"run": str(m), **{part: got[i] for part, got in scores.items()}}
                     for i, m in enumerate(members)],
     }
-    with target.lock():
-        if _refuse_existing(target, overwrite):
-            target.clear()
-        write_yaml({"config": first.model_dump(mode="json"), "ensemble": result["ensemble"]}, target.config)
-        write_json(split, target.split)
-        (target.path / "predictions").mkdir()
+    with dest.lock():
+        if _refuse_existing(dest, overwrite):
+            dest.clear()
+        write_yaml({"config": first.model_dump(mode="json"), "ensemble": result["ensemble"]}, dest.config)
+        write_json(split, dest.split)
+        (dest.path / "predictions").mkdir()
         for part, preds in stacked.items():
             arrays = {"mean": mean[part].numpy(), "members": preds.numpy(),
                       "targets": data.targets[rows[part]].numpy()}  # fmt: skip
             if data.task == "regression":
                 arrays["sd"] = preds.std(dim=0, unbiased=False).numpy()
-            np.savez(target.path / "predictions" / f"{part}.npz", **arrays)
-        write_json(result, target.metrics)  # last: the ensemble is complete
+            np.savez(dest.path / "predictions" / f"{part}.npz", **arrays)
+        write_json(result, dest.metrics)  # last: the ensemble is complete
     return result
 
 

@@ -268,10 +268,13 @@ def run_sweep(
     prune: bool = True,
     model: Any = None,
     dataset: Any = None,
+    target: str | None = None,
+    task: str | None = None,
 ) -> SweepResult:
     """Runs (or resumes) the sweep and writes ``sweep.json`` (every trial, the best one; ``print`` the result
     for a summary). ``model`` and
-    ``dataset``: your encoder and data for every trial (as in :func:`contrastlab.fit`).
+    ``dataset`` (with ``target`` and ``task``): your encoder and data for every trial, as
+    :func:`contrastlab.fit` takes them.
 
     Raises:
         ValueError: an unknown sampler, TPE without ``trials``, or no params.
@@ -285,6 +288,10 @@ def run_sweep(
     if sampler == "tpe" and not trials:
         raise ValueError("--sampler tpe needs --trials N")
     params = {key: [_label(v) for v in values] for key, values in params.items()}
+    if dataset is not None:
+        from contrastlab.data.tables import as_dataset
+
+        dataset = as_dataset(dataset, target=target, task=task)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base, _ = load_config(recipe, overrides)

@@ -120,15 +120,16 @@ def run_verdict(
     resume: bool = False,
     model: Any = None,
     dataset: Any = None,
+    target: str | None = None,
+    task: str | None = None,
     smallest_effect: float | str | dict[str, float] | Sequence[str] | None = None,
     vary: Sequence[str] = ("init", "order"),
     max_seeds: int = 10,
     storage: str | None = None,
     shared_runs: dict[str, Path] | None = None,
 ) -> Verdict:
-    """Trains both arms seed by seed into ``out_dir/{baseline,treatment}/seed<k>`` and writes
-    ``out_dir/verdict.json``; returns the :class:`~contrastlab.experiments.results.Verdict` (``print`` it
-    for the table and sentence).
+    """Trains both arms seed by seed into ``out_dir/{baseline,treatment}/seed<k>``, writes verdict.json;
+    returns the :class:`~contrastlab.experiments.results.Verdict` (``print`` it for the table).
 
     Args:
         treatment: Overrides that make the treatment arm from the recipe (the baseline arm switches a
@@ -136,19 +137,18 @@ def run_verdict(
             treatment and ``baseline`` (or else the recipe it extends) the baseline.
         baseline: The baseline arm's recipe, when it is not the recipe itself; it must use the same data.
         seeds: How many seed pairs, or "auto": add pairs (3 first) until the primary metric's call is
-            decided (helped / hurt, or equivalent with ``smallest_effect``) or ``max_seeds`` are spent,
-            each look testing at α/K (:class:`~contrastlab.experiments.stats.SequentialPlan`).
+            decided or ``max_seeds`` are spent, each look at α/K (:class:`~.stats.SequentialPlan`).
         smallest_effect: δ, the smallest difference that matters (:func:`smallest_effects`): adds the
             equivalence test (calls: helped / hurt / equivalent / inconclusive).
         vary: The sources of variance drawn anew at each seed, the same in both arms (init, order, split).
         storage: An Optuna RDB URL (PostgreSQL) several workers share, with the verdict directory: each
             seed pair trains in one of them (a silent worker's pair again), each writes the verdict.json.
-        overwrite: ``out_dir`` holds a verdict: delete it and start over.
+        overwrite: Delete the verdict in ``out_dir`` and start over.
         resume: Finish an interrupted verdict (the same request: complete runs kept, the one cut short
             resumed), or add pairs to one (a larger ``seeds``; recorded in ``extended``, which says whether
             a verdict had been written: a look its p-values do not cover, unlike ``seeds="auto"``).
-        model, dataset: Your encoder and data for both arms (as in :func:`contrastlab.fit`): each run trains
-            its own copy of the encoder, so both arms of a seed start from the same weights.
+        model, dataset, target, task: Your encoder and data for both arms, as :func:`contrastlab.fit` takes
+            them (each run trains its own copy of the encoder).
         shared_runs: Complete runs by configuration, shared by several verdicts (:func:`run_verdicts`): an
             arm already trained in another verdict is linked (relative symlink), not trained again.
 
@@ -166,7 +166,7 @@ def run_verdict(
     if dataset is not None:
         from contrastlab.data.tables import as_dataset
 
-        dataset = as_dataset(dataset)
+        dataset = as_dataset(dataset, target=target, task=task)
     out = RunDir(out_dir)
     # Workers sharing --storage join the verdict their request matches, one after another: each holds the
     # lock only to check or write request.json, so a worker started at the same moment waits its turn.

@@ -133,6 +133,8 @@ def resume(
     *,
     model: nn.Module | None = None,
     dataset: Any = None,
+    target: str | None = None,
+    task: str | None = None,
     progress: bool | None = None,
     quiet: bool = False,
     callbacks: Sequence[Callback] = (),
@@ -142,7 +144,8 @@ def resume(
     Args:
         overrides: Dotted overrides of the recorded config (``"trainer.epochs=20"``, a new λ); they are
             recorded in config.yaml's history, and a term whose weight they set drops its adapted λ.
-        model, dataset: The same encoder and data objects, for a run trained on them from Python.
+        model, dataset, target, task: The same encoder and data, for a run trained on them from Python
+            (as :func:`fit` takes them).
 
     The plugins the run loaded (``--plugin``, entry points) are loaded again first.
 
@@ -169,7 +172,7 @@ def resume(
     if dataset is not None:
         from contrastlab.data.tables import as_dataset
 
-        dataset = as_dataset(dataset)
+        dataset = as_dataset(dataset, target=target, task=task)
     return train(config, run.path, raw_config=saved.get("raw", {}), resume=True,
                  override_note=list(overrides), progress=progress, quiet=quiet, model=model,
                  dataset=dataset, callbacks=callbacks)  # fmt: skip

@@ -21,7 +21,7 @@ from contrastlab._io import reading
 from contrastlab.train.keys import ConfigError, Override
 
 __all__ = ["BuiltinRecipe", "apply_overrides", "builtin_recipes", "extended_recipe", "find_recipe",
-           "read_recipe", "recipe_name"]  # fmt: skip
+           "read_recipe", "recipe_name", "recipe_table"]  # fmt: skip
 
 #: Where the built-in recipes live inside the package.
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -54,6 +54,22 @@ def builtin_recipes() -> dict[str, BuiltinRecipe]:
     """Every built-in recipe by name, sorted (``blobs_supcon``, ``fusion/mp_gap_clip``, ``text/rt_ce``)."""
     found = sorted(RECIPES_DIR.rglob("*.yaml"))
     return {(n := p.relative_to(RECIPES_DIR).with_suffix("").as_posix()): BuiltinRecipe(n, p) for p in found}
+
+
+def recipe_table(width: int = 110) -> str:
+    """The built-in recipes as a table: name, data, model and (cut to ``width``) what each is for."""
+    rows = []
+    for name, recipe in builtin_recipes().items():
+        settings = recipe.settings()
+        data, model = settings.get("data", {}), settings.get("model", {})
+        rows.append((name, str(data.get("name", "")), str(model.get("name", "mlp")), recipe.purpose))
+    head = ("name", "data", "model", "what it is for")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = []
+    for r in [head, *rows]:
+        line = "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True))
+        lines.append(f"{line}  {r[3][: max(20, width - len(line))]}".rstrip())
+    return "\n".join(lines)
 
 
 def find_recipe(recipe: str | Path, *, beside: Path | None = None) -> Path:
