@@ -26,14 +26,14 @@ def _train(args: argparse.Namespace) -> int:
     name = check_run_name(args.name, "--name") if args.name else config.name
     run_dir = Path(args.runs_dir) / name
     result = train(config, run_dir, raw_config=raw, override_note=args.overrides, overwrite=args.overwrite)
-    _summary(result)
+    print(result)
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from contrastlab.train.api import resume
 
-    _summary(resume(args.run_dir, args.overrides))
+    print(resume(args.run_dir, args.overrides))
     return 0
 
 
@@ -222,19 +222,6 @@ def _config(args: argparse.Namespace) -> int:
     config, _ = load_config(*_recipe_and_overrides(args))
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0
-
-
-def _summary(result: object) -> None:
-    from contrastlab.train import RunResult
-
-    assert isinstance(result, RunResult)
-    best = result.best
-    print(f"run: {result.run_dir}")
-    print(f"best {best.get('metric')} = {best.get('value'):.4f} at epoch {best.get('epoch')}")
-    if result.test:
-        print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in result.test.items()))
-    if result.diverged:
-        print(f"WARNING: the run diverged: {result.diverged}; its metrics are those of a broken run")
 
 
 def _seeds(text: str) -> int | str:

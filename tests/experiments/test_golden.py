@@ -57,3 +57,17 @@ def test_golden__verdicts_over_recipes_read_and_write_back_the_same():
 
     path = HERE / "recipes" / "verdicts.json"
     assert RecipeVerdicts.from_json(path).to_dict() == json.loads(path.read_text())
+
+
+def test_golden__results_show_themselves_in_a_notebook():
+    import html.parser
+
+    from contrastlab.experiments.results import Verdict
+
+    verdict = Verdict.from_json(HERE / "sequential")
+    shown = verdict._repr_html_()
+    primary = verdict.primary_comparison
+    assert primary.call() in shown and primary.metric in shown
+    assert shown.count("<tr>") == len(verdict.comparisons) + 1  # a row per metric under the header
+    assert html.parser.HTMLParser().feed(shown) is None  # it parses
+    assert str(verdict) == (HERE / "sequential.expected" / "table.txt").read_text().rstrip("\n")

@@ -66,7 +66,9 @@ def test_sweep__grid_from_the_cli_writes_trials_json_and_heatmap(tmp_path, capsy
     assert (out / "heatmap.png").stat().st_size > 0
     from contrastlab.experiments.results import SweepResult
 
-    assert SweepResult.from_json(out).to_dict() == result  # sweep.json reads into the typed result and back
+    typed = SweepResult.from_json(out)
+    assert typed.to_dict() == result  # sweep.json reads into the typed result and back
+    assert str(typed).startswith("4 trials: ") and typed._repr_html_().count("<tr>") == 1 + 4
 
 
 def test_sweep__resume_runs_only_the_missing_points(tmp_path):

@@ -243,3 +243,13 @@ def test_every_entry_point_takes_a_dataframe_with_target_as_fit_does(tmp_path):
     members = [tmp_path / "v" / "baseline" / f"seed{k}" for k in (0, 1)]
     ensembled = ensemble_runs(members, tmp_path / "ens", dataset=frame, target="label", progress=False)
     assert "accuracy" in ensembled["test"]
+
+
+def test_fit__the_result_prints_its_summary_and_shows_a_table(tmp_path):
+    run = contrastlab.fit(RECIPE, dataset=_frame(), target="label", run_dir=tmp_path / "fit",
+                          overrides=["trainer.epochs=1"], progress=False, quiet=True)  # fmt: skip
+    lines = repr(run).splitlines()
+    assert lines[0] == f"run: {tmp_path / 'fit'}" and lines[1].startswith("best val/accuracy = ")
+    assert lines[2].startswith("test: loss=") and str(run) == repr(run)
+    shown = run._repr_html_()
+    assert "<table>" in shown and "test accuracy" in shown and str(tmp_path / "fit") in shown

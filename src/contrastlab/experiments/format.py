@@ -12,9 +12,16 @@ import numpy as np
 from contrastlab.experiments.stats import percent
 
 if TYPE_CHECKING:
-    from contrastlab.experiments.results import Extension, RecipeVerdicts, RunComparison, Verdict
+    from contrastlab.experiments.results import (
+        Extension,
+        RecipeVerdicts,
+        RunComparison,
+        SweepResult,
+        Verdict,
+    )
 
-__all__ = ["extension_sentence", "format_comparison", "format_recipe_verdicts", "format_verdict"]
+__all__ = ["extension_sentence", "format_comparison", "format_recipe_verdicts", "format_verdict",
+           "sweep_html", "verdict_html"]
 
 _HEADER = ("metric", "baseline", "treatment", "diff [{level} CI]", "p", "p (Holm)", "P(better)", "verdict")
 
@@ -99,3 +106,57 @@ def format_comparison(result: RunComparison) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+#: The colours of the report's calls.
+_CALL_COLOURS = {"helped": "#1b7f3b", "hurt": "#b3261e", "equivalent": "#1f5fa8"}
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def verdict_html(verdict: Verdict) -> str:
+    """The verdict as a notebook shows it: the primary metric's call in large type with its sentence (the
+    report's verdict card), then every metric's row of the table."""
+    from html import escape
+
+    card = ""
+    primary = verdict.primary_comparison
+    if primary is not None:
+        colour = _CALL_COLOURS.get(primary.verdict, "#5d6678")
+        card = (f"<div style='border-left:4px solid {colour};padding:4px 10px;margin-bottom:8px'>"
+                f"<div style='font-size:1.4em;color:{colour}'><b>{escape(primary.call())}</b> "
+                f"{escape(primary.metric)} {primary.mean_difference:+.4g}</div>"
+                f"<div>{escape(primary.sentence())}</div></div>")  # fmt: skip
+    rows = []
+    for c in verdict.comparisons:
+        bounded = np.isfinite(c.ci_low) and np.isfinite(c.ci_high)
+        interval = f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}]" if bounded else "unbounded"
+        adjusted = "" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"
+        means = f"{np.mean(c.baseline):.4g}", f"{np.mean(c.treatment):.4g}"
+        rows.append((c.metric, *means, f"{c.mean_difference:+.3g}", interval, f"{c.p_value:.3g}", adjusted,
+                     c.call()))  # fmt: skip
+    level = percent(1 - verdict.alpha)
+    table = _html_table(("metric", "baseline", "treatment", "difference", f"{level} CI", "p", "p (Holm)",
+                         "verdict"), rows)  # fmt: skip
+    varied = escape(", ".join(verdict.vary))
+    return f"<div>{card}{table}<p>{len(verdict.seeds)} seed pairs; varied: {varied}</p></div>"
+
+
+def sweep_html(result: SweepResult) -> str:
+    """A sweep as a notebook shows it: the best trial, then every trial."""
+    from html import escape
+
+    params = list(result.params)
+    rows = [(str(t.number), t.state, *(str(t.params.get(p, "")) for p in params),
+             "" if t.value is None else f"{t.value:.4g}") for t in result.trials]  # fmt: skip
+    best = ""
+    if result.best is not None:
+        chosen = escape(str(result.best.params))
+        best = f"<p><b>best {escape(result.monitor)} = {result.best.value:.4g}</b> with {chosen}</p>"
+    return best + _html_table(("trial", "state", *params, result.monitor), rows)

@@ -183,6 +183,11 @@ class Verdict:
 
         return format_verdict(self)
 
+    def _repr_html_(self) -> str:
+        from contrastlab.experiments.format import verdict_html
+
+        return verdict_html(self)
+
 
 @dataclass(frozen=True)
 class RecipeCall:
@@ -314,6 +319,11 @@ class SweepResult:
         if best is not None:
             lines.append(f"best {self.monitor} = {best.value:.4f} with {best.params} ({best.run_dir})")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from contrastlab.experiments.format import sweep_html
+
+        return sweep_html(self)
 
 
 @dataclass(frozen=True)

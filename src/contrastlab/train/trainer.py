@@ -56,8 +56,11 @@ from contrastlab.train.rundir import RunDir, RunDirError, run_metadata
 __all__ = ["RunResult", "StepState", "TrainingDiverged", "overridden_weights", "resolve_device", "train"]
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
+    """A finished (or stopped) run: its history, best epoch, test metrics and trained model. It prints as
+    the summary ``contrastlab train`` ends with, and shows as a small table in a notebook."""
+
     run_dir: Path
     history: list[dict[str, Any]]
     best: dict[str, Any]
@@ -69,6 +72,29 @@ class RunResult:
     diverged: str | None = None
     #: False when a callback ended the run without its test evaluation (a pruned sweep trial).
     finished: bool = True
+
+    def __repr__(self) -> str:
+        best = self.best
+        at = f"{best.get('value'):.4f} at epoch {best.get('epoch')}"
+        lines = [f"run: {self.run_dir}", f"best {best.get('metric')} = {at}"]
+        if self.test:
+            lines.append("test: " + ", ".join(f"{k}={v:.4f}" for k, v in self.test.items()))
+        if self.diverged:
+            lines.append(f"WARNING: the run diverged: {self.diverged}; its metrics are those of a broken run")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        best = self.best
+        rows = [("run", str(self.run_dir)), ("epochs", str(len(self.history))),
+                (f"best {best.get('metric')}", f"{best.get('value'):.4g} at epoch {best.get('epoch')}"),
+                *((f"test {k}", f"{v:.4g}") for k, v in self.test.items())]  # fmt: skip
+        if self.diverged:
+            rows.append(("WARNING", f"diverged: {self.diverged}"))
+        cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                        for k, v in rows)  # fmt: skip
+        return f"<table>{cells}</table>"
 
 
 def overridden_weights(overrides: Sequence[str]) -> set[str]:
