@@ -1,17 +1,12 @@
-"""The ``contrastlab`` command: argument parsing only; every command calls the library's functions.
-
-contrastlab train RECIPE.yaml [key.path=value ...] [--name NAME] [--runs-dir runs]
-contrastlab resume RUN_DIR [key.path=value ...]
-contrastlab baseline RECIPE.yaml [--kind K] [--seeds N]  (classic baselines on the recipe's split)
-contrastlab ensemble RUN RUN [RUN ...] --out DIR  (the runs' averaged predictions on their shared split)
-contrastlab datasets
-"""
+"""The ``contrastlab`` command: argument parsing only; every command calls the library's functions and prints
+what they return (``contrastlab --help`` lists the commands, each ``--help`` ends with an example)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from contrastlab import plugins
 
@@ -108,11 +103,7 @@ def _verdict(args: argparse.Namespace) -> int:
               "that extends its baseline; or --plan DIR", file=sys.stderr)  # fmt: skip
         return 2
     out = Path(args.out or Path("verdicts") / Path(args.recipe).stem)
-    verdict = run_verdict(args.recipe, treatment=args.treatment, baseline=args.baseline, seeds=args.seeds,
-                          out_dir=out, overrides=args.overrides, overwrite=args.overwrite, resume=args.resume,
-                          smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds, storage=args.storage,
-                          first_seed=args.first_seed)  # fmt: skip
+    verdict = run_verdict(args.recipe, out_dir=out, overrides=args.overrides, **_verdict_options(args))
     print(verdict)
     print(f"\nwrote {out / 'verdict.json'}")
     return 0
@@ -130,14 +121,17 @@ def _verdicts(args: argparse.Namespace) -> int:
             return 2
         overrides.insert(0, args.recipe)
     out = Path(args.out or Path("verdicts") / "recipes")
-    result = run_verdicts(args.recipes, out_dir=out, treatment=args.treatment, baseline=args.baseline,
-                          seeds=args.seeds, overrides=overrides, overwrite=args.overwrite, resume=args.resume,
-                          smallest_effect=args.smallest_effect, vary=args.vary.split(","),
-                          max_seeds=args.max_seeds, storage=args.storage,
-                          first_seed=args.first_seed)  # fmt: skip
-    print(result)
+    print(run_verdicts(args.recipes, out_dir=out, overrides=overrides, **_verdict_options(args)))
     print(f"wrote {out / 'verdicts.json'}")
     return 0
+
+
+def _verdict_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``verdict`` and ``verdict --recipes`` hand to each verdict from the command line."""
+    return {"treatment": args.treatment, "baseline": args.baseline, "seeds": args.seeds,
+            "overwrite": args.overwrite, "resume": args.resume, "smallest_effect": args.smallest_effect,
+            "vary": args.vary.split(","), "max_seeds": args.max_seeds, "storage": args.storage,
+            "first_seed": args.first_seed}  # fmt: skip
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -195,6 +189,15 @@ def _datasets(args: argparse.Namespace) -> int:
         return 0
     print(dataset_table(found))
     print("\ndetails and the install line: contrastlab datasets NAME")
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from contrastlab.experiments.judge import judge, read_results
+
+    baseline, _, treatment = args.arms.partition(",")
+    print(judge(read_results(args.results), metric=args.metric, smallest_effect=args.smallest_effect,
+                arms=(baseline, treatment), higher_is_better=False if args.lower_is_better else None))
     return 0
 
 
@@ -401,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one dataset, in full")
     p.set_defaults(fn=_datasets)
 
+    p = sub.add_parser("judge", help="a paired verdict on per-seed results of runs trained anywhere (a CSV)")
+    p.add_argument("results", help="a CSV with seed, arm and metric,value columns (or one column per metric)")
+    p.add_argument("--metric", help="the metric to answer first (default: the first)")
+    p.add_argument("--smallest-effect", action="append", metavar="DELTA",
+                   help="the smallest difference that matters, as for verdict (repeatable)")
+    p.add_argument("--arms", default="baseline,treatment", help="the arm column's two names, baseline first")
+    p.add_argument("--lower-is-better", action="store_true", help="for every metric (default: each's own)")
+    p.set_defaults(fn=_judge)
+
     p = sub.add_parser("recipes", help="list the built-in recipes (one in full: recipes show NAME)")
     p.add_argument("show", nargs="?", choices=["show"], help="print one recipe's file")
     p.add_argument("name", nargs="?", help="the recipe to show")
@@ -444,6 +456,7 @@ EXAMPLES = {
     "config": "contrastlab config recipes/blobs_supcon.yaml trainer.epochs=5",
     "datasets": "contrastlab datasets rotten_tomatoes",
     "recipes": "contrastlab recipes show blobs_supcon",
+    "judge": "contrastlab judge results.csv --metric accuracy --smallest-effect 0.01",
 }
 
 

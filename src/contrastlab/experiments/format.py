@@ -44,9 +44,13 @@ def format_verdict(verdict: Verdict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    cka = ", ".join(f"{s} {v:.3f}" for s, v in verdict.stage_cka_mean.items())
-    lines.append(f"\nCKA baseline vs treatment per stage (mean over seeds): {cka}")
-    lines.append(f"Varied per seed: {', '.join(verdict.vary)}; seeds {verdict.seeds[0]}..{verdict.seeds[-1]}")
+    tail = []
+    if verdict.stage_cka_mean:  # a verdict judged from per-seed values has no models to compare
+        cka = ", ".join(f"{s} {v:.3f}" for s, v in verdict.stage_cka_mean.items())
+        tail.append(f"CKA baseline vs treatment per stage (mean over seeds): {cka}")
+    seeds = f"seeds {verdict.seeds[0]}..{verdict.seeds[-1]}"
+    tail.append(f"Varied per seed: {', '.join(verdict.vary)}; {seeds}" if verdict.vary else f"Paired {seeds}")
+    lines += [f"\n{tail[0]}", *tail[1:]]
     looks = verdict.sequential
     if looks is not None:
         outcome = "decided" if looks.decided else "budget spent, undecided"

@@ -360,7 +360,7 @@ def adjust_family(
 
 def compare_arms(
     per_arm: dict[str, list[dict[str, float]]], *, smallest_effect: dict[str, float] | None = None,
-    alpha: float = 0.05, primary: str | None = None,
+    alpha: float = 0.05, primary: str | None = None, directions: dict[str, bool | None] | None = None,
 ) -> list[PairedComparison]:  # fmt: skip
     """Paired comparisons of every metric both arms have at every seed, in two Holm-corrected families: the
     task metrics (the question asked) and the diagnostics (names starting ``diagnostics.``). Directions
@@ -369,16 +369,19 @@ def compare_arms(
 
     Args:
         per_arm: ``{"baseline": rows, "treatment": rows}``, one row (metric -> value) per seed, paired.
+        directions: Whether higher is better, per metric, where the registry's direction is not wanted.
     """
+    directions = directions or {}
     families: dict[str, list[PairedComparison]] = {"task": [], "diagnostic": []}
     deltas = smallest_effect or {}
     for name in per_arm["baseline"][0]:
         if not all(name in row for rows in per_arm.values() for row in rows):
             continue
+        better = directions[name] if name in directions else direction(name)
         families["diagnostic" if name.startswith("diagnostics.") else "task"].append(
             paired_comparison([r[name] for r in per_arm["baseline"]], [r[name] for r in per_arm["treatment"]],
-                              metric=name, higher_is_better=direction(name), alpha=alpha,
-                              confidence=1 - alpha, smallest_effect=deltas.get(name))
+                              metric=name, higher_is_better=better, alpha=alpha, confidence=1 - alpha,
+                              smallest_effect=deltas.get(name))
         )  # fmt: skip
     out = []
     for family, members in families.items():
