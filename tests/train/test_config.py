@@ -87,3 +87,21 @@ def test_a_recipe_that_names_another_dataset_does_not_inherit_its_options(tmp_pa
 def test_a_recipe_may_be_a_mapping():
     config, raw = load_config({"name": "mine", "trainer": {"epochs": 2}}, ["trainer.epochs=3"])
     assert config.name == "mine" and config.trainer.epochs == 3 and raw["trainer"]["epochs"] == 3
+
+
+def test_the_primary_metric_is_the_monitored_one_else_the_tasks_natural_metric_never_the_loss(tmp_path):
+    # Seen failing before: a recipe that named no early-stopping metric had its verdict answer test.loss.
+    import yaml
+
+    plain = {"data": {"name": "blobs"}}
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(plain))
+    assert load_config(plain)[0].primary_metric == load_config(path)[0].primary_metric == "test.accuracy"
+    regression = {"data": {"name": "blobs"}, "objective": {"task": "mse"}}
+    assert load_config(regression)[0].primary_metric == "test.rmse"
+    named = {**plain, "trainer": {"early_stopping": {"monitor": "val/macro_f1"}}}
+    assert load_config(named)[0].primary_metric == "test.macro_f1"
+    assert load_config(plain, ["trainer.early_stopping.monitor=val/loss"])[0].primary_metric == "test.loss"
+    pretraining = {"data": {"name": "blobs"}, "objective": {"task": "none", "nt_xent": {"weight": 1.0}},
+                   "trainer": {"views": {"count": 2}}}  # fmt: skip
+    assert load_config(pretraining)[0].primary_metric == "test.loss"

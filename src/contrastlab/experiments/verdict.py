@@ -238,7 +238,7 @@ class _Request:
 
     @property
     def primary(self) -> str:
-        return f"test.{self.config.trainer.early_stopping.monitor.split('/')[-1]}"
+        return self.config.primary_metric
 
     @property
     def alpha(self) -> float:

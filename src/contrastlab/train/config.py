@@ -315,6 +315,16 @@ class TrainConfig(_Strict):
 
         return check_run_name(name)
 
+    @property
+    def primary_metric(self) -> str:
+        """The test metric a verdict answers first: the early-stopping metric when the recipe names one, else
+        the task's natural metric (accuracy for a classification, RMSE for a regression; the loss only for a
+        run without a task), never the loss by default."""
+        stopping = self.trainer.early_stopping
+        if "monitor" in stopping.model_fields_set or self.objective.task == "none":
+            return f"test.{stopping.monitor.split('/')[-1]}"
+        return "test.accuracy" if self.objective.task in CLASSIFICATION_TASKS else "test.rmse"
+
     @model_validator(mode="after")
     def _views_fit_terms(self) -> TrainConfig:
         needs = {name: get_term(name).needs for name in self.objective.terms()}
