@@ -177,17 +177,12 @@ def _baseline(args: argparse.Namespace) -> int:
 
 def _datasets(args: argparse.Namespace) -> int:
     """The registry as a table that fits 100 columns; ``datasets NAME`` shows one dataset in full."""
-    from contrastlab.data.catalog import dataset_table, list_datasets
+    from contrastlab.data.catalog import dataset_info, dataset_table, list_datasets
 
-    found = list_datasets()
     if args.name is not None:
-        match = [d for d in found if d.name == args.name]
-        if not match:
-            print(f"error: no dataset named {args.name!r}; contrastlab datasets lists them", file=sys.stderr)
-            return 2
-        print(match[0].details())
+        print(dataset_info(args.name).details())
         return 0
-    print(dataset_table(found))
+    print(dataset_table(list_datasets()))
     print("\ndetails and the install line: contrastlab datasets NAME")
     return 0
 
@@ -195,9 +190,10 @@ def _datasets(args: argparse.Namespace) -> int:
 def _judge(args: argparse.Namespace) -> int:
     from contrastlab.experiments.judge import judge, read_results
 
-    baseline, _, treatment = args.arms.partition(",")
-    print(judge(read_results(args.results), metric=args.metric, smallest_effect=args.smallest_effect,
-                arms=(baseline, treatment), higher_is_better=False if args.lower_is_better else None))
+    rows, arms = read_results(args.results, mlflow=args.mlflow, arms=args.arms, mlflow_arms=args.arm,
+                              tracking_uri=args.tracking_uri)  # fmt: skip
+    print(judge(rows, metric=args.metric, smallest_effect=args.smallest_effect, arms=arms,
+                higher_is_better=False if args.lower_is_better else None))
     return 0
 
 
@@ -405,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_datasets)
 
     p = sub.add_parser("judge", help="a paired verdict on per-seed results of runs trained anywhere (a CSV)")
-    p.add_argument("results", help="a CSV with seed, arm and metric,value columns (or one column per metric)")
+    p.add_argument("results", nargs="?", help="a CSV: seed, arm, and metric,value (or a column per metric)")
+    p.add_argument("--mlflow", metavar="EXPERIMENT", help="the runs of an MLflow experiment instead of a CSV")
+    p.add_argument("--arm", action="append", metavar="TAG=VALUE", help="--mlflow: one arm's runs (twice)")
+    p.add_argument("--tracking-uri", help="--mlflow: the server (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--metric", help="the metric to answer first (default: the first)")
     p.add_argument("--smallest-effect", action="append", metavar="DELTA",
                    help="the smallest difference that matters, as for verdict (repeatable)")
@@ -447,8 +446,7 @@ EXAMPLES = {
     "diagnose": "contrastlab diagnose runs/blobs_supcon --split test --against runs/baseline",
     "compare": "contrastlab compare runs/baseline runs/blobs_supcon --out comparison",
     "sweep": "contrastlab sweep recipes/blobs_supcon.yaml --param objective.supcon.weight=0.05,0.1,0.2",
-    "verdict": "contrastlab verdict recipes/blobs_supcon.yaml --treatment objective.supcon.weight=0.2 "
-               "--seeds auto --smallest-effect 0.01",
+    "verdict": "contrastlab verdict blobs_supcon --treatment objective.supcon.weight=0.2 --seeds auto",
     "demo": "contrastlab demo --seeds 3",
     "ensemble": "contrastlab ensemble runs/sol_seed0 runs/sol_seed1 runs/sol_seed2 --out runs/sol_ensemble",
     "report": "contrastlab report verdicts/blobs_supcon",

@@ -119,3 +119,31 @@ def test_judge_from_the_command_line(tmp_path, capsys):
     (tmp_path / "ragged.csv").write_text("seed,arm,metric,value\n0,ce,accuracy,0.8,extra\n")
     assert cli_main(["judge", str(tmp_path / "ragged.csv"), "--arms", "ce,supcon"]) == 2
     assert "row 1 has more or fewer fields" in capsys.readouterr().err
+
+
+def test_judge_reads_the_runs_of_an_mlflow_experiment(tmp_path, capsys):
+    import mlflow
+
+    from tests.train.test_loggers import mlflow_server
+
+    (tmp_path / "server").mkdir()
+    with mlflow_server(tmp_path / "server") as url:
+        client = mlflow.tracking.MlflowClient(url)
+        experiment = client.create_experiment("mine")
+        for arm, values in (("ce", BASE), ("supcon", TREAT)):
+            for seed, value in enumerate(values):
+                run = client.create_run(experiment, tags={"variant": arm})
+                client.log_param(run.info.run_id, "seed", seed)
+                client.log_metric(run.info.run_id, "accuracy", value)
+                client.set_terminated(run.info.run_id)
+        other = client.create_run(experiment, tags={"variant": "other"})  # not an arm: left out
+        client.log_metric(other.info.run_id, "accuracy", 0.1)
+        args = ["judge", "--mlflow", "mine", "--arm", "variant=ce", "--arm", "variant=supcon",
+                "--tracking-uri", url, "--metric", "accuracy"]  # fmt: skip
+        capsys.readouterr()  # MLflow's own lines about the runs logged above
+        assert cli_main(args) == 0
+        printed = capsys.readouterr().out
+        assert cli_main([*args[:5], "--arm", "variant=none", "--tracking-uri", url]) == 2
+        assert "tag variant=none" in capsys.readouterr().err
+    expected = contrastlab.judge(BASE, TREAT, metric="accuracy", arms=("ce", "supcon"))
+    assert printed.strip() == str(expected).strip()

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from contrastlab.errors import UnknownNameError
 
-__all__ = ["DatasetInfo", "check_options", "dataset_table", "get_dataset", "list_datasets",
+__all__ = ["DatasetInfo", "check_options", "dataset_info", "dataset_table", "get_dataset", "list_datasets",
            "register_dataset"]
 
 Task = Literal["classification", "regression"]
@@ -114,17 +114,27 @@ def list_datasets() -> list[DatasetInfo]:
     return [info for info, _ in _REGISTRY.values()]
 
 
-def get_dataset(name: str, **options: Any) -> Any:
-    """Loads a registered dataset.
+def dataset_info(name: str) -> DatasetInfo:
+    """What a registered dataset is (without loading it).
 
     Raises:
-        KeyError: unknown name (with the closest registered names).
+        UnknownNameError: unknown name (with the closest registered names).
     """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         known = ", ".join(sorted(_REGISTRY))
         raise UnknownNameError(f"no dataset named {name!r}{hint} (registered: {known})")
+    return _REGISTRY[name][0]
+
+
+def get_dataset(name: str, **options: Any) -> Any:
+    """Loads a registered dataset.
+
+    Raises:
+        UnknownNameError: unknown name (with the closest registered names).
+    """
+    dataset_info(name)
     _, loader = _REGISTRY[name]
     if isinstance(loader, str):  # a built-in dataset: its module is imported now
         module, function = loader.split(":")

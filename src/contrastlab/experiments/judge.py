@@ -3,7 +3,8 @@ treatment (from your own sentence-transformers, Hugging Face or Lightning loop) 
 :class:`~contrastlab.experiments.results.Verdict` ``contrastlab verdict`` gives, with the same statistics:
 the paired t-test and its interval, Holm over the metrics, TOST with a smallest effect, P(improvement),
 ASO, the minimum detectable effect, and the weak-verdict warning under 5 seeds. ``contrastlab judge
-results.csv`` does it from a CSV.
+results.csv`` does it from a CSV, and ``contrastlab judge --mlflow EXPERIMENT --arm tag=value --arm
+tag=value`` from the runs of an MLflow tracking server (:func:`mlflow_results`).
 
 >>> from contrastlab.experiments.judge import judge
 >>> verdict = judge([0.80, 0.82, 0.79, 0.81, 0.80], [0.84, 0.85, 0.83, 0.86, 0.84], metric="accuracy",
@@ -25,7 +26,7 @@ from contrastlab.experiments.results import Verdict
 from contrastlab.experiments.stats import compare_arms
 from contrastlab.experiments.verdict import ALPHA, smallest_effects
 
-__all__ = ["judge", "read_results"]
+__all__ = ["judge", "mlflow_results", "read_results"]
 
 ARMS = ("baseline", "treatment")
 
@@ -146,17 +147,62 @@ def _from_table(table: Any, arms: tuple[str, str]) -> tuple[dict[str, tuple[list
     return out, seeds  # type: ignore[return-value]
 
 
-def read_results(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a results CSV (a header with ``seed``, ``arm`` and either ``metric``, ``value`` or one
-    column per metric), for :func:`judge`.
+def read_results(path: str | Path | None, *, mlflow: str | None = None, arms: str = "baseline,treatment",
+                 mlflow_arms: Sequence[str] | None = None, tracking_uri: str | None = None,
+                 ) -> tuple[list[dict[str, Any]], tuple[str, str]]:  # fmt: skip
+    """The per-seed rows ``contrastlab judge`` reads and the arms' names: a results CSV (a header with
+    ``seed``, ``arm`` and either ``metric``, ``value`` or one column per metric; ``arms`` names its two arms,
+    baseline first), or with ``mlflow`` an MLflow experiment's runs (:func:`mlflow_results`).
 
     Raises:
         UnreadableFileError: not a CSV; a row longer or shorter than the header (its number).
+        ValueError: neither a CSV nor ``mlflow`` with two arms, or both.
     """
+    if mlflow is not None:
+        if len(mlflow_arms or []) != 2 or path is not None:
+            raise ValueError("--mlflow reads two arms (--arm tag=value twice, baseline first), not a CSV")
+        assert mlflow_arms is not None
+        names = tuple(arm.partition("=")[2] for arm in mlflow_arms)
+        return mlflow_results(mlflow, mlflow_arms, tracking_uri=tracking_uri), (names[0], names[1])
+    if path is None:
+        raise ValueError("judge needs a results CSV, or --mlflow EXPERIMENT with two --arm tag=value")
+    baseline, _, treatment = arms.partition(",")
     described = "a CSV of per-seed results (seed, arm, and metric,value or one column per metric)"
     with reading(Path(path), described), Path(path).open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     bad = ragged_row(rows)
     if bad is not None:
         raise UnreadableFileError(f"{path}: row {bad} has more or fewer fields than the header")
+    return rows, (baseline, treatment)
+
+
+def mlflow_results(experiment: str, arms: Sequence[str], *, tracking_uri: str | None = None,
+                   seed_key: str = "seed") -> list[dict[str, Any]]:  # fmt: skip
+    """Per-seed results for :func:`judge` from an MLflow experiment: each arm is the runs with one tag
+    (``"variant=supcon"``), each run's seed its ``seed_key`` param or tag, its values the run's metrics
+    (their last logged values). Rows name their arm by the tag's value.
+
+    Raises:
+        ValueError: no such experiment, an arm that is not ``tag=value``, an arm without runs, a run
+            without a seed (named by its run id), or two runs of one arm with the same seed.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"no MLflow experiment named {experiment!r} at {client.tracking_uri}")
+    rows = []
+    for arm in arms:
+        tag, sep, value = arm.partition("=")
+        if not sep or not tag or not value:
+            raise ValueError(f"--arm {arm!r}: expected tag=value (the tag that marks the arm's runs)")
+        runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{tag}` = '{value}'")
+        if not runs:
+            raise ValueError(f"no run of experiment {experiment!r} has the tag {tag}={value}")
+        for run in runs:
+            seed = run.data.params.get(seed_key, run.data.tags.get(seed_key))
+            if seed is None:
+                raise ValueError(f"run {run.info.run_id} ({tag}={value}) has no {seed_key!r} param or tag")
+            rows.append({"seed": seed, "arm": value, **run.data.metrics})
     return rows
