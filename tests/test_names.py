@@ -42,8 +42,7 @@ def test_the_finder_sees_the_losses():
 
 
 def test_the_sentence_transformers_losses_old_names_still_import_with_a_warning():
-    pytest.importorskip("sentence_transformers")
-    from contrastlab.integrations import sentence_transformers as st
+    from contrastlab.integrations import sentence_transformers as st  # the dev extra installs it
 
     with pytest.warns(DeprecationWarning, match="SentenceClipLoss"):
         assert st.CLIPLoss is st.SentenceClipLoss
@@ -53,6 +52,7 @@ def test_the_sentence_transformers_losses_old_names_still_import_with_a_warning(
 
 
 def test_supcon_has_one_default_temperature_wherever_it_is_offered():
+    from contrastlab.integrations.sentence_transformers import SentenceSupConLoss
     from contrastlab.losses import SupConLoss, supcon
     from contrastlab.losses.supcon import SUPCON_TEMPERATURE
     from contrastlab.train.config import validate
@@ -61,9 +61,6 @@ def test_supcon_has_one_default_temperature_wherever_it_is_offered():
         "supcon()": inspect.signature(supcon).parameters["temperature"].default,
         "SupConLoss": SupConLoss().temperature,
         "objective.supcon": validate({"objective": {"supcon": {"weight": 0.1}}}).objective.supcon.temperature,
+        "SentenceSupConLoss": SentenceSupConLoss.default_temperature,
     }
-    if importlib.util.find_spec("sentence_transformers") is not None:
-        from contrastlab.integrations.sentence_transformers import SentenceSupConLoss
-
-        defaults["SentenceSupConLoss"] = SentenceSupConLoss.default_temperature
     assert set(defaults.values()) == {SUPCON_TEMPERATURE}, defaults

@@ -15,8 +15,6 @@ import pytest
 
 from tests.experiments.golden.regenerate import HERE, KINDS, ROOT, rendered, table
 
-pytest.importorskip("matplotlib")
-
 
 @pytest.fixture(autouse=True)
 def _at_root(monkeypatch):

@@ -30,7 +30,7 @@ class _Interval(_Shape):
 
 
 class _Comparison(_Shape):
-    """What a curve reads of each comparison."""
+    """What a verdict holds of each comparison (every field PairedComparison.to_dict writes)."""
 
     metric: str
     baseline: list[float]
@@ -40,13 +40,7 @@ class _Comparison(_Shape):
     ci_high: float | None
     confidence: float
     verdict: str
-    call: str | None = None
     smallest_effect: float | None = None
-
-
-class _FullComparison(_Comparison):
-    """What the report reads of each comparison (every field PairedComparison.to_dict writes)."""
-
     higher_is_better: bool | None
     differences: list[float]
     p_value: float
@@ -61,12 +55,6 @@ class _FullComparison(_Comparison):
     call: str
     probability_of_improvement: _Interval | None = None
     aso_epsilon: float | None = None
-
-
-class _Comparisons(_Shape):
-    """A verdict as a curve of verdicts reads it: its comparisons."""
-
-    comparisons: list[_Comparison]
 
 
 class _Sequential(_Shape):
@@ -97,7 +85,7 @@ class _Verdict(_Shape):
     alpha: float = 0.05
     sequential: _Sequential | None = None
     primary: str | None = None
-    comparisons: list[_FullComparison]
+    comparisons: list[_Comparison]
     stage_cka_baseline_vs_treatment: dict[str, list[float]] = {}
     stage_cka_mean: dict[str, float]
     extended: list[_Extension] = []
@@ -193,7 +181,6 @@ class _Curve(_Shape):
 
 _KINDS: dict[str, tuple[type[_Shape], str]] = {
     "verdict": (_Verdict, "a verdict (verdict.json, as contrastlab verdict writes it)"),
-    "comparisons": (_Comparisons, "a verdict (verdict.json, as contrastlab verdict writes it)"),
     "verdicts": (_Verdicts, "verdicts over recipes (verdicts.json, as contrastlab verdict --recipes writes)"),
     "request": (_Request, "a verdict's request.json (as contrastlab verdict writes it)"),
     "sweep": (_Sweep, "a sweep (sweep.json, as contrastlab sweep writes it)"),
@@ -203,12 +190,12 @@ _KINDS: dict[str, tuple[type[_Shape], str]] = {
 }
 
 
-Kind = Literal["verdict", "comparisons", "verdicts", "request", "sweep", "metrics", "compare", "curve"]
+Kind = Literal["verdict", "verdicts", "request", "sweep", "metrics", "compare", "curve"]
 
 
 def load_result(path: str | Path, kind: Kind) -> dict[str, Any]:
-    """A result file as written (a mapping), after checking that it has the shape of its kind (what its
-    readers use: "verdict" all the report shows, "comparisons" what a curve reads of a verdict).
+    """A result file as written (a mapping), after checking that it has the shape of its kind (every field
+    its typed result in :mod:`contrastlab.experiments.results` reads).
 
     Raises:
         UnreadableFileError: the file cannot be read, is not JSON, or a field is missing or of another type
